@@ -1,0 +1,36 @@
+"""pimc_jax: PIMC pixel-wise multimodal contrastive self-supervision in JAX/Flax.
+
+The package reads in pipeline order: :mod:`~pimc_jax.indices` (vegetation
+indices) → :mod:`~pimc_jax.recurrence` (recurrence plots) →
+:mod:`~pimc_jax.models` (the two towers) → :mod:`~pimc_jax.loss` (symmetric
+InfoNCE) → :mod:`~pimc_jax.step` (one training step) → :mod:`~pimc_jax.train`
+(the loop, checkpoints, metrics); :mod:`~pimc_jax.data` and
+:mod:`~pimc_jax.evaluation` sit beside it, :mod:`~pimc_jax.parallel` is the one
+place devices and hosts are handled, and :mod:`~pimc_jax.encode` is the entry
+point for embedding data from other programs.
+"""
+
+from pimc_jax.checkpoint import load_params
+from pimc_jax.encode import PIMCParams, encode, encode_patch, init_params
+from pimc_jax.indices import BAND_TABLES, vegetation_indices
+from pimc_jax.loss import symmetric_infonce
+from pimc_jax.models import EncoderSpec, ModelSpec
+from pimc_jax.recurrence import index_recurrence_plots, recurrence_plot, resample_series
+
+__all__ = [
+    "BAND_TABLES",
+    "EncoderSpec",
+    "ModelSpec",
+    "PIMCParams",
+    "encode",
+    "encode_patch",
+    "index_recurrence_plots",
+    "init_params",
+    "load_params",
+    "recurrence_plot",
+    "resample_series",
+    "symmetric_infonce",
+    "vegetation_indices",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,193 @@
+"""Orbax checkpoints of PIMC training, and :func:`load_params` for everything downstream.
+
+A checkpoint is one Orbax step directory ``WORKDIR/checkpoints/<step>/`` with
+three items:
+
+* ``params``: the Flax variables, saved as replicated arrays (one copy, written
+  once however many devices or hosts trained them);
+* ``opt_state``: the optax state, likewise;
+* ``meta``: JSON with the step, the :class:`~pimc_jax.models.ModelSpec` and the
+  training config, so a checkpoint alone rebuilds the model.
+
+Because nothing is stored per device, a checkpoint restores onto any number of
+devices: arrays come back replicated over the devices of the restoring run.
+Orbax writes each step to a temporary directory and renames it when complete, so a
+run killed mid-save leaves the previous checkpoints intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from pimc_jax.encode import PIMCParams, init_params
+from pimc_jax.models import ModelSpec
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+def _replicated_sharding() -> jax.sharding.NamedSharding:
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("all_devices",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def _to_global(tree: Any) -> Any:
+    """Host NumPy leaves (identical on every process) → replicated global jax.Arrays."""
+    sharding = _replicated_sharding()
+
+    def put(x: Any) -> jax.Array:
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
+
+
+def _to_host(tree: Any) -> Any:
+    """Replicated global arrays → NumPy (this process's copy)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def _abstract(tree: Any) -> Any:
+    sharding = _replicated_sharding()
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), tree
+    )
+
+
+class CheckpointStore:
+    """Periodic, keep-N, resumable checkpoints under ``WORKDIR/checkpoints``.
+
+    All processes of a multi-host run call every method; Orbax coordinates the
+    writes so each array is stored once.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3):
+        self.directory = Path(workdir).absolute() / CHECKPOINT_SUBDIR
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            item_names=("params", "opt_state", "meta"),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(
+        self,
+        step: int,
+        params: Any,
+        opt_state: Any,
+        spec: ModelSpec,
+        config: dict[str, Any],
+        *,
+        force: bool = False,
+    ) -> bool:
+        """Starts an (asynchronous) save of host NumPy ``params``/``opt_state`` at ``step``."""
+        meta = {"step": int(step), "spec": spec.to_dict(), "config": config}
+        return self.manager.save(
+            int(step),
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(_to_global(params)),
+                opt_state=ocp.args.StandardSave(_to_global(opt_state)),
+                meta=ocp.args.JsonSave(meta),
+            ),
+            force=force,
+        )
+
+    def restore(self, step: int, params_like: Any, opt_state_like: Any) -> tuple[Any, Any, dict]:
+        """Restores ``(params, opt_state, meta)`` of ``step`` as host NumPy trees.
+
+        ``params_like``/``opt_state_like`` give the structure, shapes and dtypes
+        (e.g. a fresh state); the device layout of the saving run does not matter.
+        """
+        path = self.directory / str(step)
+        try:
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    params=ocp.args.StandardRestore(_abstract(params_like)),
+                    opt_state=ocp.args.StandardRestore(_abstract(opt_state_like)),
+                    meta=ocp.args.JsonRestore(),
+                ),
+            )
+        except Exception as error:  # Orbax raises many types; name the path either way.
+            raise ValueError(
+                f"Checkpoint {path} could not be restored ({type(error).__name__}: {error}). "
+                "It may be incomplete or corrupt; it was left untouched. Move it aside to "
+                "resume from an earlier step."
+            ) from error
+        return _to_host(restored.params), _to_host(restored.opt_state), dict(restored.meta)
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def _locate(path: str | os.PathLike) -> tuple[Path, int]:
+    """Resolves a workdir, its checkpoints dir or one step dir to (checkpoints dir, step)."""
+    path = Path(path).absolute()
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint or workdir at {path}")
+    if (path / CHECKPOINT_SUBDIR).is_dir():
+        path = path / CHECKPOINT_SUBDIR
+    if (path / "params").is_dir() and path.name.isdigit():
+        return path.parent, int(path.name)
+    steps = sorted(int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir())
+    if not steps:
+        raise FileNotFoundError(
+            f"{path} holds no checkpoint (expected a workdir with '{CHECKPOINT_SUBDIR}/', a "
+            "checkpoints directory, or a '<step>' directory)"
+        )
+    return path, steps[-1]
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta`` JSON (step, spec, config) of the checkpoint ``path`` resolves to."""
+    directory, step = _locate(path)
+    meta_dir = directory / str(step) / "meta"
+    files = sorted(meta_dir.glob("*")) if meta_dir.is_dir() else []
+    files = [f for f in files if f.is_file() and not f.name.startswith(".")]
+    if not files:
+        raise ValueError(f"Checkpoint {directory / str(step)} has no readable 'meta' item")
+    try:
+        return json.loads(files[0].read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Checkpoint metadata {files[0]} is corrupt: {error}") from error
+
+
+def load_params(path: str | os.PathLike) -> PIMCParams:
+    """Restores the encoders' parameters for :func:`pimc_jax.encode`.
+
+    Args:
+      path: a pre-training workdir (its latest checkpoint is used), its
+        ``checkpoints`` directory, or one ``checkpoints/<step>`` directory.
+
+    Returns:
+      :class:`~pimc_jax.encode.PIMCParams` with NumPy variables and the saved spec.
+    """
+    directory, step = _locate(path)
+    meta = read_meta(directory / str(step))
+    spec = ModelSpec.from_dict(meta["spec"])
+    params_like = jax.eval_shape(lambda: init_params(spec, 0).variables)
+    manager = ocp.CheckpointManager(directory, item_names=("params", "opt_state", "meta"))
+    try:
+        restored = manager.restore(
+            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(_abstract(params_like)))
+        )
+    except Exception as error:
+        raise ValueError(
+            f"Checkpoint {directory / str(step)} could not be restored "
+            f"({type(error).__name__}: {error})"
+        ) from error
+    finally:
+        manager.close()
+    return PIMCParams(variables=_to_host(restored.params), spec=spec)

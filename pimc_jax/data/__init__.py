@@ -1,0 +1,76 @@
+"""Data sources. Every SITS source yields :class:`~pimc_jax.data.patches.Patch` objects.
+
+``config.data.name`` selects the source:
+
+* ``synthetic`` (default): the embedded PASTIS-like generator, no download;
+* ``pastis``: the official PASTIS layout under ``config.data.path`` (TFDS builder);
+* ``patches``: a folder of the user's own SITS patches (:mod:`pimc_jax.data.user`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ml_collections
+
+from pimc_jax.data.patches import Patch
+
+PATCH_SOURCES = ("synthetic", "pastis", "patches")
+
+
+def load_patches(
+    data_config: ml_collections.ConfigDict,
+    *,
+    folds: Sequence[int] | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> list[Patch]:
+    """Loads this process's shard of SITS patches named by ``data_config``.
+
+    Args:
+      data_config: the ``data`` block of a config (``name``, ``path``, ...).
+      folds: keep only patches of these folds (PASTIS folds 1..5; synthetic
+        patches get folds round robin); ``None`` keeps all, or ``data_config.folds``
+        when that is set.
+      process_index / process_count: each process keeps every
+        ``process_count``-th patch starting at ``process_index``.
+    """
+    name = data_config.name
+    if folds is None and data_config.get("folds"):
+        folds = tuple(data_config.folds)
+    if name == "synthetic":
+        from pimc_jax.data.synthetic import synthetic_patches
+
+        patches = synthetic_patches(
+            data_config.num_patches,
+            seed=data_config.synthetic_seed,
+            size=data_config.patch_size,
+            min_dates=data_config.synthetic_min_dates,
+            max_dates=data_config.synthetic_max_dates,
+        )
+    elif name == "pastis":
+        from pimc_jax.data.pastis import load_pastis_patches
+
+        _require_path(data_config, name)
+        patches = load_pastis_patches(data_config.path, folds=tuple(folds or (1, 2, 3, 4, 5)))
+    elif name == "patches":
+        from pimc_jax.data.user import load_patch_folder
+
+        _require_path(data_config, name)
+        patches = load_patch_folder(data_config.path)
+    else:
+        raise ValueError(f"Unknown data.name {name!r} for patches; choose one of {PATCH_SOURCES}")
+    if folds is not None:
+        patches = [p for p in patches if p.fold in set(folds) or p.fold == 0]
+    patches = patches[process_index::process_count]
+    if not patches:
+        raise ValueError(
+            f"No patches for data.name={name!r} (folds={folds}) on process {process_index} of "
+            f"{process_count}"
+        )
+    return patches
+
+
+def _require_path(data_config: ml_collections.ConfigDict, name: str) -> None:
+    if not data_config.get("path"):
+        raise ValueError(f"data.name={name!r} needs --config.data.path=DIR")

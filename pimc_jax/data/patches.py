@@ -1,0 +1,73 @@
+"""The one in-memory form every SITS source yields: a :class:`Patch`.
+
+Synthetic patches, PASTIS, user patch folders and anything else that feeds
+pre-training or the pixel evaluations produce ``Patch`` objects; pair sampling
+(:mod:`pimc_jax.data.sampling`) and the evaluations only ever see this type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Patch:
+    """One satellite image time series patch.
+
+    Attributes:
+      bands: ``(T, H, W, C)`` float32 surface reflectance, nominally in [0, 1]
+        (PASTIS digital numbers are divided by 10 000 by the loader). No-data
+        pixels/dates are NaN.
+      dates: ``(T,)`` int32 acquisition dates as days since 1970-01-01,
+        strictly increasing.
+      band_names: ``C`` band names, e.g. ``("B2", "B3", ...)``; indices are looked
+        up by name (see :mod:`pimc_jax.indices`).
+      labels: ``(H, W)`` int32 semantic class per pixel, or ``None``.
+      patch_id: identifier of the patch in its source.
+      fold: cross-validation fold (PASTIS: 1..5), or 0 when the source has none.
+    """
+
+    bands: np.ndarray
+    dates: np.ndarray
+    band_names: tuple[str, ...]
+    labels: np.ndarray | None = None
+    patch_id: str = ""
+    fold: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bands.ndim != 4:
+            raise ValueError(
+                f"Patch {self.patch_id!r}: bands must be (T, H, W, C), got shape {self.bands.shape}"
+            )
+        num_dates, height, width, num_bands = self.bands.shape
+        if self.dates.shape != (num_dates,):
+            raise ValueError(
+                f"Patch {self.patch_id!r}: dates must have shape ({num_dates},) to match bands "
+                f"{self.bands.shape}, got {self.dates.shape}"
+            )
+        if len(self.band_names) != num_bands:
+            raise ValueError(
+                f"Patch {self.patch_id!r}: {num_bands} bands but {len(self.band_names)} band "
+                f"names {self.band_names}"
+            )
+        if num_dates > 1 and not np.all(np.diff(self.dates) > 0):
+            raise ValueError(f"Patch {self.patch_id!r}: dates must be strictly increasing")
+        if self.labels is not None and self.labels.shape != (height, width):
+            raise ValueError(
+                f"Patch {self.patch_id!r}: labels must have shape ({height}, {width}), "
+                f"got {self.labels.shape}"
+            )
+
+    @property
+    def num_dates(self) -> int:
+        return self.bands.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.bands.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.bands.shape[2]

@@ -1,0 +1,490 @@
+"""Training metrics: console progress with ETA, a JSONL file and TensorBoard event files.
+
+:class:`MetricWriter` is what the training loop uses; it composes
+
+* :class:`ProgressLogger` -- one console line per logged step, e.g.
+  ``step 120/1000 | loss 3.21 | acc_a2b 0.41 | 512 pairs/s | ETA 3m12s``;
+* :class:`JsonlWriter` -- ``<workdir>/metrics.jsonl``, one JSON object per logged step;
+* :class:`TensorBoardWriter` -- ``<workdir>/tensorboard/events.out.tfevents.<time>.<host>``.
+
+The TensorBoard writer does not need TensorFlow: it encodes the few protocol buffer
+messages it writes (``Event``, ``Summary``, ``Summary.Value`` and, for text, a string
+``TensorProto``) by hand and frames them as TFRecords with masked CRC-32C checksums,
+which is the on-disk format TensorBoard reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+import numpy as np
+
+__all__ = [
+    "JsonlWriter",
+    "MetricWriter",
+    "ProgressLogger",
+    "TensorBoardWriter",
+    "crc32c",
+    "format_duration",
+    "masked_crc32c",
+]
+
+# --------------------------------------------------------------------------------------
+# CRC-32C (Castagnoli), reflected polynomial 0x82F63B78, as used by TFRecord framing.
+
+
+def _make_crc32c_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC32C_TABLE = _make_crc32c_table()
+_U32 = 0xFFFFFFFF
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli) checksum of ``data`` as an unsigned 32-bit int.
+
+    Table-driven pure Python; fine for the small records written here.
+    ``crc32c(b"123456789") == 0xE3069283``.
+    """
+    crc = _U32
+    table = _CRC32C_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ _U32
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC-32C: ``((crc >> 15) | (crc << 17)) + 0xa282ead8`` mod 2**32."""
+    crc = crc32c(data)
+    return ((((crc >> 15) | (crc << 17)) & _U32) + 0xA282EAD8) & _U32
+
+
+def _tfrecord(data: bytes) -> bytes:
+    """One TFRecord: uint64 length, masked CRC of the length, data, masked CRC of data."""
+    header = struct.pack("<Q", len(data))
+    return (
+        header
+        + struct.pack("<I", masked_crc32c(header))
+        + data
+        + struct.pack("<I", masked_crc32c(data))
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Minimal protocol buffer encoding (proto3 wire format).
+
+_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int64 values are encoded as their two's complement
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def _key(field: int, wire_type: int) -> bytes:
+    return _varint((field << 3) | wire_type)
+
+
+def _bytes_field(field: int, payload: bytes) -> bytes:
+    return _key(field, _LENGTH_DELIMITED) + _varint(len(payload)) + payload
+
+
+def _event(
+    wall_time: float,
+    step: int,
+    *,
+    file_version: str | None = None,
+    summary: bytes | None = None,
+) -> bytes:
+    """Serialised ``tensorflow.Event``; ``summary`` is a serialised ``Summary``."""
+    out = _key(1, _FIXED64) + struct.pack("<d", wall_time)
+    if step:
+        out += _key(2, _VARINT) + _varint(step)
+    if file_version is not None:
+        out += _bytes_field(3, file_version.encode("utf-8"))
+    if summary is not None:
+        out += _bytes_field(5, summary)
+    return out
+
+
+def _scalar_value(tag: str, value: float) -> bytes:
+    """Serialised ``Summary.Value{tag, simple_value}`` (simple_value is a float32)."""
+    with np.errstate(over="ignore"):  # beyond float32 range -> +-inf, as TensorFlow does
+        as_float32 = np.array(value, dtype="<f4").tobytes()
+    return _bytes_field(1, tag.encode("utf-8")) + _key(2, _FIXED32) + as_float32
+
+
+_DT_STRING = 7
+_DATA_CLASS_TENSOR = 2
+
+
+def _text_value(tag: str, text: str) -> bytes:
+    """Serialised ``Summary.Value`` holding a scalar string tensor for the text plugin."""
+    plugin_data = _bytes_field(1, b"text")  # PluginData{plugin_name="text"}
+    metadata = _bytes_field(1, plugin_data) + _key(4, _VARINT) + _varint(_DATA_CLASS_TENSOR)
+    tensor = (
+        _key(1, _VARINT)
+        + _varint(_DT_STRING)  # TensorProto.dtype
+        + _bytes_field(2, b"")  # TensorProto.tensor_shape: empty shape = scalar
+        + _bytes_field(8, text.encode("utf-8"))  # TensorProto.string_val
+    )
+    return (
+        _bytes_field(1, tag.encode("utf-8")) + _bytes_field(8, tensor) + _bytes_field(9, metadata)
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Value conversion shared by the writers.
+
+
+def _to_python_scalar(name: str, value: Any) -> Any:
+    """Python int/float/bool/str/None from a Python, NumPy or JAX scalar."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if hasattr(value, "shape") or isinstance(value, np.generic):
+        array = np.asarray(value)  # also pulls a JAX array to the host
+        if array.ndim != 0:
+            raise ValueError(f"metric {name!r} must be a scalar, got shape {array.shape}")
+        return array.item()
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise ValueError(f"metric {name!r} has unsupported type {type(value).__name__}")
+
+
+def _to_float(name: str, value: Any) -> float:
+    scalar = _to_python_scalar(name, value)
+    if not isinstance(scalar, int | float):  # bool is an int
+        raise ValueError(f"metric {name!r} must be numeric, got {scalar!r}")
+    return float(scalar)
+
+
+# --------------------------------------------------------------------------------------
+# Writers.
+
+
+class TensorBoardWriter:
+    """Writes scalar (and text) summaries to a TensorBoard event file, without TensorFlow.
+
+    The file is ``<logdir>/events.out.tfevents.<unix time>.<hostname>`` (with a ``.<n>``
+    suffix if that name is taken, e.g. on a restart within the same second). Its first
+    record is the ``file_version: "brain.Event:2"`` event TensorBoard expects.
+
+    Args:
+      logdir: directory for the event file; created if missing.
+    """
+
+    def __init__(self, logdir: str | os.PathLike[str]) -> None:
+        self.logdir = os.fspath(logdir)
+        os.makedirs(self.logdir, exist_ok=True)
+        base = os.path.join(
+            self.logdir, f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
+        )
+        path, suffix = base, 0
+        while os.path.exists(path):
+            suffix += 1
+            path = f"{base}.{suffix}"
+        self.path = path
+        self._file = open(path, "xb")
+        self._write(_event(time.time(), 0, file_version="brain.Event:2"))
+        self.flush()
+
+    def _write(self, event: bytes) -> None:
+        if self._file is None:
+            raise ValueError(f"TensorBoard event file {self.path} is closed")
+        self._file.write(_tfrecord(event))
+
+    def scalars(self, step: int, values: Mapping[str, Any]) -> None:
+        """Writes one event holding ``values`` (tag -> number) at ``step``, then flushes.
+
+        Values may be Python, NumPy or JAX scalars; they are stored as float32.
+        """
+        if not values:
+            return
+        summary = b"".join(
+            _bytes_field(1, _scalar_value(tag, _to_float(tag, value)))
+            for tag, value in values.items()
+        )
+        self._write(_event(time.time(), int(step), summary=summary))
+        self.flush()
+
+    def text(self, step: int, tag: str, text: str) -> None:
+        """Writes ``text`` (shown as Markdown by TensorBoard's text tab) under ``tag``."""
+        summary = _bytes_field(1, _text_value(tag, text))
+        self._write(_event(time.time(), int(step), summary=summary))
+        self.flush()
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> TensorBoardWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class JsonlWriter:
+    """Appends one JSON object per line, ``{"step": step, **metrics}``, flushed at each write.
+
+    Opening an existing file appends to it (resuming a run keeps earlier lines); a last
+    line left incomplete by a crash is terminated first so new lines stay parseable.
+    NumPy/JAX scalars are converted to Python numbers; non-finite floats are written as
+    ``NaN``/``Infinity`` (which :func:`json.loads` reads back).
+
+    Args:
+      path: the ``.jsonl`` file; its directory is created if missing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        needs_newline = False
+        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+            with open(self.path, "rb") as existing:
+                existing.seek(-1, os.SEEK_END)
+                needs_newline = existing.read(1) != b"\n"
+        self._file: TextIO | None = open(self.path, "a", encoding="utf-8")
+        if needs_newline:
+            self._file.write("\n")
+
+    def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Appends ``{"step": step, **metrics}`` as one line and flushes it."""
+        if self._file is None:
+            raise ValueError(f"metrics file {self.path} is closed")
+        if "step" in metrics:
+            raise ValueError(f"metrics for {self.path} must not contain the key 'step'")
+        record = {"step": int(step)}
+        record.update({name: _to_python_scalar(name, value) for name, value in metrics.items()})
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------
+# Console progress.
+
+
+def format_duration(seconds: float) -> str:
+    """Human-readable duration: ``45s``, ``3m12s``, ``1h02m``, ``2d03h``."""
+    if not math.isfinite(seconds):
+        return "--"
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m{total % 60:02d}s"
+    if total < 86400:
+        return f"{total // 3600}h{total % 3600 // 60:02d}m"
+    return f"{total // 86400}d{total % 86400 // 3600:02d}h"
+
+
+def _print_flush(line: str) -> None:
+    print(line, flush=True)
+
+
+class ProgressLogger:
+    """Console progress lines with throughput and ETA.
+
+    Each :meth:`update` emits
+    ``step 120/1000 | loss 3.21 | acc_a2b 0.41 | 512 pairs/s | ETA 3m12s``.
+    Seconds per step are estimated from the wall time between consecutive updates,
+    smoothed with an exponential moving average (the first interval seeds it); the first
+    update only sets the reference point, so its line reads ``ETA --``. Starting the
+    reference after the first (compiling) step keeps compilation out of the estimate.
+
+    Args:
+      total_steps: the run's last step, shown as ``step/total``; ETA is
+        ``(total_steps - step) * seconds_per_step``.
+      log: called with each line (``print`` by default; ``absl.logging.info`` works too).
+      items_per_step: items processed per step (e.g. the global batch size); when given,
+        throughput ``items_per_step / seconds_per_step`` is shown.
+      items_name: unit of the throughput, e.g. ``"pairs"``.
+      smoothing: weight of the previous estimate in the moving average, in [0, 1).
+      clock: returns the current time in seconds (``time.perf_counter`` by default).
+    """
+
+    def __init__(
+        self,
+        total_steps: int,
+        *,
+        log: Callable[[str], Any] = _print_flush,
+        items_per_step: int | None = None,
+        items_name: str = "pairs",
+        smoothing: float = 0.9,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if total_steps < 0:
+            raise ValueError(f"total_steps must be >= 0, got {total_steps}")
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.total_steps = int(total_steps)
+        self.log = log
+        self.items_per_step = items_per_step
+        self.items_name = items_name
+        self.smoothing = smoothing
+        self.clock = clock
+        self._last_step: int | None = None
+        self._last_time = 0.0
+        self.seconds_per_step: float | None = None
+
+    def _observe(self, step: int) -> None:
+        now = self.clock()
+        if self._last_step is not None and step > self._last_step:
+            measured = (now - self._last_time) / (step - self._last_step)
+            if self.seconds_per_step is None:
+                self.seconds_per_step = measured
+            else:
+                self.seconds_per_step = (
+                    self.smoothing * self.seconds_per_step + (1.0 - self.smoothing) * measured
+                )
+        self._last_step, self._last_time = step, now
+
+    def update(self, step: int, metrics: Mapping[str, Any] | None = None) -> str:
+        """Updates the step-time estimate, emits the progress line through ``log``, returns it.
+
+        Args:
+          step: the step just completed.
+          metrics: name -> scalar, shown in order with 4 significant digits.
+        """
+        step = int(step)
+        self._observe(step)
+        parts = [f"step {step}/{self.total_steps}"]
+        for name, value in (metrics or {}).items():
+            scalar = _to_python_scalar(name, value)
+            if isinstance(scalar, float):
+                parts.append(f"{name} {scalar:.4g}")
+            else:
+                parts.append(f"{name} {scalar}")
+        if self.seconds_per_step is not None and self.seconds_per_step > 0:
+            if self.items_per_step:
+                rate = self.items_per_step / self.seconds_per_step
+                parts.append(f"{rate:.0f} {self.items_name}/s")
+            eta = max(0, self.total_steps - step) * self.seconds_per_step
+            parts.append(f"ETA {format_duration(eta)}")
+        else:
+            parts.append("ETA --")
+        line = " | ".join(parts)
+        self.log(line)
+        return line
+
+
+# --------------------------------------------------------------------------------------
+# The composed writer.
+
+
+class MetricWriter:
+    """Console progress + ``<workdir>/metrics.jsonl`` + ``<workdir>/tensorboard/`` events.
+
+    In a multi-host run only one process should write: pass
+    ``enabled=(jax.process_index() == 0)``; a disabled writer creates no files or
+    directories and prints nothing.
+
+    Args:
+      workdir: the run's directory; created if missing (when enabled).
+      total_steps: the run's last step, for the progress line and ETA.
+      enabled: whether this process writes anything.
+      items_per_step: items per step (global batch size) for the console throughput.
+      items_name: unit of the throughput.
+      log: console sink for the progress line (``print`` by default).
+    """
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        *,
+        total_steps: int,
+        enabled: bool = True,
+        items_per_step: int | None = None,
+        items_name: str = "pairs",
+        log: Callable[[str], Any] = _print_flush,
+    ) -> None:
+        self.workdir = os.fspath(workdir)
+        self.enabled = enabled
+        self._jsonl: JsonlWriter | None = None
+        self._tensorboard: TensorBoardWriter | None = None
+        self._progress: ProgressLogger | None = None
+        if enabled:
+            self._jsonl = JsonlWriter(os.path.join(self.workdir, "metrics.jsonl"))
+            self._tensorboard = TensorBoardWriter(os.path.join(self.workdir, "tensorboard"))
+            self._progress = ProgressLogger(
+                total_steps, log=log, items_per_step=items_per_step, items_name=items_name
+            )
+
+    def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Logs scalar ``metrics`` (name -> Python/NumPy/JAX scalar) at ``step`` to all sinks.
+
+        Raises:
+          ValueError: a metric is not a numeric scalar.
+        """
+        if self._jsonl is None or self._tensorboard is None or self._progress is None:
+            return  # disabled
+        values = {name: _to_float(name, value) for name, value in metrics.items()}
+        self._jsonl.write(step, values)
+        self._tensorboard.scalars(step, values)
+        self._progress.update(step, values)
+
+    def write_text(self, step: int, tag: str, text: str) -> None:
+        """Writes ``text`` (e.g. the run's config) to TensorBoard's text tab."""
+        if self._tensorboard is not None:
+            self._tensorboard.text(step, tag, text)
+
+    def flush(self) -> None:
+        for sink in (self._jsonl, self._tensorboard):
+            if sink is not None:
+                sink.flush()
+
+    def close(self) -> None:
+        for sink in (self._jsonl, self._tensorboard):
+            if sink is not None:
+                sink.close()
+
+    def __enter__(self) -> MetricWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

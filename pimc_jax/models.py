@@ -1,0 +1,283 @@
+"""Flax (Linen) towers of PIMC: ResNet encoders, projection heads, the two-tower model.
+
+Design choices the paper leaves open, made here:
+
+* **GroupNorm instead of BatchNorm.** Contrastive training with per-device
+  BatchNorm lets a model "cheat" through batch statistics and needs cross-device
+  synchronisation; GroupNorm has neither problem and keeps the model a pure
+  function of ``params`` (no mutable ``batch_stats``), which is what
+  :func:`pimc_jax.encode` takes.
+* **A small-input stem.** Recurrence plots (S×S, default 32) and image crops
+  (32×32) are tiny next to ImageNet images, so the default stem is a 3×3 stride-1
+  convolution without max-pooling (CIFAR-style); ``stem_stride=2, stem_pool=True``
+  with ``stem_kernel=7`` gives the ImageNet stem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def compute_dtype(name: str) -> Any:
+    """Maps a config string (``float32``/``bfloat16``/``float16``) to a JAX dtype."""
+    if name not in _DTYPES:
+        raise ValueError(f"Unknown compute dtype {name!r}; expected one of {sorted(_DTYPES)}")
+    return _DTYPES[name]
+
+
+def _groups(channels: int, max_groups: int) -> int:
+    """Largest divisor of ``channels`` that is at most ``max_groups``."""
+    for groups in range(min(max_groups, channels), 0, -1):
+        if channels % groups == 0:
+            return groups
+    return 1
+
+
+class ResidualBlock(nn.Module):
+    """Basic (two 3×3 convolutions) residual block, ResNet-18/34 style."""
+
+    width: int
+    strides: int = 1
+    norm_groups: int = 32
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        conv = lambda w, k, s, name: nn.Conv(
+            w, (k, k), (s, s), use_bias=False, dtype=self.dtype, name=name
+        )
+        norm = lambda name, zero=False: nn.GroupNorm(
+            num_groups=_groups(self.width, self.norm_groups),
+            dtype=self.dtype,
+            scale_init=nn.initializers.zeros if zero else nn.initializers.ones,
+            name=name,
+        )
+        residual = x
+        y = nn.relu(norm("norm1")(conv(self.width, 3, self.strides, "conv1")(x)))
+        # Zero-initialised last scale: each block starts as the identity.
+        y = norm("norm2", zero=True)(conv(self.width, 3, 1, "conv2")(y))
+        if residual.shape != y.shape:
+            residual = norm("proj_norm")(conv(self.width, 1, self.strides, "proj_conv")(residual))
+        return nn.relu(residual + y)
+
+
+class ResNetEncoder(nn.Module):
+    """ResNet backbone with global average pooling.
+
+    Attributes:
+      stage_sizes: residual blocks per stage; ``(2, 2, 2, 2)`` is ResNet-18.
+      widths: channels per stage; ``(64, 128, 256, 512)`` is ResNet-18.
+      stem_width / stem_kernel / stem_stride / stem_pool: the input stem.
+      norm_groups: GroupNorm groups (capped at the channel count).
+      dtype: compute dtype; parameters stay float32.
+    """
+
+    stage_sizes: Sequence[int] = (2, 2, 2, 2)
+    widths: Sequence[int] = (64, 128, 256, 512)
+    stem_width: int = 64
+    stem_kernel: int = 3
+    stem_stride: int = 1
+    stem_pool: bool = False
+    norm_groups: int = 32
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``(N, H, W, C)`` float → ``(N, widths[-1])`` float32 pooled features."""
+        chex.assert_rank(x, 4)
+        if len(self.stage_sizes) != len(self.widths):
+            raise ValueError(
+                f"stage_sizes {tuple(self.stage_sizes)} and widths {tuple(self.widths)} "
+                "must have the same length"
+            )
+        x = x.astype(self.dtype)
+        k, s = self.stem_kernel, self.stem_stride
+        x = nn.Conv(self.stem_width, (k, k), (s, s), use_bias=False, dtype=self.dtype)(x)
+        x = nn.GroupNorm(num_groups=_groups(self.stem_width, self.norm_groups), dtype=self.dtype)(x)
+        x = nn.relu(x)
+        if self.stem_pool:
+            x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
+        for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
+            for block in range(blocks):
+                strides = 2 if stage > 0 and block == 0 else 1
+                x = ResidualBlock(width, strides, self.norm_groups, self.dtype)(x)
+        return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+
+
+class ProjectionHead(nn.Module):
+    """MLP projection to the contrastive space, output L2-normalised.
+
+    ``hidden_dims=(512,)``, ``output_dim=128`` on 512-d features is the
+    512 → 512 → 128 head of the paper's setup.
+    """
+
+    hidden_dims: Sequence[int] = (512,)
+    output_dim: int = 128
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        """``(N, F)`` → ``(N, output_dim)`` float32 with unit L2 norm per row."""
+        chex.assert_rank(features, 2)
+        x = features.astype(self.dtype)
+        for width in self.hidden_dims:
+            x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+        x = nn.Dense(self.output_dim, dtype=self.dtype)(x).astype(jnp.float32)
+        return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """Hashable hyper-parameters of one :class:`ResNetEncoder`."""
+
+    stage_sizes: tuple[int, ...] = (2, 2, 2, 2)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    stem_width: int = 64
+    stem_kernel: int = 3
+    stem_stride: int = 1
+    stem_pool: bool = False
+    norm_groups: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything static that defines a PIMC model and its input preprocessing.
+
+    It travels with the parameters (:class:`pimc_jax.encode.PIMCParams`) and is
+    saved beside every checkpoint, so a checkpoint alone is enough to embed data.
+
+    Attributes:
+      rp_encoder / image_encoder: the two backbones.
+      head_hidden_dims / embedding_dim: the projection heads (same for both towers).
+      learnable_temperature: learn τ as a clipped log-scale, else keep it fixed.
+      temperature: initial (or fixed) τ. max_logit_scale: clip of 1/τ.
+      dtype: compute dtype name.
+      band_names: band order of the raw series the model expects.
+      indices: vegetation indices turned into recurrence plots, in channel order.
+      reflectance_scale: raw series are divided by it to give reflectance.
+      rp_size: S, the series are resampled to S regular steps → S×S plots.
+      rp_normalize / rp_dimension / rp_time_delay / rp_threshold / rp_percentage:
+        recurrence-plot options (:func:`pimc_jax.recurrence.recurrence_plot`).
+      image_bands: bands of the image view, in channel order.
+      crop_size: k of the k×k image crops.
+      image_mean / image_std: per-band statistics used to normalise image crops.
+    """
+
+    rp_encoder: EncoderSpec = EncoderSpec()
+    image_encoder: EncoderSpec = EncoderSpec()
+    head_hidden_dims: tuple[int, ...] = (512,)
+    embedding_dim: int = 128
+    learnable_temperature: bool = True
+    temperature: float = 0.07
+    max_logit_scale: float = 100.0
+    dtype: str = "float32"
+    band_names: tuple[str, ...] = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+    indices: tuple[str, ...] = ("ndvi", "evi", "savi")
+    reflectance_scale: float = 1.0
+    rp_size: int = 32
+    rp_normalize: bool = True
+    rp_dimension: int = 1
+    rp_time_delay: int = 1
+    rp_threshold: str | float | None = None
+    rp_percentage: float = 10.0
+    image_bands: tuple[str, ...] = ("B4", "B3", "B2")
+    crop_size: int = 32
+    image_mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    image_std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if len(self.image_mean) != len(self.image_bands) or len(self.image_std) != len(
+            self.image_bands
+        ):
+            raise ValueError(
+                f"image_mean ({len(self.image_mean)}) and image_std ({len(self.image_std)}) "
+                f"need one value per image band {self.image_bands}"
+            )
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        compute_dtype(self.dtype)
+
+    @property
+    def rp_plot_size(self) -> int:
+        """Side of the recurrence plot after time-delay embedding."""
+        return self.rp_size - (self.rp_dimension - 1) * self.rp_time_delay
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelSpec:
+        """Inverse of :meth:`to_dict` (lists from JSON become tuples)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"Unknown ModelSpec fields {sorted(unknown)}")
+        converted = {}
+        for key, value in values.items():
+            if key in ("rp_encoder", "image_encoder"):
+                value = EncoderSpec(**{k: _tuple(v) for k, v in value.items()})
+            converted[key] = _tuple(value)
+        return cls(**converted)
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+class PIMC(nn.Module):
+    """The two-tower PIMC model: recurrence-plot tower and image tower.
+
+    Each tower is a :class:`ResNetEncoder` followed by a :class:`ProjectionHead`.
+    The model also owns the contrastive temperature (``logit_scale`` = log 1/τ)
+    when it is learnable.
+    """
+
+    spec: ModelSpec
+
+    def setup(self) -> None:
+        dtype = compute_dtype(self.spec.dtype)
+        self.rp_encoder = ResNetEncoder(**dataclasses.asdict(self.spec.rp_encoder), dtype=dtype)
+        self.image_encoder = ResNetEncoder(
+            **dataclasses.asdict(self.spec.image_encoder), dtype=dtype
+        )
+        head = dict(
+            hidden_dims=self.spec.head_hidden_dims, output_dim=self.spec.embedding_dim, dtype=dtype
+        )
+        self.rp_head = ProjectionHead(**head)
+        self.image_head = ProjectionHead(**head)
+        if self.spec.learnable_temperature:
+            init = float(np.log(1.0 / self.spec.temperature))
+            self.logit_scale = self.param("logit_scale", nn.initializers.constant(init), ())
+
+    def encode_rp(self, rp: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(N, S, S, K)`` plots → (``(N, F)`` features, ``(N, D)`` unit embeddings)."""
+        features = self.rp_encoder(rp)
+        return features, self.rp_head(features)
+
+    def encode_image(self, image: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(N, k, k, C)`` normalised crops → (``(N, F)`` features, ``(N, D)`` embeddings)."""
+        features = self.image_encoder(image)
+        return features, self.image_head(features)
+
+    def temperature(self) -> jax.Array:
+        """τ as a float32 scalar (clipped so that 1/τ ≤ ``max_logit_scale``)."""
+        if not self.spec.learnable_temperature:
+            return jnp.asarray(self.spec.temperature, jnp.float32)
+        scale = jnp.minimum(jnp.exp(self.logit_scale), self.spec.max_logit_scale)
+        return 1.0 / scale
+
+    def __call__(self, rp: jax.Array, image: jax.Array) -> dict[str, jax.Array]:
+        """Both towers: returns ``z_rp`` (N, D), ``z_image`` (N, D), ``temperature`` ()."""
+        _, z_rp = self.encode_rp(rp)
+        _, z_image = self.encode_image(image)
+        return {"z_rp": z_rp, "z_image": z_image, "temperature": self.temperature()}

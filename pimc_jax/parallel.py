@@ -1,0 +1,128 @@
+"""The one place where devices and hosts are handled.
+
+Training is data-parallel: a per-device program with a named axis
+(:data:`AXIS_NAME`) and explicit collectives, mapped over every local device by
+:func:`map_over_devices`. Everything else in the package is device-agnostic;
+moving from ``jax.pmap`` to ``jax.shard_map`` means changing that one function.
+
+Arrays handed to the mapped step carry a leading axis of size
+``jax.local_device_count()``: :func:`shard_batch` splits a host batch that way,
+:func:`replicate` copies a pytree onto every device and :func:`unreplicate`
+takes one copy back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+
+AXIS_NAME = "devices"
+
+
+def map_over_devices(
+    fn: Callable[..., Any],
+    *,
+    donate_argnums: Sequence[int] = (),
+) -> Callable[..., Any]:
+    """Maps ``fn`` (a per-device program using ``AXIS_NAME``) over all local devices.
+
+    Every positional argument and output has a leading device axis.
+    """
+    return jax.pmap(fn, axis_name=AXIS_NAME, donate_argnums=tuple(donate_argnums))
+
+
+def local_device_count() -> int:
+    return jax.local_device_count()
+
+
+def shard_batch(batch: Any) -> Any:
+    """Splits each ``(B, ...)`` host array into ``(local_devices, B / local_devices, ...)``."""
+    devices = jax.local_device_count()
+
+    def split(x: np.ndarray) -> np.ndarray:
+        if x.shape[0] % devices:
+            raise ValueError(
+                f"host batch of {x.shape[0]} rows cannot be split evenly over {devices} devices"
+            )
+        return x.reshape(devices, x.shape[0] // devices, *x.shape[1:])
+
+    return jax.tree.map(split, batch)
+
+
+def replicate(tree: Any) -> Any:
+    """Stacks one copy of each leaf per local device (leading axis), placed on the devices."""
+    devices = jax.local_devices()
+    mesh = jax.sharding.Mesh(np.array(devices), ("local_devices",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("local_devices"))
+
+    def put(x: Any) -> jax.Array:
+        x = np.asarray(x)
+        return jax.device_put(np.broadcast_to(x, (len(devices), *x.shape)), sharding)
+
+    return jax.tree.map(put, tree)
+
+
+def unreplicate(tree: Any) -> Any:
+    """Host (NumPy) copy of the first device's replica of each leaf."""
+    return jax.tree.map(lambda x: np.asarray(x[0]), tree)
+
+
+def initialize_distributed(
+    coordinator_address: str = "",
+    num_processes: int = 0,
+    process_id: int = -1,
+    local_device_ids: Sequence[int] | None = None,
+) -> None:
+    """Starts ``jax.distributed`` when the run spans several processes.
+
+    With an explicit ``coordinator_address`` (and ``num_processes``/``process_id``)
+    those are used (multi-node GPU, or several CPU processes on one machine).
+    Otherwise, on a TPU pod slice or under a cluster scheduler JAX detects
+    (SLURM, Open MPI, Kubernetes), it is initialised from the environment; a plain
+    single machine stays single-process.
+    """
+    if coordinator_address:
+        if num_processes <= 0 or process_id < 0:
+            raise ValueError(
+                "distributed.coordinator_address needs distributed.num_processes > 0 and "
+                f"distributed.process_id >= 0, got {num_processes} and {process_id}"
+            )
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+            local_device_ids=list(local_device_ids) if local_device_ids else None,
+        )
+    elif _in_multiprocess_environment():
+        jax.distributed.initialize()
+    else:
+        return
+    logging.info(
+        "jax.distributed: process %d of %d, %d local / %d global devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
+
+
+def _in_multiprocess_environment() -> bool:
+    """True on TPU pod slices and under schedulers that ``jax.distributed`` auto-detects."""
+    import os
+
+    tpu_hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    if "," in tpu_hosts:
+        return True
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return True
+    if int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
+        return True
+    return False
+
+
+def is_main_process() -> bool:
+    return jax.process_index() == 0

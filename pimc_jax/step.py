@@ -1,0 +1,168 @@
+"""One PIMC pre-training step: a pure per-device function.
+
+``train_step(state, batch, rng) -> (state, metrics)`` computes recurrence plots
+from the raw band series *inside* the step (the host never builds them), embeds
+both views, scores them with the symmetric InfoNCE over the global batch
+(negatives gathered over the device axis), averages gradients over that axis and
+applies the optax update. :func:`pimc_jax.parallel.map_over_devices` maps it over
+all devices; called without an axis name it is the single-device step.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import chex
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from pimc_jax.encode import normalize_crops, series_to_plots
+from pimc_jax.loss import symmetric_infonce
+from pimc_jax.models import PIMC, ModelSpec
+
+
+@flax.struct.dataclass
+class TrainState:
+    """The whole training state, a plain pytree.
+
+    Attributes:
+      step: int32 scalar, number of updates applied.
+      params: Flax variables of :class:`~pimc_jax.models.PIMC`.
+      opt_state: the optax state.
+    """
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """Linear warmup to ``optimizer.learning_rate``, then cosine decay to ``end_factor``×."""
+    opt = config.optimizer
+    warmup = min(opt.warmup_steps, max(config.total_steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=opt.learning_rate,
+        warmup_steps=warmup,
+        decay_steps=max(config.total_steps, warmup + 1),
+        end_value=opt.learning_rate * opt.end_factor,
+    )
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """AdamW with warmup-cosine and global-norm clipping (``optimizer.name='adamw'``)."""
+    opt = config.optimizer
+    if opt.name != "adamw":
+        raise ValueError(f"optimizer.name must be 'adamw', got {opt.name!r}")
+    # No weight decay on norms, biases and the temperature (rank < 2 leaves).
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+    chain = []
+    if opt.grad_clip_norm:
+        chain.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+    chain.append(
+        optax.adamw(
+            learning_rate_schedule(config),
+            b1=opt.b1,
+            b2=opt.b2,
+            weight_decay=opt.weight_decay,
+            mask=decay_mask,
+        )
+    )
+    return optax.chain(*chain)
+
+
+def create_train_state(
+    spec: ModelSpec, optimizer: optax.GradientTransformation, rng: jax.Array
+) -> TrainState:
+    """Initial state: fresh parameters, zero step."""
+    from pimc_jax.encode import init_params
+
+    variables = init_params(spec, rng).variables
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=variables, opt_state=optimizer.init(variables)
+    )
+
+
+def _augment_crops(rng: jax.Array, image: jax.Array) -> jax.Array:
+    """Random flips and 90° rotations of square crops; the centre pixel stays the centre."""
+    flip_rng, rot_rng = jax.random.split(rng)
+    flips = jax.random.bernoulli(flip_rng, 0.5, (image.shape[0],))
+    turns = jax.random.randint(rot_rng, (image.shape[0],), 0, 4)
+    image = jnp.where(flips[:, None, None, None], image[:, :, ::-1], image)
+    rotations = jnp.stack([jnp.rot90(image, k, axes=(1, 2)) for k in range(4)])
+    return jnp.take_along_axis(rotations, turns[None, :, None, None, None], axis=0)[0]
+
+
+def train_step(
+    state: TrainState,
+    batch: Mapping[str, jax.Array],
+    rng: jax.Array,
+    *,
+    spec: ModelSpec,
+    optimizer: optax.GradientTransformation,
+    augment: bool = True,
+    axis_name: str | None = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimisation step on this device's share of the global batch.
+
+    Args:
+      state: the :class:`TrainState` (identical on every device).
+      batch: this device's pairs: ``bands`` (n, T, C) float32 reflectance (NaN =
+        no-data), ``dates`` (n, T) float32 days, ``mask`` (n, T) bool, ``image``
+        (n, k, k, Ci) float32 reflectance crops.
+      rng: PRNG key shared by all devices; folded with the step and device index.
+      spec: model spec (static).
+      optimizer: the optax transformation (static).
+      augment: random flips/rotations of the image crops.
+      axis_name: the device axis to gather negatives and average gradients over.
+
+    Returns:
+      The new state and float32 scalar metrics (identical on every device):
+      ``loss``, ``a2b_top1`` (RP → image retrieval), ``b2a_top1``, ``temperature``,
+      ``grad_norm``, ``param_norm``, ``learning_rate`` is added by the caller.
+    """
+    chex.assert_rank(batch["bands"], 3)
+    chex.assert_rank(batch["image"], 4)
+    rng = jax.random.fold_in(rng, state.step)
+    if axis_name is not None:
+        rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+    plots = jax.lax.stop_gradient(
+        series_to_plots(spec, batch["bands"], batch["dates"], batch["mask"])
+    )
+    crops = normalize_crops(spec, batch["image"])
+    if augment:
+        crops = _augment_crops(rng, crops)
+    model = PIMC(spec)
+
+    def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
+        out = model.apply(params, plots, crops)
+        return symmetric_infonce(out["z_rp"], out["z_image"], out["temperature"], axis_name)
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params))
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def make_parallel_step(
+    spec: ModelSpec, optimizer: optax.GradientTransformation, *, augment: bool = True
+):
+    """The step mapped over all local devices (state donated).
+
+    Inputs: replicated state, batch sharded with :func:`pimc_jax.parallel.shard_batch`,
+    replicated rng. Outputs have a leading device axis.
+    """
+    from pimc_jax import parallel
+
+    step = functools.partial(
+        train_step, spec=spec, optimizer=optimizer, augment=augment, axis_name=parallel.AXIS_NAME
+    )
+    return parallel.map_over_devices(step, donate_argnums=(0,))

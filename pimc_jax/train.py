@@ -1,0 +1,232 @@
+"""The pre-training loop: data, the parallel step, checkpoints and metrics.
+
+:func:`train_and_evaluate` is what ``python launch.py --config=configs/pretrain.py``
+runs. Resume order is explicit: the latest checkpoint in ``WORKDIR/checkpoints``,
+else fresh parameters from ``config.seed``.
+
+Determinism: the batch of step ``i`` depends only on ``(config.seed, process, i)``
+and the step's randomness only on ``(config.seed, i, global row)``, so a run
+resumed from a checkpoint continues exactly as if it had never stopped, and the
+same global batch gives the same losses on any number of devices.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from pimc_jax import parallel
+from pimc_jax.checkpoint import CheckpointStore
+from pimc_jax.data import load_patches
+from pimc_jax.data.pipeline import PairBatches, image_statistics
+from pimc_jax.data.sampling import PairSampler
+from pimc_jax.metrics import MetricWriter
+from pimc_jax.models import EncoderSpec, ModelSpec
+from pimc_jax.step import (
+    TrainState,
+    create_train_state,
+    learning_rate_schedule,
+    make_optimizer,
+    make_parallel_step,
+)
+
+
+def model_spec_from_config(
+    config: ml_collections.ConfigDict,
+    *,
+    band_names: tuple[str, ...],
+    image_mean: tuple[float, ...],
+    image_std: tuple[float, ...],
+) -> ModelSpec:
+    """Builds the static :class:`ModelSpec` from ``config.model``/``config.data`` and data facts."""
+    model = config.model
+    return ModelSpec(
+        rp_encoder=EncoderSpec(**_tuples(model.rp_encoder.to_dict())),
+        image_encoder=EncoderSpec(**_tuples(model.image_encoder.to_dict())),
+        head_hidden_dims=tuple(model.head_hidden_dims),
+        embedding_dim=model.embedding_dim,
+        learnable_temperature=model.learnable_temperature,
+        temperature=model.temperature,
+        dtype=model.dtype,
+        band_names=tuple(band_names),
+        indices=tuple(model.indices),
+        reflectance_scale=1.0,
+        rp_size=model.rp_size,
+        rp_normalize=model.rp_normalize,
+        rp_dimension=model.rp_dimension,
+        rp_time_delay=model.rp_time_delay,
+        rp_threshold=model.rp_threshold,
+        rp_percentage=model.rp_percentage,
+        image_bands=tuple(config.data.image_bands),
+        crop_size=config.data.crop_size,
+        image_mean=tuple(float(v) for v in image_mean),
+        image_std=tuple(float(v) for v in image_std),
+    )
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks, so it can checkpoint and exit cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _Preemption:
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # Not the main thread: leave signals alone.
+            self._previous = None
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def agreed(self) -> bool:
+        """True once any process was asked to stop (a collective when multi-process)."""
+        if jax.process_count() == 1:
+            return self.requested
+        from jax.experimental import multihost_utils
+
+        return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+
+
+def _check_batch_size(config: ml_collections.ConfigDict) -> int:
+    """Per-process batch size; the global batch must split over processes and devices."""
+    devices, processes = jax.device_count(), jax.process_count()
+    if config.global_batch_size % devices:
+        raise ValueError(
+            f"global_batch_size={config.global_batch_size} is not divisible by the "
+            f"{devices} devices of this run"
+        )
+    return config.global_batch_size // processes
+
+
+def _host_metrics(metrics: Any) -> dict[str, float]:
+    values = {k: float(np.asarray(v[0])) for k, v in metrics.items()}
+    bad = [k for k, v in values.items() if not np.isfinite(v)]
+    if bad:
+        raise FloatingPointError(f"Non-finite training metrics {bad}: {values}")
+    return values
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Pre-trains PIMC as ``config`` says, writing everything to ``workdir``.
+
+    Returns:
+      The metrics of the last logged step (empty if no step ran).
+    """
+    workdir_path = Path(workdir)
+    is_main = parallel.is_main_process()
+    per_host_batch = _check_batch_size(config)
+
+    patches = load_patches(
+        config.data, process_index=jax.process_index(), process_count=jax.process_count()
+    )
+    band_names = patches[0].band_names
+    image_mean, image_std = image_statistics(patches, tuple(config.data.image_bands))
+    spec = model_spec_from_config(
+        config, band_names=band_names, image_mean=image_mean, image_std=image_std
+    )
+    optimizer = make_optimizer(config)
+    schedule = learning_rate_schedule(config)
+
+    store = CheckpointStore(workdir_path, max_to_keep=config.keep_checkpoints)
+    init_rng, step_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    state = jax.device_get(create_train_state(spec, optimizer, init_rng))
+    start_step = 0
+    latest = store.latest_step()
+    if latest is not None:
+        params, opt_state, meta = store.restore(latest, state.params, state.opt_state)
+        saved_spec = ModelSpec.from_dict(meta["spec"])
+        if saved_spec != spec:
+            raise ValueError(
+                f"The checkpoint in {store.directory} was trained with a different model or "
+                f"data spec; use a new --workdir. Saved: {saved_spec}; now: {spec}"
+            )
+        start_step = int(meta["step"])
+        state = TrainState(step=np.asarray(start_step, np.int32), params=params, opt_state=opt_state)
+        logging.info("Resumed from %s at step %d", store.directory / str(latest), start_step)
+    if is_main:
+        workdir_path.mkdir(parents=True, exist_ok=True)
+        (workdir_path / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+    sampler = PairSampler(
+        patches,
+        pixels_per_patch=config.data.pixels_per_patch,
+        crop_size=config.data.crop_size,
+        image_bands=tuple(config.data.image_bands),
+        max_dates=config.data.max_dates,
+        sampling=config.data.sampling,
+        image_date=config.data.image_date,
+        seed=config.seed,
+    )
+    batches = PairBatches(
+        sampler,
+        batch_size=per_host_batch,
+        seed=config.seed * 1_000_003 + jax.process_index(),
+        start_step=start_step,
+        end_step=config.total_steps,
+        num_threads=config.data.num_threads,
+        prefetch=config.data.prefetch,
+    )
+    parallel_step = make_parallel_step(spec, optimizer, augment=config.augment)
+    replicated_state = parallel.replicate(state)
+    replicated_rng = parallel.replicate(np.asarray(step_rng))
+    writer = MetricWriter(
+        workdir_path,
+        total_steps=config.total_steps,
+        enabled=is_main,
+        items_per_step=config.global_batch_size,
+    )
+    if is_main:
+        logging.info(
+            "Pre-training %d → %d steps, global batch %d over %d devices (%d processes)",
+            start_step,
+            config.total_steps,
+            config.global_batch_size,
+            jax.device_count(),
+            jax.process_count(),
+        )
+
+    def save(step: int, force: bool = False) -> None:
+        host = parallel.unreplicate(replicated_state)
+        store.save(step, host.params, host.opt_state, spec, config.to_dict(), force=force)
+
+    last_metrics: dict[str, float] = {}
+    step = start_step
+    with _Preemption() as preemption:
+        for step in range(start_step + 1, config.total_steps + 1):
+            batch = next(batches)
+            replicated_state, metrics = parallel_step(
+                replicated_state, parallel.shard_batch(batch), replicated_rng
+            )
+            if step % config.log_every_steps == 0 or step == config.total_steps or step == 1:
+                last_metrics = _host_metrics(metrics)
+                last_metrics["learning_rate"] = float(schedule(step - 1))
+                writer.write(step, last_metrics)
+            stop = preemption.agreed()
+            if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
+                save(step, force=stop)
+            if stop:
+                logging.warning("Stopped at step %d after SIGTERM; rerun to resume.", step)
+                break
+    batches.close()
+    store.close()
+    writer.close()
+    return last_metrics
