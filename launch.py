@@ -1,6 +1,6 @@
 """Runs a pimc_jax job: pre-training or one of the evaluations, chosen by the config.
 
-    python launch.py --config=configs/pretrain.py [--config.total_steps=50] [--workdir=DIR]
+python launch.py --config=configs/pretrain.py [--config.total_steps=50] [--workdir=DIR]
 """
 
 from absl import app, flags

@@ -36,12 +36,26 @@ def data_config() -> ml_collections.ConfigDict:
 def model_config() -> ml_collections.ConfigDict:
     model = ml_collections.ConfigDict()
     model.rp_encoder = ml_collections.ConfigDict(
-        dict(stage_sizes=(1, 1), widths=(16, 32), stem_width=16, stem_kernel=3, stem_stride=1,
-             stem_pool=False, norm_groups=8)
+        dict(
+            stage_sizes=(1, 1),
+            widths=(16, 32),
+            stem_width=16,
+            stem_kernel=3,
+            stem_stride=1,
+            stem_pool=False,
+            norm_groups=8,
+        )
     )
     model.image_encoder = ml_collections.ConfigDict(
-        dict(stage_sizes=(1, 1), widths=(16, 32), stem_width=16, stem_kernel=3, stem_stride=1,
-             stem_pool=False, norm_groups=8)
+        dict(
+            stage_sizes=(1, 1),
+            widths=(16, 32),
+            stem_width=16,
+            stem_kernel=3,
+            stem_stride=1,
+            stem_pool=False,
+            norm_groups=8,
+        )
     )
     model.head_hidden_dims = (64,)
     model.embedding_dim = 32
@@ -71,8 +85,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = data_config()
     config.model = model_config()
     config.optimizer = ml_collections.ConfigDict(
-        dict(name="adamw", learning_rate=2e-3, end_factor=0.01, warmup_steps=30, b1=0.9,
-             b2=0.999, weight_decay=1e-4, grad_clip_norm=1.0)
+        dict(
+            name="adamw",
+            learning_rate=2e-3,
+            end_factor=0.01,
+            warmup_steps=30,
+            b1=0.9,
+            b2=0.999,
+            weight_decay=1e-4,
+            grad_clip_norm=1.0,
+        )
     )
     config.distributed = ml_collections.ConfigDict(
         dict(coordinator_address="", num_processes=0, process_id=-1)

@@ -17,7 +17,6 @@ run killed mid-save leaves the previous checkpoints intact.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -150,18 +149,25 @@ def _locate(path: str | os.PathLike) -> tuple[Path, int]:
     return path, steps[-1]
 
 
+def _restore_items(directory: Path, step: int, **items: Any) -> Any:
+    """Restores the named items of one step with a read-only manager; clear errors."""
+    manager = ocp.CheckpointManager(directory, item_names=("params", "opt_state", "meta"))
+    try:
+        return manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as error:  # Orbax raises many types; name the path either way.
+        raise ValueError(
+            f"Checkpoint {directory / str(step)} could not be restored "
+            f"({type(error).__name__}: {error}). It may be incomplete or corrupt; it was left "
+            "untouched."
+        ) from error
+    finally:
+        manager.close()
+
+
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The ``meta`` JSON (step, spec, config) of the checkpoint ``path`` resolves to."""
     directory, step = _locate(path)
-    meta_dir = directory / str(step) / "meta"
-    files = sorted(meta_dir.glob("*")) if meta_dir.is_dir() else []
-    files = [f for f in files if f.is_file() and not f.name.startswith(".")]
-    if not files:
-        raise ValueError(f"Checkpoint {directory / str(step)} has no readable 'meta' item")
-    try:
-        return json.loads(files[0].read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"Checkpoint metadata {files[0]} is corrupt: {error}") from error
+    return dict(_restore_items(directory, step, meta=ocp.args.JsonRestore()).meta)
 
 
 def load_params(path: str | os.PathLike) -> PIMCParams:
@@ -178,16 +184,7 @@ def load_params(path: str | os.PathLike) -> PIMCParams:
     meta = read_meta(directory / str(step))
     spec = ModelSpec.from_dict(meta["spec"])
     params_like = jax.eval_shape(lambda: init_params(spec, 0).variables)
-    manager = ocp.CheckpointManager(directory, item_names=("params", "opt_state", "meta"))
-    try:
-        restored = manager.restore(
-            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(_abstract(params_like)))
-        )
-    except Exception as error:
-        raise ValueError(
-            f"Checkpoint {directory / str(step)} could not be restored "
-            f"({type(error).__name__}: {error})"
-        ) from error
-    finally:
-        manager.close()
+    restored = _restore_items(
+        directory, step, params=ocp.args.StandardRestore(_abstract(params_like))
+    )
     return PIMCParams(variables=_to_host(restored.params), spec=spec)

@@ -164,8 +164,10 @@ def _series_inputs(
     if dates.ndim == 1:
         dates = np.broadcast_to(dates, (num, num_dates))
     if dates.shape != (num, num_dates):
-        raise ValueError(f"batch['dates'] must be (T,) or (N, T) = ({num}, {num_dates}), got "
-                         f"{np.shape(batch['dates'])}")
+        raise ValueError(
+            f"batch['dates'] must be (T,) or (N, T) = ({num}, {num_dates}), got "
+            f"{np.shape(batch['dates'])}"
+        )
     mask = np.asarray(batch.get("mask", np.ones((num, num_dates), bool)), bool)
     if mask.shape != (num, num_dates):
         raise ValueError(f"batch['mask'] must be (N, T) = ({num}, {num_dates}), got {mask.shape}")
@@ -187,8 +189,7 @@ def _image_inputs(spec: ModelSpec, batch: Mapping[str, Any]) -> np.ndarray:
         names = [indices_lib.canonical_band_name(n) for n in batch["image_band_names"]]
         if len(names) != image.shape[-1]:
             raise ValueError(
-                f"batch['image'] has {image.shape[-1]} bands but image_band_names has "
-                f"{len(names)}"
+                f"batch['image'] has {image.shape[-1]} bands but image_band_names has {len(names)}"
             )
         wanted = [indices_lib.canonical_band_name(n) for n in spec.image_bands]
         missing = [w for w in wanted if w not in names]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging as py_logging
 from pathlib import Path
 
 import jax
@@ -18,8 +19,24 @@ def default_workdir(config_path: str) -> str:
     return str(Path("workdirs") / Path(config_path.split(":")[0]).stem)
 
 
+class _QuietLibraries(py_logging.Filter):
+    """Drops INFO chatter of Orbax and friends; keeps their warnings and our own logs."""
+
+    NOISY = ("orbax", "etils", "tensorflow_datasets", "array_record", "grain")
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        if record.levelno >= py_logging.WARNING:
+            return True
+        return not any(name in record.pathname for name in self.NOISY)
+
+
+def quiet_library_logs() -> None:
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | None, *, config_path: str = "") -> dict:
     """Runs the job ``config.task`` names; returns its final metrics or results."""
+    quiet_library_logs()
     task = config.get("task")
     if task not in TASKS:
         raise ValueError(f"config.task must be one of {TASKS}, got {task!r}")

@@ -88,12 +88,16 @@ def create_train_state(
     )
 
 
-def _augment_crops(rng: jax.Array, image: jax.Array) -> jax.Array:
-    """Random flips and 90° rotations of square crops; the centre pixel stays the centre."""
-    flip_rng, rot_rng = jax.random.split(rng)
-    flips = jax.random.bernoulli(flip_rng, 0.5, (image.shape[0],))
-    turns = jax.random.randint(rot_rng, (image.shape[0],), 0, 4)
-    image = jnp.where(flips[:, None, None, None], image[:, :, ::-1], image)
+def _augment_crops(rng: jax.Array, image: jax.Array, rows: jax.Array) -> jax.Array:
+    """Random flips and 90° rotations of square crops; the centre pixel stays the centre.
+
+    Each crop's draw depends only on ``rng`` and its row in the *global* batch
+    (``rows``), so the result does not depend on how the batch is split over devices.
+    """
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, rows)
+    draws = jax.vmap(lambda key: jax.random.randint(key, (2,), 0, 8))(keys)
+    flips, turns = draws[:, 0] % 2, draws[:, 1] % 4
+    image = jnp.where(flips[:, None, None, None] == 1, image[:, :, ::-1], image)
     rotations = jnp.stack([jnp.rot90(image, k, axes=(1, 2)) for k in range(4)])
     return jnp.take_along_axis(rotations, turns[None, :, None, None, None], axis=0)[0]
 
@@ -115,7 +119,8 @@ def train_step(
       batch: this device's pairs: ``bands`` (n, T, C) float32 reflectance (NaN =
         no-data), ``dates`` (n, T) float32 days, ``mask`` (n, T) bool, ``image``
         (n, k, k, Ci) float32 reflectance crops.
-      rng: PRNG key shared by all devices; folded with the step and device index.
+      rng: PRNG key shared by all devices; folded with the step and each row's index
+        in the global batch.
       spec: model spec (static).
       optimizer: the optax transformation (static).
       augment: random flips/rotations of the image crops.
@@ -124,19 +129,19 @@ def train_step(
     Returns:
       The new state and float32 scalar metrics (identical on every device):
       ``loss``, ``a2b_top1`` (RP → image retrieval), ``b2a_top1``, ``temperature``,
-      ``grad_norm``, ``param_norm``, ``learning_rate`` is added by the caller.
+      ``grad_norm`` and ``param_norm``.
     """
     chex.assert_rank(batch["bands"], 3)
     chex.assert_rank(batch["image"], 4)
     rng = jax.random.fold_in(rng, state.step)
-    if axis_name is not None:
-        rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+    local_rows = batch["image"].shape[0]
+    first_row = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local_rows
     plots = jax.lax.stop_gradient(
         series_to_plots(spec, batch["bands"], batch["dates"], batch["mask"])
     )
     crops = normalize_crops(spec, batch["image"])
     if augment:
-        crops = _augment_crops(rng, crops)
+        crops = _augment_crops(rng, crops, first_row + jnp.arange(local_rows))
     model = PIMC(spec)
 
     def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -148,7 +153,7 @@ def train_step(
         grads = jax.lax.pmean(grads, axis_name)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params))
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params))
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 

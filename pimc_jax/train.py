@@ -23,7 +23,7 @@ import numpy as np
 from absl import logging
 
 from pimc_jax import parallel
-from pimc_jax.checkpoint import CheckpointStore
+from pimc_jax.checkpoint import CheckpointStore, read_meta
 from pimc_jax.data import load_patches
 from pimc_jax.data.pipeline import PairBatches, image_statistics
 from pimc_jax.data.sampling import PairSampler
@@ -152,15 +152,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     start_step = 0
     latest = store.latest_step()
     if latest is not None:
-        params, opt_state, meta = store.restore(latest, state.params, state.opt_state)
-        saved_spec = ModelSpec.from_dict(meta["spec"])
+        # Compare specs before touching arrays, so a changed model gets a clear message.
+        saved_spec = ModelSpec.from_dict(read_meta(store.directory / str(latest))["spec"])
         if saved_spec != spec:
             raise ValueError(
                 f"The checkpoint in {store.directory} was trained with a different model or "
                 f"data spec; use a new --workdir. Saved: {saved_spec}; now: {spec}"
             )
+        params, opt_state, meta = store.restore(latest, state.params, state.opt_state)
         start_step = int(meta["step"])
-        state = TrainState(step=np.asarray(start_step, np.int32), params=params, opt_state=opt_state)
+        state = TrainState(
+            step=np.asarray(start_step, np.int32), params=params, opt_state=opt_state
+        )
         logging.info("Resumed from %s at step %d", store.directory / str(latest), start_step)
     if is_main:
         workdir_path.mkdir(parents=True, exist_ok=True)
@@ -209,24 +212,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         store.save(step, host.params, host.opt_state, spec, config.to_dict(), force=force)
 
     last_metrics: dict[str, float] = {}
-    step = start_step
+    # Whatever happens in the loop, let in-flight checkpoint writes finish.
     with _Preemption() as preemption:
-        for step in range(start_step + 1, config.total_steps + 1):
-            batch = next(batches)
-            replicated_state, metrics = parallel_step(
-                replicated_state, parallel.shard_batch(batch), replicated_rng
-            )
-            if step % config.log_every_steps == 0 or step == config.total_steps or step == 1:
-                last_metrics = _host_metrics(metrics)
-                last_metrics["learning_rate"] = float(schedule(step - 1))
-                writer.write(step, last_metrics)
-            stop = preemption.agreed()
-            if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
-                save(step, force=stop)
-            if stop:
-                logging.warning("Stopped at step %d after SIGTERM; rerun to resume.", step)
-                break
-    batches.close()
-    store.close()
-    writer.close()
+        try:
+            for step in range(start_step + 1, config.total_steps + 1):
+                batch = next(batches)
+                replicated_state, metrics = parallel_step(
+                    replicated_state, parallel.shard_batch(batch), replicated_rng
+                )
+                if step % config.log_every_steps == 0 or step in (1, config.total_steps):
+                    last_metrics = _host_metrics(metrics)
+                    last_metrics["learning_rate"] = float(schedule(step - 1))
+                    writer.write(step, last_metrics)
+                stop = preemption.agreed()
+                if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
+                    save(step, force=stop)
+                if stop:
+                    logging.warning("Stopped at step %d after SIGTERM; rerun to resume.", step)
+                    break
+        finally:
+            batches.close()
+            store.close()
+            writer.close()
     return last_metrics

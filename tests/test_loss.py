@@ -16,9 +16,9 @@ def _numpy_infonce(z_a, z_b, temperature):
     """½[CE(logits, diag) + CE(logitsᵀ, diag)] written out with NumPy in float64."""
     logits = z_a.astype(np.float64) @ z_b.astype(np.float64).T / temperature
 
-    def ce(l):
-        l = l - l.max(axis=1, keepdims=True)
-        log_probs = l - np.log(np.exp(l).sum(axis=1, keepdims=True))
+    def ce(scores):
+        scores = scores - scores.max(axis=1, keepdims=True)
+        log_probs = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
         return -np.mean(np.diag(log_probs))
 
     top1_a2b = np.mean(np.argmax(logits, 1) == np.arange(len(z_a)))

@@ -1,0 +1,436 @@
+"""PASTIS Sentinel-2 patches, read through a TFDS builder (array_record, no TensorFlow).
+
+PASTIS (Sainte Fare Garnot & Landrieu, ICCV 2021) holds 2 433 Sentinel-2 image time
+series patches of 128 x 128 pixels over France, each with 38 to 61 acquisitions and a
+per-pixel crop type label (18 crop classes, background 0 and void 19), split into five
+official cross-validation folds. The data cannot be downloaded by TFDS: the user unpacks
+the official archive and points the builder at it (the *manual directory*).
+
+Layout of the manual directory (the official PASTIS archive, unchanged)::
+
+    metadata.geojson           GeoJSON FeatureCollection, one feature per patch, whose
+                               properties hold ID_PATCH (int), Fold (1..5) and dates-S2:
+                               {"0": 20180924, "1": 20181004, ...} -- acquisition dates as
+                               YYYYMMDD integers keyed by their index in the time series
+                               (a JSON string holding that object is accepted too).
+    DATA_S2/S2_<ID_PATCH>.npy  (T, 10, H, W) int16 digital numbers (reflectance x 10 000),
+                               bands B2 B3 B4 B5 B6 B7 B8 B8A B11 B12.
+    ANNOTATIONS/TARGET_<ID_PATCH>.npy
+                               (3, H, W); channel 0 is the semantic class 0..19.
+    NORM_S2_patch.json         {"Fold_1": {"mean": [10 floats], "std": [10 floats]}, ...}
+                               per-fold band statistics in digital numbers (optional; read
+                               by :func:`load_pastis_norm`).
+
+Other files of the archive (Sentinel-1, instance annotations) are ignored.
+
+The builder :class:`Pastis` stores one example per patch with the features
+
+    ``bands``     (T, H, W, 10) int16 digital numbers (time first, bands last),
+    ``dates``     (T,) int32 days since 1970-01-01, strictly increasing,
+    ``labels``    (H, W) int32 semantic class (channel 0 of TARGET),
+    ``patch_id``  text, the ID_PATCH,
+    ``fold``      int32 official fold 1..5,
+
+in one split per fold, ``fold1`` ... ``fold5`` (TFDS split arithmetic such as
+``"fold1+fold2"`` selects several). The number of dates stays variable, as in the files.
+:func:`load_pastis_patches` prepares the builder once (by default into ``<manual dir>/tfds``)
+and returns :class:`~pimc_jax.data.patches.Patch` objects in reflectance units
+(digital numbers / 10 000). After the files in the manual directory change, delete the
+prepared directory so that it is rebuilt.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from pimc_jax.data.patches import Patch
+
+PASTIS_BAND_NAMES: tuple[str, ...] = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+PASTIS_CLASS_NAMES: tuple[str, ...] = (
+    "Background",
+    "Meadow",
+    "Soft winter wheat",
+    "Corn",
+    "Winter barley",
+    "Winter rapeseed",
+    "Spring barley",
+    "Sunflower",
+    "Grapevine",
+    "Beet",
+    "Winter triticale",
+    "Winter durum wheat",
+    "Fruits, vegetables, flowers",
+    "Potatoes",
+    "Leguminous fodder",
+    "Soybeans",
+    "Orchard",
+    "Mixed cereal",
+    "Sorghum",
+    "Void label",
+)
+BACKGROUND_CLASS = 0
+VOID_CLASS = 19
+PASTIS_FOLDS: tuple[int, ...] = (1, 2, 3, 4, 5)
+#: Sentinel-2 L2A digital numbers are reflectance x 10 000.
+REFLECTANCE_SCALE = 10_000.0
+
+_EPOCH = datetime.date(1970, 1, 1)
+
+_CITATION = """
+@inproceedings{garnot2021panoptic,
+  title={Panoptic Segmentation of Satellite Image Time Series with Convolutional Temporal
+         Attention Networks},
+  author={Sainte Fare Garnot, Vivien and Landrieu, Loic},
+  booktitle={ICCV},
+  year={2021}
+}
+"""
+
+
+def default_data_dir(manual_dir: str | os.PathLike[str]) -> Path:
+    """Where a builder prepared from ``manual_dir`` writes its array_record files.
+
+    ``<manual_dir>/tfds`` when ``manual_dir`` is writable, else a per-directory folder
+    under ``$XDG_CACHE_HOME/pimc_jax/tfds`` (``~/.cache`` by default), keyed by a hash of
+    the resolved path so that two copies of a dataset never share prepared files.
+    """
+    manual_dir = Path(manual_dir)
+    if os.access(manual_dir, os.W_OK):
+        return manual_dir / "tfds"
+    cache_root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    key = hashlib.sha256(str(manual_dir.resolve()).encode()).hexdigest()[:16]
+    return cache_root / "pimc_jax" / "tfds" / key
+
+
+def yyyymmdd_to_days(value: int | str) -> int:
+    """``20180924`` (int or str) -> days since 1970-01-01. ValueError if not a valid date."""
+    text = str(value).strip()
+    if len(text) != 8 or not text.isdigit():
+        raise ValueError(f"expected a YYYYMMDD date, got {value!r}")
+    try:
+        date = datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError as err:
+        raise ValueError(f"invalid YYYYMMDD date {value!r}: {err}") from None
+    return (date - _EPOCH).days
+
+
+def _s2_file(manual_dir: Path, patch_id: str) -> Path:
+    return manual_dir / "DATA_S2" / f"S2_{patch_id}.npy"
+
+
+def _target_file(manual_dir: Path, patch_id: str) -> Path:
+    return manual_dir / "ANNOTATIONS" / f"TARGET_{patch_id}.npy"
+
+
+def read_pastis_metadata(manual_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Parses ``metadata.geojson`` and checks that every patch's files exist.
+
+    Returns:
+      One dict per patch, sorted by ID_PATCH: ``patch_id`` (str), ``fold`` (int 1..5),
+      ``dates`` ((T,) int32 days since 1970-01-01, in time-series order).
+
+    Raises:
+      ValueError naming the file when it is missing, is not a FeatureCollection, lacks a
+      property, holds an invalid date or fold, or when a patch's .npy files are missing.
+    """
+    manual_dir = Path(manual_dir)
+    meta_file = manual_dir / "metadata.geojson"
+    if not meta_file.is_file():
+        raise ValueError(f"PASTIS metadata file not found: {meta_file}")
+    try:
+        collection = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_file}: not valid JSON ({err})") from None
+    features = collection.get("features") if isinstance(collection, Mapping) else None
+    if not isinstance(features, list):
+        raise ValueError(f"{meta_file}: expected a GeoJSON FeatureCollection with 'features'")
+
+    entries = []
+    for index, feature in enumerate(features):
+        props = feature.get("properties") if isinstance(feature, Mapping) else None
+        if not isinstance(props, Mapping):
+            raise ValueError(f"{meta_file}: feature {index} has no properties")
+        missing = [key for key in ("ID_PATCH", "Fold", "dates-S2") if key not in props]
+        if missing:
+            raise ValueError(f"{meta_file}: feature {index} lacks properties {missing}")
+        patch_id = str(props["ID_PATCH"])
+        where = f"{meta_file}: patch {patch_id}"
+        try:
+            fold = int(props["Fold"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: Fold must be an integer, got {props['Fold']!r}") from None
+        if fold not in PASTIS_FOLDS:
+            raise ValueError(f"{where}: Fold must be one of {PASTIS_FOLDS}, got {fold}")
+        raw_dates = props["dates-S2"]
+        if isinstance(raw_dates, str):
+            try:
+                raw_dates = json.loads(raw_dates)
+            except json.JSONDecodeError:
+                raise ValueError(f"{where}: dates-S2 is not a JSON object") from None
+        if isinstance(raw_dates, list):
+            raw_dates = {str(i): d for i, d in enumerate(raw_dates)}
+        if not isinstance(raw_dates, Mapping) or not raw_dates:
+            raise ValueError(f"{where}: dates-S2 must be a non-empty {{index: YYYYMMDD}} object")
+        try:
+            order = sorted(raw_dates, key=int)
+            dates = np.array([yyyymmdd_to_days(raw_dates[key]) for key in order], np.int32)
+        except ValueError as err:
+            raise ValueError(f"{where}: dates-S2: {err}") from None
+        if np.any(np.diff(dates) <= 0):
+            raise ValueError(f"{where}: dates-S2 are not strictly increasing")
+        for path in (_s2_file(manual_dir, patch_id), _target_file(manual_dir, patch_id)):
+            if not path.is_file():
+                raise ValueError(f"PASTIS file not found for patch {patch_id}: {path}")
+        entries.append({"patch_id": patch_id, "fold": fold, "dates": dates})
+
+    if not entries:
+        raise ValueError(f"{meta_file}: no patches")
+    ids = [entry["patch_id"] for entry in entries]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{meta_file}: duplicate ID_PATCH values")
+    return sorted(entries, key=_patch_sort_key)
+
+
+def _patch_sort_key(entry: Mapping[str, Any]) -> tuple[int, str]:
+    patch_id = entry["patch_id"]
+    return (int(patch_id), "") if patch_id.isdigit() else (0, patch_id)
+
+
+def read_pastis_patch_arrays(
+    manual_dir: str | os.PathLike[str], patch_id: str, num_dates: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads and checks one patch's files.
+
+    Returns:
+      ``bands`` (T, H, W, 10) int16 digital numbers and ``labels`` (H, W) int32.
+
+    Raises:
+      ValueError naming the file when a shape, dtype or class value is wrong.
+    """
+    manual_dir = Path(manual_dir)
+    s2_file = _s2_file(manual_dir, patch_id)
+    target_file = _target_file(manual_dir, patch_id)
+    try:
+        data = np.load(s2_file)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {s2_file}: {err}") from None
+    expected = f"({num_dates}, {len(PASTIS_BAND_NAMES)}, H, W)"
+    if data.ndim != 4 or data.shape[0] != num_dates or data.shape[1] != len(PASTIS_BAND_NAMES):
+        raise ValueError(
+            f"{s2_file}: expected shape {expected} (T from dates-S2 in metadata.geojson), "
+            f"got {data.shape}"
+        )
+    if not np.issubdtype(data.dtype, np.integer):
+        raise ValueError(f"{s2_file}: expected integer digital numbers, got dtype {data.dtype}")
+    info = np.iinfo(np.int16)
+    if data.size and (data.min() < info.min or data.max() > info.max):
+        raise ValueError(f"{s2_file}: values outside the int16 range")
+    bands = np.ascontiguousarray(np.transpose(data, (0, 2, 3, 1)).astype(np.int16))
+
+    try:
+        target = np.load(target_file)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {target_file}: {err}") from None
+    height, width = data.shape[2:]
+    if target.ndim != 3 or target.shape[1:] != (height, width):
+        raise ValueError(
+            f"{target_file}: expected shape (3, {height}, {width}) to match {s2_file.name}, "
+            f"got {target.shape}"
+        )
+    semantic = target[0]
+    if not np.all(semantic == np.round(semantic)) or semantic.min() < 0:
+        raise ValueError(f"{target_file}: channel 0 must hold integer classes 0..{VOID_CLASS}")
+    if semantic.max() > VOID_CLASS:
+        raise ValueError(
+            f"{target_file}: class {int(semantic.max())} outside 0..{VOID_CLASS} in channel 0"
+        )
+    return bands, semantic.astype(np.int32)
+
+
+class Pastis(tfds.core.GeneratorBasedBuilder):
+    """PASTIS Sentinel-2 patches from the official archive in a manual directory."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Sentinel-2 patches, semantic labels, one split per fold."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+    Download PASTIS from https://zenodo.org/record/5012942 (PASTIS.zip) and unpack it.
+    Pass the folder that holds metadata.geojson, DATA_S2/ and ANNOTATIONS/ as the manual
+    directory (`load_pastis_patches(path)` does this for you).
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        zlib = tfds.features.Encoding.ZLIB
+        num_bands = len(PASTIS_BAND_NAMES)
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="PASTIS Sentinel-2 image time series with per-pixel crop classes.",
+            features=tfds.features.FeaturesDict(
+                {
+                    "bands": tfds.features.Tensor(
+                        shape=(None, None, None, num_bands), dtype=np.int16, encoding=zlib
+                    ),
+                    "dates": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+                    "labels": tfds.features.Tensor(
+                        shape=(None, None), dtype=np.int32, encoding=zlib
+                    ),
+                    "patch_id": tfds.features.Text(),
+                    "fold": tfds.features.Scalar(dtype=np.int32),
+                }
+            ),
+            homepage="https://github.com/VSainteuf/pastis-benchmark",
+            citation=_CITATION,
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
+        manual_dir = Path(dl_manager.manual_dir)
+        entries = read_pastis_metadata(manual_dir)
+        splits = {}
+        for fold in PASTIS_FOLDS:
+            fold_entries = [entry for entry in entries if entry["fold"] == fold]
+            if fold_entries:
+                splits[f"fold{fold}"] = self._generate_examples(manual_dir, fold_entries)
+        return splits
+
+    def _generate_examples(
+        self, manual_dir: Path, entries: Sequence[Mapping[str, Any]]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        for entry in entries:
+            patch_id = entry["patch_id"]
+            bands, labels = read_pastis_patch_arrays(manual_dir, patch_id, len(entry["dates"]))
+            yield (
+                patch_id,
+                {
+                    "bands": bands,
+                    "dates": entry["dates"],
+                    "labels": labels,
+                    "patch_id": patch_id,
+                    "fold": entry["fold"],
+                },
+            )
+
+
+def prepare_pastis(
+    path: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None
+) -> Pastis:
+    """Checks the PASTIS directory ``path`` and prepares the builder (once).
+
+    Args:
+      path: the manual directory (official PASTIS layout, see the module docstring).
+      data_dir: where the array_record files go; default :func:`default_data_dir`.
+
+    Returns:
+      The prepared builder; ``builder.as_data_source(split="fold1+fold2")`` reads it.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"PASTIS directory not found: {path}")
+    read_pastis_metadata(path)  # fail early, with the file's name, before TFDS starts
+    builder = Pastis(
+        data_dir=str(data_dir if data_dir is not None else default_data_dir(path)),
+        file_format="array_record",
+    )
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(path)))
+    return builder
+
+
+def patch_from_example(example: Mapping[str, Any]) -> Patch:
+    """One stored example -> :class:`Patch` with bands in reflectance (DN / 10 000)."""
+    patch_id = example["patch_id"]
+    if isinstance(patch_id, bytes):
+        patch_id = patch_id.decode()
+    return Patch(
+        bands=np.asarray(example["bands"], np.float32) / np.float32(REFLECTANCE_SCALE),
+        dates=np.asarray(example["dates"], np.int32),
+        band_names=PASTIS_BAND_NAMES,
+        labels=np.asarray(example["labels"], np.int32),
+        patch_id=str(patch_id),
+        fold=int(example["fold"]),
+    )
+
+
+def _check_folds(folds: Iterable[int]) -> tuple[int, ...]:
+    folds = tuple(int(fold) for fold in folds)
+    unknown = [fold for fold in folds if fold not in PASTIS_FOLDS]
+    if not folds or unknown:
+        raise ValueError(f"PASTIS folds must be a non-empty subset of {PASTIS_FOLDS}, got {folds}")
+    return folds
+
+
+def load_pastis_patches(
+    path: str | os.PathLike[str],
+    folds: Sequence[int] = PASTIS_FOLDS,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> list[Patch]:
+    """Reads the PASTIS patches of the given official folds.
+
+    Args:
+      path: the manual directory in the official PASTIS layout (module docstring).
+      folds: official folds to read, any of 1..5.
+      data_dir: where the builder's array_record files go; default
+        :func:`default_data_dir` (``<path>/tfds`` when writable).
+
+    Returns:
+      Patches sorted by (fold, ID_PATCH): bands (T, H, W, 10) float32 reflectance,
+      dates (T,) int32 days since 1970-01-01, labels (H, W) int32, band names
+      :data:`PASTIS_BAND_NAMES`. All patches are held in memory: the full dataset needs
+      about 70 GB, so use :func:`prepare_pastis` and its data source to stream it.
+
+    Raises:
+      ValueError naming the file when the directory is incomplete or malformed, or when
+      none of the requested folds holds a patch.
+    """
+    folds = _check_folds(folds)
+    builder = prepare_pastis(path, data_dir)
+    present = [fold for fold in folds if f"fold{fold}" in builder.info.splits]
+    absent = sorted(set(folds) - set(present))
+    if not present:
+        raise ValueError(f"{Path(path) / 'metadata.geojson'}: no patch in folds {folds}")
+    if absent:
+        logging.warning("PASTIS at %s has no patch in folds %s", path, absent)
+    source = builder.as_data_source(split="+".join(f"fold{fold}" for fold in present))
+    patches = [patch_from_example(source[index]) for index in range(len(source))]
+    return sorted(patches, key=lambda p: (p.fold, *_patch_sort_key({"patch_id": p.patch_id})))
+
+
+def load_pastis_norm(
+    path: str | os.PathLike[str], folds: Sequence[int] = PASTIS_FOLDS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std in reflectance from ``NORM_S2_patch.json``.
+
+    Like the official data loader, the statistics of the selected folds are averaged.
+
+    Returns:
+      ``mean`` and ``std``, each (10,) float32, in reflectance (DN / 10 000), band order
+      :data:`PASTIS_BAND_NAMES`.
+    """
+    folds = _check_folds(folds)
+    norm_file = Path(path) / "NORM_S2_patch.json"
+    if not norm_file.is_file():
+        raise ValueError(f"PASTIS normalisation file not found: {norm_file}")
+    stats = json.loads(norm_file.read_text())
+    means, stds = [], []
+    for fold in folds:
+        entry = stats.get(f"Fold_{fold}") if isinstance(stats, Mapping) else None
+        if not isinstance(entry, Mapping) or "mean" not in entry or "std" not in entry:
+            raise ValueError(f"{norm_file}: no 'Fold_{fold}' entry with 'mean' and 'std'")
+        for key, out in (("mean", means), ("std", stds)):
+            values = np.asarray(entry[key], np.float64)
+            if values.shape != (len(PASTIS_BAND_NAMES),):
+                raise ValueError(
+                    f"{norm_file}: Fold_{fold} {key} must hold {len(PASTIS_BAND_NAMES)} "
+                    f"values, got shape {values.shape}"
+                )
+            out.append(values)
+    mean = np.mean(means, axis=0) / REFLECTANCE_SCALE
+    std = np.mean(stds, axis=0) / REFLECTANCE_SCALE
+    return mean.astype(np.float32), std.astype(np.float32)

@@ -1,0 +1,533 @@
+"""Deterministic synthetic PASTIS-like data: the default data of every command.
+
+A synthetic patch is a square of agricultural parcels observed on a variable number of
+irregular dates within one year (2019). Each parcel carries one class from
+:data:`SYNTHETIC_CLASSES`; each class has a phenology, a greenness curve over the day of
+year (a double logistic: winter level, green-up, peak, senescence, post-harvest level),
+plus class-specific extras (rapeseed and sunflower flowering, grassland mowing).
+
+Reflectance is a linear mixture of endmember spectra (bare soil, green vegetation,
+yellow flowers) weighted by greenness, so NDVI/EVI/SAVI computed from the bands track the
+class curve: NIR rises and red/blue/SWIR fall as a parcel greens up. On top of that:
+
+- per-parcel jitter of the phenology (date shift, peak amplitude) and per-pixel jitter, so
+  classes overlap and the task is not trivial (maize and soybean are deliberately close);
+- time-invariant, class-dependent texture (row stripes with a per-parcel orientation,
+  speckle) and soil brightness, so a single-date crop around a pixel carries information
+  about the pixel's class, as its time series does: this shared information is what the
+  pixel/image contrastive pre-training can exploit;
+- field margins (hedges, roads) and some whole parcels are background (class 0);
+- per-date illumination changes, Gaussian noise, clouds (bright blobs, all bands ~0.4-0.6)
+  on about a fifth of the dates, and rarely a no-data (NaN) swath edge.
+
+Everything is vectorised NumPy and seeded by ``(seed, index)``: the same arguments give the
+same arrays on every machine, and patch ``i`` does not depend on how many patches are made.
+
+:func:`make_image_classification_set` builds a EuroSAT stand-in (ten land-cover scene
+classes at one date) from the same endmember spectra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from pimc_jax.data.patches import Patch
+from pimc_jax.indices import canonical_band_name, resolve_band_names
+
+# 2019-01-01 as days since 1970-01-01.
+_YEAR_START = int(np.datetime64("2019-01-01", "D").astype(np.int64))
+_DAYS_IN_YEAR = 365
+# Sentinel-2 revisit: acquisition dates are drawn from a 5-day grid when enough of it exists.
+_REVISIT_DAYS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Phenology:
+    """Greenness curve and appearance of one synthetic class.
+
+    Greenness (green-vegetation cover fraction, in [0, 1]) at day of year ``d``::
+
+        g(d) = winter + (peak - winter) * σ((d - green_up) / rise)
+                      - (peak - after) * σ((d - senescence) / fall)
+
+    with σ the logistic function. Each parcel adds an offset drawn uniformly in
+    ``[0, cover_spread)`` to all three levels (weedy fallow, hedges); a flowering fraction
+    ``flowering * exp(-½((d - flower_day) / 12)²)`` of the green cover turns yellow;
+    grassland loses ``mowing`` of its cover above 0.2 at two cuts and regrows within a few
+    weeks. Per parcel, ``green_up``/``senescence`` shift and the seasonal amplitude
+    ``peak - winter`` scales at random.
+
+    Appearance (time-invariant): bare soil is ``soil_brightness`` times the soil spectrum;
+    reflectance is modulated by row stripes of relative ``stripe_amplitude`` and period
+    ``stripe_period`` pixels (orientation per parcel) and by per-pixel ``speckle``.
+    """
+
+    name: str
+    winter: float
+    peak: float
+    after: float
+    green_up: float
+    senescence: float
+    rise: float
+    fall: float
+    soil_brightness: float
+    stripe_amplitude: float
+    stripe_period: float
+    speckle: float
+    cover_spread: float = 0.0
+    flowering: float = 0.0
+    flower_day: float = 0.0
+    mowing: float = 0.0
+
+
+SYNTHETIC_PHENOLOGY: tuple[Phenology, ...] = (
+    # Background: bare/built land and field margins: low, flat, bright and heterogeneous.
+    Phenology("background", 0.06, 0.10, 0.06, 120, 240, 20, 20, 1.30, 0.00, 4.0, 0.15, 0.2),
+    # Winter wheat: green in winter, early peak, harvested in July.
+    Phenology("wheat", 0.30, 0.85, 0.10, 80, 175, 9, 7, 1.00, 0.06, 3.0, 0.03),
+    # Maize: sown late, peak in August.
+    Phenology("maize", 0.06, 0.85, 0.10, 165, 255, 8, 8, 0.95, 0.10, 5.0, 0.03),
+    # Rapeseed: green through winter, yellow flowering in late April, harvest in June.
+    Phenology("rapeseed", 0.35, 0.80, 0.12, 60, 160, 10, 7, 1.05, 0.04, 3.0, 0.04, 0, 0.45, 115),
+    # Sunflower: summer crop, yellow heads in July.
+    Phenology("sunflower", 0.06, 0.75, 0.10, 145, 225, 8, 7, 1.00, 0.08, 6.0, 0.05, 0, 0.35, 200),
+    # Grassland: persistent green cover, mown twice.
+    Phenology(
+        "grassland", 0.40, 0.78, 0.40, 85, 290, 12, 12, 0.90, 0.00, 4.0, 0.08, 0.1, mowing=0.45
+    ),
+    # Fallow: sparse weeds, slow and weak.
+    Phenology("fallow", 0.12, 0.35, 0.15, 100, 230, 15, 15, 1.15, 0.00, 4.0, 0.10, 0.25),
+    # Soybean: close to maize, a little later, lower and shorter.
+    Phenology("soybean", 0.06, 0.72, 0.10, 170, 245, 8, 7, 0.95, 0.07, 4.0, 0.03),
+)
+
+SYNTHETIC_CLASSES: tuple[str, ...] = tuple(p.name for p in SYNTHETIC_PHENOLOGY)
+
+# Endmember reflectance per canonical Sentinel-2 band:
+# (soil, green vegetation, yellow flowers, water, impervious, cloud).
+_ENDMEMBERS: dict[str, tuple[float, float, float, float, float, float]] = {
+    "B1": (0.09, 0.030, 0.05, 0.060, 0.15, 0.56),
+    "B2": (0.10, 0.035, 0.05, 0.055, 0.17, 0.56),
+    "B3": (0.14, 0.080, 0.20, 0.045, 0.19, 0.54),
+    "B4": (0.19, 0.035, 0.22, 0.030, 0.21, 0.53),
+    "B5": (0.22, 0.120, 0.30, 0.020, 0.22, 0.53),
+    "B6": (0.24, 0.300, 0.40, 0.015, 0.23, 0.52),
+    "B7": (0.25, 0.380, 0.44, 0.012, 0.24, 0.52),
+    "B8": (0.26, 0.420, 0.45, 0.010, 0.25, 0.51),
+    "B8A": (0.27, 0.430, 0.45, 0.010, 0.25, 0.51),
+    "B9": (0.27, 0.400, 0.42, 0.005, 0.20, 0.45),
+    "B10": (0.01, 0.005, 0.005, 0.001, 0.01, 0.30),
+    "B11": (0.32, 0.200, 0.25, 0.005, 0.28, 0.46),
+    "B12": (0.27, 0.100, 0.15, 0.003, 0.25, 0.40),
+}
+_SOIL, _VEGETATION, _FLOWER, _WATER, _IMPERVIOUS, _CLOUD = range(6)
+
+EUROSAT_CLASSES: tuple[str, ...] = (
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+)
+
+
+def _spectra(band_names: Sequence[str]) -> np.ndarray:
+    """``(6, C)`` float32 endmember spectra for ``band_names`` (Sentinel-2 names or aliases)."""
+    rows = []
+    for name in band_names:
+        canonical = canonical_band_name(name)
+        if canonical not in _ENDMEMBERS:
+            raise ValueError(
+                f"synthetic data has no spectrum for band {name!r} (canonical {canonical!r}); "
+                f"known Sentinel-2 bands: {sorted(_ENDMEMBERS)}"
+            )
+        rows.append(_ENDMEMBERS[canonical])
+    return np.asarray(rows, dtype=np.float32).T
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -30.0, 30.0)))
+
+
+def _normal(rng: np.random.Generator, mean, std: float, shape) -> np.ndarray:
+    return (mean + std * rng.standard_normal(shape)).astype(np.float32)
+
+
+def _uniform(rng: np.random.Generator, low: float, high: float, shape) -> np.ndarray:
+    return rng.uniform(low, high, shape).astype(np.float32)
+
+
+def _class_table() -> dict[str, np.ndarray]:
+    """Phenology fields as float32 arrays indexed by class."""
+    return {
+        field.name: np.asarray(
+            [getattr(p, field.name) for p in SYNTHETIC_PHENOLOGY], dtype=np.float32
+        )
+        for field in dataclasses.fields(Phenology)
+        if field.name != "name"
+    }
+
+
+_CLASS_TABLE = _class_table()
+
+
+def _voronoi_parcels(rng: np.random.Generator, size: int) -> tuple[np.ndarray, int]:
+    """``(size, size)`` int parcel ids from a Voronoi tessellation, and the parcel count."""
+    area = size * size
+    num_parcels = int(rng.integers(max(2, area // 160), max(3, area // 60) + 1))
+    seeds = rng.uniform(0, size, size=(num_parcels, 2)).astype(np.float32)
+    # Anisotropic distances make elongated fields rather than round cells.
+    stretch = rng.uniform(0.6, 1.6)
+    rows, cols = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32))
+    rows, cols = rows.T, cols.T
+    distance = (rows[None] - seeds[:, 0, None, None]) ** 2 * stretch + (
+        cols[None] - seeds[:, 1, None, None]
+    ) ** 2 / stretch
+    return np.argmin(distance, axis=0), num_parcels
+
+
+def _acquisition_days(rng: np.random.Generator, min_dates: int, max_dates: int) -> np.ndarray:
+    """Sorted unique days of year in [0, 365) on a 5-day grid (daily when too many dates)."""
+    num_dates = int(rng.integers(min_dates, max_dates + 1))
+    grid_size = _DAYS_IN_YEAR // _REVISIT_DAYS
+    if num_dates <= grid_size:
+        grid = int(rng.integers(_REVISIT_DAYS)) + _REVISIT_DAYS * np.arange(grid_size)
+    else:
+        grid = np.arange(_DAYS_IN_YEAR)
+    return np.sort(rng.choice(grid, size=num_dates, replace=False))
+
+
+def _cloud_cover(
+    rng: np.random.Generator, num_dates: int, size: int, cloud_probability: float
+) -> np.ndarray:
+    """``(T, size, size)`` float32 cloud opacity in [0, 1]: a few Gaussian blobs on some dates."""
+    opacity = np.zeros((num_dates, size, size), dtype=np.float32)
+    cloudy = np.flatnonzero(rng.random(num_dates) < cloud_probability)
+    grid = np.arange(size, dtype=np.float32)
+    for t in cloudy:
+        num_blobs = int(rng.integers(1, 4))
+        centers = rng.uniform(-0.2 * size, 1.2 * size, size=(num_blobs, 2)).astype(np.float32)
+        radii = rng.uniform(size / 8, size / 2.5, size=num_blobs).astype(np.float32)
+        strength = rng.uniform(0.7, 1.6, size=num_blobs).astype(np.float32)
+        d2 = (grid[None, :, None] - centers[:, 0, None, None]) ** 2 + (
+            grid[None, None, :] - centers[:, 1, None, None]
+        ) ** 2
+        blobs = strength[:, None, None] * np.exp(-d2 / (2 * radii[:, None, None] ** 2))
+        opacity[t] = np.clip(blobs.sum(axis=0), 0.0, 1.0)
+    return opacity
+
+
+def make_patch(
+    seed: int,
+    index: int,
+    *,
+    size: int = 32,
+    min_dates: int = 20,
+    max_dates: int = 40,
+    num_classes: int = len(SYNTHETIC_CLASSES),
+    band_names: str | Sequence[str] = "pastis",
+    cloud_probability: float = 0.2,
+    nodata_probability: float = 0.02,
+    noise: float = 0.01,
+    fold: int = 0,
+) -> Patch:
+    """Generates synthetic patch ``index`` of the data set seeded by ``seed``.
+
+    Args:
+      seed: data-set seed; together with ``index`` it fully determines the patch.
+      index: patch number within the data set.
+      size: patch height and width in pixels.
+      min_dates: fewest acquisition dates; the count is drawn uniformly in
+        ``[min_dates, max_dates]``.
+      max_dates: most acquisition dates (at most 365).
+      num_classes: classes used, the first ``num_classes`` of :data:`SYNTHETIC_CLASSES`
+        (2 to 8); class 0 is background.
+      band_names: band names or a table name of :data:`pimc_jax.indices.BAND_TABLES`;
+        Sentinel-2 bands B1..B12, B8A (or the aliases BLUE/GREEN/RED/NIR).
+      cloud_probability: chance that a date carries clouds.
+      nodata_probability: chance that a date loses a swath edge to no-data (NaN).
+      noise: standard deviation of the additive Gaussian reflectance noise.
+      fold: fold stored in the patch.
+
+    Returns:
+      A :class:`Patch` with ``bands`` ``(T, size, size, C)`` float32 reflectance in [0, 1]
+      (NaN on no-data), ``dates`` ``(T,)`` int32 days since 1970-01-01 within 2019, strictly
+      increasing, ``labels`` ``(size, size)`` int32 in ``[0, num_classes)``.
+    """
+    if not 2 <= num_classes <= len(SYNTHETIC_CLASSES):
+        raise ValueError(f"num_classes must be in [2, {len(SYNTHETIC_CLASSES)}], got {num_classes}")
+    if size < 2:
+        raise ValueError(f"size must be at least 2 pixels, got {size}")
+    if not 1 <= min_dates <= max_dates <= _DAYS_IN_YEAR:
+        raise ValueError(
+            f"need 1 <= min_dates <= max_dates <= {_DAYS_IN_YEAR}, got min_dates={min_dates}, "
+            f"max_dates={max_dates}"
+        )
+    names = resolve_band_names(band_names)
+    spectra = _spectra(names)
+    rng = np.random.default_rng([seed, index])
+
+    # Parcels, their classes, and field margins as background.
+    parcel, num_parcels = _voronoi_parcels(rng, size)
+    parcel_class = rng.integers(1, num_classes, size=num_parcels)
+    parcel_class[rng.random(num_parcels) < 0.15] = 0
+    labels = parcel_class[parcel]
+    margin = np.zeros((size, size), dtype=bool)
+    margin[:, :-1] |= parcel[:, :-1] != parcel[:, 1:]
+    margin[:-1, :] |= parcel[:-1, :] != parcel[1:, :]
+    labels[margin] = 0
+    labels = labels.astype(np.int32)
+    # Margins are their own background parcel in everything below.
+    parcel = np.where(margin, num_parcels, parcel)
+    num_parcels += 1
+
+    # Per-parcel and per-pixel phenology jitter.
+    table = {k: v[labels] for k, v in _CLASS_TABLE.items()}
+    shift = _normal(rng, 0.0, 12.0, num_parcels)[parcel]
+    shift += _normal(rng, 0.0, 3.0, (size, size))
+    green_up = table["green_up"] + shift + _normal(rng, 0.0, 7.0, num_parcels)[parcel]
+    senescence = table["senescence"] + shift + _normal(rng, 0.0, 7.0, num_parcels)[parcel]
+    amplitude = _uniform(rng, 0.7, 1.05, num_parcels)[parcel]
+    amplitude *= _normal(rng, 1.0, 0.06, (size, size))
+    offset = _uniform(rng, 0.0, 1.0, num_parcels)[parcel] * table["cover_spread"]
+    winter, after = table["winter"] + offset, table["after"] + offset
+    peak = winter + (table["peak"] - table["winter"]) * amplitude
+    cuts = np.sort(_normal(rng, np.asarray([150.0, 215.0]), 12.0, (num_parcels, 2)), axis=1)
+    cuts = cuts[parcel]
+
+    days = _acquisition_days(rng, min_dates, max_dates)
+    num_dates = days.size
+    doy = days.astype(np.float32)[:, None, None]
+    greenness = (
+        winter
+        + (peak - winter) * _sigmoid((doy - green_up) / table["rise"])
+        - (peak - after) * _sigmoid((doy - senescence) / table["fall"])
+    )
+    for cut in (cuts[..., 0], cuts[..., 1]):
+        since = doy - cut
+        regrowth = np.where(since >= 0, np.exp(-np.maximum(since, 0.0) / 18.0), 0.0)
+        greenness = greenness - table["mowing"] * (greenness - 0.2) * regrowth
+    greenness = np.clip(greenness, 0.0, 1.0).astype(np.float32)
+    flowers = table["flowering"] * np.exp(-0.5 * ((doy - table["flower_day"]) / 12.0) ** 2)
+    flowers = (greenness * flowers).astype(np.float32)
+
+    # Time-invariant appearance: soil brightness, row stripes and speckle.
+    brightness = _uniform(rng, 0.85, 1.15, num_parcels)[parcel] * table["soil_brightness"]
+    angle = _uniform(rng, 0.0, np.pi, num_parcels)[parcel]
+    phase = _uniform(rng, 0.0, 2 * np.pi, num_parcels)[parcel]
+    rows, cols = np.indices((size, size), dtype=np.float32)
+    stripes = table["stripe_amplitude"] * np.sin(
+        2 * np.pi * (rows * np.sin(angle) + cols * np.cos(angle)) / table["stripe_period"] + phase
+    )
+    texture = 1.0 + stripes + table["speckle"] * _normal(rng, 0.0, 1.0, (size, size))
+
+    soil = (brightness[..., None] * spectra[_SOIL]).astype(np.float32)  # (H, W, C)
+    bands = (
+        soil[None]
+        + greenness[..., None] * (spectra[_VEGETATION] - soil[None])
+        + flowers[..., None] * (spectra[_FLOWER] - spectra[_VEGETATION])
+    )
+    bands *= texture[None, :, :, None]
+    # Atmosphere and sensor. Everything but the per-band noise is drawn first, so the
+    # same (seed, index) gives the same clouds and no-data whatever the bands.
+    illumination = _normal(rng, 1.0, 0.03, num_dates)[:, None, None, None]
+    opacity = _cloud_cover(rng, num_dates, size, cloud_probability)[..., None]
+    cloud_level = _uniform(rng, 0.85, 1.1, num_dates)[:, None, None, None]
+    nodata = np.zeros((num_dates, size, size), dtype=bool)
+    for t in np.flatnonzero(rng.random(num_dates) < nodata_probability):
+        edge = int(rng.integers(size // 4, size))
+        if rng.random() < 0.5:
+            nodata[t, :, edge:] = True
+        else:
+            nodata[t, edge:, :] = True
+
+    bands *= illumination
+    bands += noise * rng.standard_normal(bands.shape, dtype=np.float32)
+    bands = (1.0 - opacity) * bands + opacity * cloud_level * spectra[_CLOUD]
+    bands = np.clip(bands, 0.0, 1.0).astype(np.float32)
+    bands[nodata] = np.nan
+
+    return Patch(
+        bands=bands,
+        dates=(_YEAR_START + days).astype(np.int32),
+        band_names=tuple(names),
+        labels=labels,
+        patch_id=f"synthetic-{seed}-{index}",
+        fold=fold,
+    )
+
+
+def make_patches(num_patches: int, seed: int = 0, *, folds: int = 0, **kwargs) -> list[Patch]:
+    """Generates patches ``0..num_patches-1`` of the synthetic data set ``seed``.
+
+    Args:
+      num_patches: number of patches.
+      seed: data-set seed.
+      folds: with ``folds > 0``, patch ``i`` gets fold ``i % folds + 1`` (round robin over
+        ``1..folds``); with 0 every patch has fold 0.
+      **kwargs: forwarded to :func:`make_patch` (``size``, ``min_dates``, ...).
+    """
+    if num_patches < 0 or folds < 0:
+        raise ValueError(f"num_patches and folds must be >= 0, got {num_patches} and {folds}")
+    return [
+        make_patch(seed, i, fold=(i % folds + 1) if folds else 0, **kwargs)
+        for i in range(num_patches)
+    ]
+
+
+def synthetic_patches(num_patches: int, seed: int = 0, folds: int = 5, **kwargs) -> list[Patch]:
+    """PASTIS-like synthetic data set with folds ``1..folds`` assigned round robin."""
+    return make_patches(num_patches, seed, folds=folds, **kwargs)
+
+
+def _smooth_field(rng: np.random.Generator, size: int, waves: int = 5) -> np.ndarray:
+    """``(size, size)`` float32 smooth random field in about [-1, 1]: a sum of plane waves."""
+    rows, cols = np.indices((size, size), dtype=np.float32)
+    field = np.zeros((size, size), dtype=np.float32)
+    for _ in range(waves):
+        frequency = rng.uniform(0.5, 3.0) * 2 * np.pi / size
+        angle = rng.uniform(0, np.pi)
+        field += np.cos(
+            frequency * (rows * np.sin(angle) + cols * np.cos(angle)) + rng.uniform(0, 2 * np.pi)
+        )
+    return field / np.sqrt(waves / 2)
+
+
+def _rotated_coordinates(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates rotated by a random angle about the scene centre."""
+    rows, cols = np.indices((size, size), dtype=np.float32) - size / 2
+    angle = rng.uniform(0, np.pi)
+    return (
+        rows * np.cos(angle) - cols * np.sin(angle),
+        rows * np.sin(angle) + cols * np.cos(angle),
+    )
+
+
+def _crop_fields_greenness(rng: np.random.Generator, size: int, fields: int) -> np.ndarray:
+    """Greenness of rectangular crop fields, each a crop class seen on one random date."""
+    along, across = _rotated_coordinates(rng, size)
+    cuts_a = np.sort(rng.uniform(-size, size, fields))
+    cuts_b = np.sort(rng.uniform(-size, size, fields))
+    field = np.searchsorted(cuts_a, along) * (fields + 1) + np.searchsorted(cuts_b, across)
+    crop = rng.integers(1, len(SYNTHETIC_CLASSES), size=(fields + 1) ** 2)
+    day = rng.uniform(60, 300, size=(fields + 1) ** 2)
+    t = _CLASS_TABLE
+    g = (
+        t["winter"][crop]
+        + (t["peak"][crop] - t["winter"][crop]) * _sigmoid((day - t["green_up"][crop]) / 9)
+        - (t["peak"][crop] - t["after"][crop]) * _sigmoid((day - t["senescence"][crop]) / 8)
+    )
+    stripes = 0.08 * np.sin(2 * np.pi * along / rng.uniform(2.5, 5.0))
+    return np.clip(g[field] + stripes, 0.0, 1.0)
+
+
+def _scene_cover(
+    rng: np.random.Generator, label: int, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Greenness, water, impervious fractions and brightness ``(size, size)`` for one scene."""
+    zeros = np.zeros((size, size), dtype=np.float32)
+    water, impervious = zeros.copy(), zeros.copy()
+    brightness = np.ones((size, size), dtype=np.float32)
+    name = EUROSAT_CLASSES[label]
+    along, across = _rotated_coordinates(rng, size)
+    if name == "AnnualCrop":
+        greenness = _crop_fields_greenness(rng, size, int(rng.integers(1, 4)))
+    elif name == "Forest":
+        greenness = 0.85 + 0.08 * _smooth_field(rng, size, 8)
+        greenness += 0.05 * rng.standard_normal((size, size))
+        brightness = 0.75 + 0.1 * _smooth_field(rng, size)
+    elif name == "HerbaceousVegetation":
+        greenness = 0.45 + 0.2 * _smooth_field(rng, size, 8)
+    elif name == "Highway":
+        greenness = _crop_fields_greenness(rng, size, int(rng.integers(1, 3))) * 0.8 + 0.1
+        width = rng.uniform(1.5, 3.5)
+        impervious = (np.abs(across - rng.uniform(-size / 4, size / 4)) < width).astype(np.float32)
+    elif name == "Industrial":
+        greenness = 0.15 + 0.05 * _smooth_field(rng, size)
+        for _ in range(int(rng.integers(3, 7))):
+            r0, c0 = rng.integers(0, size, 2)
+            h, w = rng.integers(size // 8, size // 2, 2)
+            impervious[r0 : r0 + h, c0 : c0 + w] = 1.0
+        brightness = 1.2 + 0.1 * _smooth_field(rng, size)
+    elif name == "Pasture":
+        greenness = 0.7 + 0.05 * _smooth_field(rng, size, 3)
+    elif name == "PermanentCrop":
+        period = rng.uniform(3.5, 6.0)
+        dots = np.cos(2 * np.pi * along / period) * np.cos(2 * np.pi * across / period)
+        greenness = np.where(dots > 0.3, 0.7, 0.15)
+    elif name == "Residential":
+        period = rng.uniform(6.0, 9.0)
+        houses = (np.mod(along, period) < period / 2) & (np.mod(across, period) < period / 2)
+        impervious = houses.astype(np.float32) * rng.uniform(0.6, 1.0, (size, size))
+        greenness = 0.5 + 0.15 * _smooth_field(rng, size)
+    elif name == "River":
+        greenness = _crop_fields_greenness(rng, size, int(rng.integers(1, 3))) * 0.7 + 0.2
+        course = rng.uniform(-size / 6, size / 6) + (size / 8) * np.sin(
+            2 * np.pi * along / rng.uniform(size / 2, 2 * size) + rng.uniform(0, 2 * np.pi)
+        )
+        water = (np.abs(across - course) < rng.uniform(2.0, 5.0)).astype(np.float32)
+    else:  # SeaLake
+        greenness = 0.5 + 0.1 * _smooth_field(rng, size)
+        shore = rng.uniform(0.1, 0.5) * size
+        water = (across < shore + 2 * _smooth_field(rng, size, 3)).astype(np.float32)
+    greenness = np.clip(greenness, 0.0, 1.0)
+    return greenness, water, impervious, brightness
+
+
+def make_image_classification_set(
+    num_images: int,
+    seed: int = 0,
+    size: int = 64,
+    band_names: str | Sequence[str] = "eurosat",
+    noise: float = 0.01,
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Synthetic EuroSAT stand-in: single-date land-cover scenes of :data:`EUROSAT_CLASSES`.
+
+    Each scene mixes the same endmember spectra as :func:`make_patch` (soil, vegetation,
+    water, impervious) with class-specific layouts: crop fields with rows, forest canopy,
+    roads, roofs, orchard grids, rivers, lakes. Labels are balanced (``i % 10`` shuffled).
+
+    Args:
+      num_images: number of scenes.
+      seed: data-set seed; image ``i`` depends only on ``(seed, i)``.
+      size: scene height and width in pixels.
+      band_names: band names or a table name (``"eurosat"`` 13 bands, or e.g.
+        ``("B4", "B3", "B2")`` for RGB).
+      noise: standard deviation of the additive Gaussian reflectance noise.
+
+    Returns:
+      ``(images, labels, class_names)``: ``(N, size, size, C)`` float32 reflectance in
+      [0, 1], ``(N,)`` int32 in ``[0, 10)``, and the 10 class names.
+    """
+    if num_images < 0 or size < 4:
+        raise ValueError(f"need num_images >= 0 and size >= 4, got {num_images} and {size}")
+    names = resolve_band_names(band_names)
+    spectra = _spectra(names)
+    num_classes = len(EUROSAT_CLASSES)
+    labels = np.random.default_rng(seed).permutation(np.arange(num_images) % num_classes)
+    images = np.empty((num_images, size, size, len(names)), dtype=np.float32)
+    for i, label in enumerate(labels):
+        rng = np.random.default_rng([seed, i, 1])
+        greenness, water, impervious, brightness = _scene_cover(rng, int(label), size)
+        land = 1.0 - np.clip(water + impervious, 0.0, 1.0)
+        soil_scale = rng.uniform(0.85, 1.15) * (1 + 0.05 * rng.standard_normal((size, size)))
+        soil = soil_scale[..., None] * spectra[_SOIL]
+        surface = soil + greenness[..., None] * (spectra[_VEGETATION] - soil)
+        scene = (
+            land[..., None] * surface * brightness[..., None]
+            + water[..., None] * spectra[_WATER]
+            + np.clip(impervious, 0.0, 1.0)[..., None]
+            * spectra[_IMPERVIOUS]
+            * brightness[..., None]
+        )
+        scene = scene * rng.normal(1.0, 0.03) + noise * rng.standard_normal(scene.shape)
+        images[i] = np.clip(scene, 0.0, 1.0)
+    return images, labels.astype(np.int32), EUROSAT_CLASSES

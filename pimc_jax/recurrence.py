@@ -1,0 +1,435 @@
+"""Recurrence plots of pixel time series, computed on the accelerator.
+
+For a series ``x`` of length ``T`` the recurrence plot is the matrix of distances
+between its (delay-embedded) states, ``R[i, j] = ‖x⃗_i − x⃗_j‖``. This module follows
+:class:`pyts.image.RecurrencePlot` exactly (embedding, output size, thresholds, strict
+``<`` binarisation) and adds what a training step needs: float32 throughout, any
+leading batch shape, channels, normalisation to [0, 1], and resampling of irregular,
+variable-length series onto a fixed grid so that every pixel yields an ``S × S`` plot.
+
+Every function is pure ``jax.numpy``; configuration arguments are Python values that
+must be static under :func:`jax.jit` (see :data:`recurrence_plot_jit` and
+:data:`index_recurrence_plots_jit`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pimc_jax.indices import vegetation_indices
+
+Threshold = float | str | None
+
+
+def _embedding(value: int | float, n_timestamps: int, name: str) -> int:
+    """An embedding parameter as an int, with pyts's rules (a float is a fraction of T)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be an int or a float, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        if not 1 <= value <= n_timestamps:
+            raise ValueError(
+                f"{name} as an integer must be in [1, n_timestamps={n_timestamps}], got {value}"
+            )
+        return int(value)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} as a float must be in (0, 1], got {value}")
+    return math.ceil(value * n_timestamps)
+
+
+def _check_threshold(threshold: Threshold, percentage: float) -> None:
+    if isinstance(threshold, str):
+        if threshold not in ("point", "distance"):
+            raise ValueError(
+                f"threshold must be None, 'point', 'distance' or a positive number, "
+                f"got {threshold!r}"
+            )
+    elif threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+            raise ValueError(
+                f"threshold must be None, 'point', 'distance' or a positive number, "
+                f"got {threshold!r}"
+            )
+        if threshold <= 0:
+            raise ValueError(f"a numeric threshold must be > 0, got {threshold}")
+    if isinstance(percentage, bool) or not isinstance(percentage, numbers.Real):
+        raise ValueError(f"percentage must be a number in [0, 100], got {percentage!r}")
+    if not 0 <= percentage <= 100:
+        raise ValueError(f"percentage must be in [0, 100], got {percentage}")
+
+
+def _point_threshold_mask(
+    dist: jnp.ndarray, percentage: float, plot_axes: tuple[int, int]
+) -> jnp.ndarray:
+    """``dist < percentile(dist, percentage)`` per plot, with NumPy's 'linear' percentile.
+
+    The percentile of the ``n = T'²`` entries lies at the static position
+    ``p = (n − 1) · percentage / 100`` (float64, as NumPy computes it), between the order
+    statistics ``F[⌊p⌋] ≤ F[⌊p⌋ + 1]``. Rather than interpolating a float32 threshold,
+    whose rounding could land on either of them, the comparison is resolved on the order
+    statistics: at an integer ``p`` it is ``d < F[p]``; otherwise the threshold lies
+    strictly between the two, so it is ``d ≤ F[⌊p⌋]`` when ``F[⌊p⌋ + 1] > F[⌊p⌋]`` and
+    ``d < F[⌊p⌋]`` when they are equal.
+
+    ``F[k]`` is found by bisection on the float32 bit patterns (order-preserving for
+    non-negative floats): 31 counting passes, no sort (XLA's CPU sort is very slow).
+    Counts use the strict upper triangle only: a distance plot is exactly symmetric
+    with a zero diagonal, so ``#{F ≤ v} = T' + 2 · #{upper ≤ v}`` for ``v ≥ 0``.
+    """
+    size = dist.shape[plot_axes[0]]
+    n = size * size
+    position = (n - 1) * (percentage / 100)
+    lower = math.floor(position)
+    fraction = position - lower
+    # (..., T', T') with the plot axes last, then the strict upper triangle: (..., P).
+    square = jnp.moveaxis(dist, plot_axes, (-2, -1))
+    rows, cols = np.triu_indices(size, k=1)
+    upper_bits = jax.lax.bitcast_convert_type(square[..., rows, cols], jnp.int32)
+
+    def count_at_most(bits: jnp.ndarray) -> jnp.ndarray:
+        return size + 2 * jnp.sum(upper_bits <= bits[..., None], axis=-1, dtype=jnp.int32)
+
+    def bisect(_: int, bounds: tuple[jnp.ndarray, jnp.ndarray]):
+        low, high = bounds  # invariant: count(high) > lower
+        middle = low + (high - low) // 2
+        enough = count_at_most(middle) > lower
+        return jnp.where(enough, low, middle + 1), jnp.where(enough, middle, high)
+
+    batch = upper_bits.shape[:-1]
+    low = jnp.zeros(batch, jnp.int32)
+    high = jnp.full(batch, np.float32(np.inf).view(np.int32), jnp.int32)
+    _, kth_bits = jax.lax.fori_loop(0, 31, bisect, (low, high))
+    kth = jax.lax.bitcast_convert_type(kth_bits, jnp.float32)
+    kth_expanded = jnp.expand_dims(kth, plot_axes)
+    if fraction == 0.0:
+        return dist < kth_expanded
+    # F[lower + 1] > F[lower] exactly when F[lower] occurs no further than position lower.
+    next_is_larger = jnp.expand_dims(count_at_most(kth_bits) <= lower + 1, plot_axes)
+    return jnp.where(next_is_larger, dist <= kth_expanded, dist < kth_expanded)
+
+
+def recurrence_plot(
+    x: jnp.ndarray,
+    *,
+    dimension: int | float = 1,
+    time_delay: int | float = 1,
+    threshold: Threshold = None,
+    percentage: float = 10,
+    normalize: bool = False,
+    channels_last: bool = False,
+) -> jnp.ndarray:
+    r"""Recurrence plots of a batch of time series, with ``pyts.image.RecurrencePlot`` semantics.
+
+    Trajectories ``x⃗_i = (x_i, x_{i+τ}, …, x_{i+(m−1)τ})`` for ``i < T' = T − (m−1)τ``;
+    ``D[i, j] = ‖x⃗_i − x⃗_j‖₂`` (for ``m = 1`` simply ``|x_i − x_j|``). Then
+
+    - ``threshold=None``: the plot is ``D`` (unthresholded distances);
+    - ``threshold='point'``: ``D < ε`` with ``ε`` the ``percentage``-th percentile of
+      the ``T'²`` entries of that plot (NumPy's default 'linear' percentile);
+    - ``threshold='distance'``: ``D < (percentage / 100) · max D`` per plot;
+    - ``threshold=ε > 0``: ``D < ε``.
+
+    Binary plots are returned as 0.0/1.0. Each series (each leading index and, with
+    ``channels_last``, each channel) gets its own plot and its own threshold.
+
+    Args:
+      x: ``(..., T)`` series, or ``(..., T, C)`` with ``channels_last=True``; cast to
+        float32.
+      dimension: embedding dimension ``m``; an int in ``[1, T]``, or a float in
+        ``(0, 1]`` meaning ``ceil(dimension · T)`` (as in pyts).
+      time_delay: delay ``τ``; an int in ``[1, T]``, or a float fraction of ``T``.
+      threshold: None, ``'point'``, ``'distance'`` or a positive number.
+      percentage: in ``[0, 100]``; used by ``'point'`` and ``'distance'``.
+      normalize: divide each unthresholded plot by its maximum so it lies in [0, 1]; a
+        constant series (maximum 0) gives an all-zero plot. Binary plots already lie in
+        {0, 1} and are returned unchanged.
+      channels_last: ``x`` has a trailing channel axis, kept last in the output.
+
+    Returns:
+      float32 ``(..., T', T')``, or ``(..., T', T', C)`` with ``channels_last``.
+
+    Raises:
+      ValueError: bad ``dimension``/``time_delay``/``threshold``/``percentage``, an
+        embedding longer than the series, or ``x`` of too low rank.
+    """
+    x = jnp.asarray(x, dtype=jnp.float32)
+    min_rank = 2 if channels_last else 1
+    if x.ndim < min_rank:
+        raise ValueError(
+            f"x must have rank >= {min_rank} (time{', channel' if channels_last else ''} "
+            f"last), got shape {x.shape}"
+        )
+    time_axis = -2 if channels_last else -1
+    n_timestamps = x.shape[time_axis]
+    m = _embedding(dimension, n_timestamps, "dimension")
+    tau = _embedding(time_delay, n_timestamps, "time_delay")
+    size = n_timestamps - (m - 1) * tau
+    if size < 1:
+        raise ValueError(
+            f"dimension={dimension} and time_delay={time_delay} leave no trajectory in a "
+            f"series of length {n_timestamps}"
+        )
+    _check_threshold(threshold, percentage)
+
+    # Row/column views of a (..., T'[, C]) coordinate for the (..., T', T'[, C]) plot.
+    if channels_last:
+        rows = lambda c: c[..., :, None, :]
+        cols = lambda c: c[..., None, :, :]
+        plot_axes = (-3, -2)
+    else:
+        rows = lambda c: c[..., :, None]
+        cols = lambda c: c[..., None, :]
+        plot_axes = (-2, -1)
+
+    if m == 1:
+        dist = jnp.abs(rows(x) - cols(x))
+        # max |x_i − x_j| = max x − min x exactly (rounding is monotone): O(T), not O(T²).
+        peak = lambda: jnp.expand_dims(x.max(time_axis) - x.min(time_axis), plot_axes)
+    else:
+        coords = [
+            jax.lax.slice_in_dim(x, k * tau, k * tau + size, axis=time_axis) for k in range(m)
+        ]
+        squared = sum(jnp.square(rows(c) - cols(c)) for c in coords)
+        positive = squared > 0
+        # Double where: sqrt has an infinite derivative at 0 (the diagonal).
+        dist = jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+        peak = lambda: dist.max(plot_axes, keepdims=True)
+
+    if threshold is None:
+        if not normalize:
+            return dist
+        top = peak()
+        scale = jnp.where(top > 0, 1.0 / jnp.where(top > 0, top, 1.0), 0.0)
+        return dist * scale
+    if threshold == "point":
+        binary = _point_threshold_mask(dist, percentage, plot_axes)
+    elif threshold == "distance":
+        binary = dist < (percentage / 100) * peak()
+    else:
+        binary = dist < threshold
+    return binary.astype(jnp.float32)
+
+
+def _interpolation_plan(
+    dates: jnp.ndarray, valid: jnp.ndarray, size: int
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Where each of ``size`` regular steps falls among a series' valid samples.
+
+    Args:
+      dates: ``(..., T)`` float32 dates, non-decreasing over the valid samples.
+      valid: ``(..., T)`` bool; valid dates must be finite.
+      size: number of output steps ``S``.
+
+    Returns:
+      ``(lower, upper, weight, any_valid)``: ``lower``/``upper`` ``(..., S)`` int32 sample
+      indices and ``weight`` ``(..., S)`` float32 such that step ``k`` is
+      ``v[lower] + weight · (v[upper] − v[lower])``; ``any_valid`` ``(...,)`` bool.
+    """
+    n_timestamps = dates.shape[-1]
+    time_axis = dates.ndim - 1
+    any_valid = valid.any(axis=-1)
+    first = jnp.where(any_valid, jnp.min(jnp.where(valid, dates, jnp.inf), axis=-1), 0.0)
+    last = jnp.where(any_valid, jnp.max(jnp.where(valid, dates, -jnp.inf), axis=-1), 0.0)
+    steps = jnp.arange(size, dtype=jnp.float32) / max(size - 1, 1)
+    # Dates relative to the first valid one keep float32 precision for any origin; the
+    # last step is exactly `last − first` since steps[-1] == 1.
+    targets = (last - first)[..., None] * steps
+    # Running maximum of the valid relative dates: non-decreasing, −inf before the first
+    # valid sample, and it only increases at a valid sample.
+    reached = jax.lax.cummax(jnp.where(valid, dates - first[..., None], -jnp.inf), time_axis)
+    latest_valid = jax.lax.cummax(
+        jnp.where(valid, jnp.arange(n_timestamps, dtype=jnp.int32), -1), time_axis
+    )
+    # count[k] = #{t : reached[t] ≤ target[k]}; binary search, O(S log T) per series.
+    flat_reached = reached.reshape(-1, n_timestamps)
+    flat_targets = targets.reshape(-1, size)
+    count = jax.vmap(lambda a, v: jnp.searchsorted(a, v, side="right"))(flat_reached, flat_targets)
+    count = count.reshape(targets.shape).astype(jnp.int32)
+    # reached[count − 1] ≤ target < reached[count]: the left neighbour is the latest valid
+    # sample up to count − 1, the right one is sample `count` itself (reached rose there,
+    # so it is valid). With any valid sample, count ≥ 1 because targets ≥ 0.
+    before = jnp.clip(count - 1, 0, n_timestamps - 1)
+    has_right = count < n_timestamps
+    after = jnp.where(has_right, count, before)
+    lower = jnp.take_along_axis(latest_valid, before, axis=-1)
+    lower = jnp.where(lower >= 0, lower, after)
+    upper = jnp.where(has_right, after, lower)
+    rel_lower = jnp.take_along_axis(reached, before, axis=-1)
+    rel_upper = jnp.take_along_axis(reached, after, axis=-1)
+    gap = rel_upper - rel_lower
+    ok = has_right & (gap > 0) & jnp.isfinite(gap)
+    weight = jnp.where(ok, (targets - rel_lower) / jnp.where(ok, gap, 1.0), 0.0)
+    return lower, upper, weight, any_valid
+
+
+def _apply_plan(
+    values: jnp.ndarray,
+    valid: jnp.ndarray,
+    plan: tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray],
+    channels_last: bool,
+) -> jnp.ndarray:
+    """Interpolates ``(..., T)`` (or ``(..., T, C)``) values with a plan: ``(..., S[, C])``."""
+    lower, upper, weight, any_valid = plan
+    if channels_last:
+        values = jnp.where(valid[..., None], values, 0.0)
+        lower, upper, weight = lower[..., None], upper[..., None], weight[..., None]
+        any_valid = any_valid[..., None, None]
+        axis = -2
+    else:
+        values = jnp.where(valid, values, 0.0)
+        any_valid = any_valid[..., None]
+        axis = -1
+    v_lower = jnp.take_along_axis(values, lower, axis=axis)
+    v_upper = jnp.take_along_axis(values, upper, axis=axis)
+    return jnp.where(any_valid, v_lower + weight * (v_upper - v_lower), 0.0)
+
+
+def resample_series(
+    values: jnp.ndarray, dates: jnp.ndarray, mask: jnp.ndarray, size: int
+) -> jnp.ndarray:
+    """Linearly interpolates irregular series onto ``size`` regular steps.
+
+    A sample counts when ``mask`` is True and its value and date are finite. For each
+    series the output steps are ``first + k · (last − first) / (size − 1)``,
+    ``k = 0 … size − 1``, with ``first``/``last`` its first/last valid date; each step
+    takes the linear interpolation between the valid samples around it (as
+    ``np.interp(steps, dates[valid], values[valid])``). A series with a single valid
+    sample becomes that constant; a series with none becomes all zeros.
+
+    Args:
+      values: ``(..., T)`` values (NaN allowed where not valid); cast to float32.
+      dates: ``(..., T)`` dates in days (any origin), non-decreasing over the valid
+        samples (not checked); padded entries may hold anything.
+      mask: ``(..., T)`` bool, True for real samples.
+      size: number of output steps ``S >= 1`` (static under jit).
+
+    Returns:
+      ``(..., S)`` float32. All three inputs are broadcast to a common shape first.
+    """
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    values = jnp.asarray(values, dtype=jnp.float32)
+    dates = jnp.asarray(dates, dtype=jnp.float32)
+    mask = jnp.asarray(mask, dtype=bool)
+    if values.ndim < 1:
+        raise ValueError(f"values must have a time axis, got shape {values.shape}")
+    values, dates, mask = jnp.broadcast_arrays(values, dates, mask)
+    valid = mask & jnp.isfinite(values) & jnp.isfinite(dates)
+    plan = _interpolation_plan(dates, valid, int(size))
+    return _apply_plan(values, valid, plan, channels_last=False)
+
+
+def index_recurrence_plots(
+    bands: jnp.ndarray,
+    dates: jnp.ndarray,
+    mask: jnp.ndarray,
+    *,
+    band_names: str | Sequence[str],
+    size: int,
+    indices: Sequence[str] = ("ndvi", "evi", "savi"),
+    scale: float = 1.0,
+    normalize: bool = True,
+    dimension: int | float = 1,
+    time_delay: int | float = 1,
+    threshold: Threshold = None,
+    percentage: float = 10,
+) -> jnp.ndarray:
+    """Vegetation-index recurrence plots of a batch of pixel series: bands → ``(N, S', S', K)``.
+
+    Steps, all on device: (1) :func:`~pimc_jax.indices.vegetation_indices`; a sample
+    counts if ``mask`` is True, its date is finite and all ``K`` indices are valid (no
+    NaN band, no near-zero denominator); (2) the ``K`` index series are resampled with
+    :func:`resample_series` onto ``size`` regular steps spanning the pixel's first to
+    last counted date (no counted sample → zeros); (3) :func:`recurrence_plot` per index
+    channel, channels last, with the given embedding/threshold options; ``normalize``
+    scales each unthresholded plot to [0, 1] by its maximum.
+
+    Args:
+      bands: ``(N, T, C)`` reflectance (any leading shape ``(..., T, C)``), NaN = no data.
+      dates: ``(N, T)`` dates in days, increasing over the real samples.
+      mask: ``(N, T)`` bool, True = real acquisition.
+      band_names: table name or ``C`` band names (a tuple, so it can be static under jit).
+      size: number of resampled steps ``S``.
+      indices: index names, one output channel each (a tuple under jit).
+      scale, normalize, dimension, time_delay, threshold, percentage: see
+        :func:`~pimc_jax.indices.vegetation_indices` and :func:`recurrence_plot`.
+
+    Returns:
+      ``(N, S', S', K)`` float32 with ``S' = S − (m − 1)τ``.
+    """
+    bands = jnp.asarray(bands, dtype=jnp.float32)
+    dates = jnp.asarray(dates, dtype=jnp.float32)
+    mask = jnp.asarray(mask, dtype=bool)
+    chex.assert_rank(bands, {2, 3, 4, 5})
+    if dates.shape != bands.shape[:-1] or mask.shape != bands.shape[:-1]:
+        raise ValueError(
+            f"dates {dates.shape} and mask {mask.shape} must have the shape of bands "
+            f"{bands.shape} without its band axis, {bands.shape[:-1]}"
+        )
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    values, index_ok = vegetation_indices(
+        bands, band_names, tuple(indices), scale=scale, return_mask=True
+    )
+    valid = mask & index_ok & jnp.isfinite(dates)
+    # One plan per pixel, shared by its K index channels.
+    plan = _interpolation_plan(dates, valid, int(size))
+    series = _apply_plan(values, valid, plan, channels_last=True)  # (..., S, K)
+    return recurrence_plot(
+        series,
+        dimension=dimension,
+        time_delay=time_delay,
+        threshold=threshold,
+        percentage=percentage,
+        normalize=normalize,
+        channels_last=True,
+    )
+
+
+#: :func:`recurrence_plot` under :func:`jax.jit`, every keyword static.
+recurrence_plot_jit = jax.jit(
+    recurrence_plot,
+    static_argnames=(
+        "dimension",
+        "time_delay",
+        "threshold",
+        "percentage",
+        "normalize",
+        "channels_last",
+    ),
+)
+
+#: :func:`resample_series` under :func:`jax.jit` (``size`` static).
+resample_series_jit = jax.jit(resample_series, static_argnames=("size",))
+
+#: :func:`index_recurrence_plots` under :func:`jax.jit`, every keyword static
+#: (``band_names`` and ``indices`` must then be tuples or a table name).
+index_recurrence_plots_jit = jax.jit(
+    index_recurrence_plots,
+    static_argnames=(
+        "band_names",
+        "size",
+        "indices",
+        "scale",
+        "normalize",
+        "dimension",
+        "time_delay",
+        "threshold",
+        "percentage",
+    ),
+)
+
+__all__ = [
+    "index_recurrence_plots",
+    "index_recurrence_plots_jit",
+    "recurrence_plot",
+    "recurrence_plot_jit",
+    "resample_series",
+    "resample_series_jit",
+]

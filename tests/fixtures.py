@@ -1,0 +1,307 @@
+"""Writers of tiny datasets in the exact on-disk formats the loaders read.
+
+Each writer returns what it wrote (the arrays, dates and names), which the tests use as
+the independent reference for what a loader must give back.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+PASTIS_NUM_BANDS = 10
+EUROSAT_CLASSES = (
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+)
+EUROSAT_RGB_SUBDIR = "2750"
+EUROSAT_ALL_SUBDIR = "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
+_EPOCH = datetime.date(1970, 1, 1)
+
+
+def _acquisition_dates(rng: np.random.Generator, num_dates: int) -> list[datetime.date]:
+    first = datetime.date(2018, 9, 1) + datetime.timedelta(days=int(rng.integers(0, 30)))
+    gaps = np.cumsum(rng.integers(3, 25, size=num_dates - 1))
+    return [first] + [first + datetime.timedelta(days=int(gap)) for gap in gaps]
+
+
+def write_pastis_dir(
+    path: str | Path, num_patches: int = 3, size: int = 32, *, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Writes a PASTIS directory in the official layout.
+
+    Patch ``i`` gets ID_PATCH ``10000 + 7 * i``, fold ``i % 5 + 1`` and ``5 + i % 5``
+    dates (5..9).
+
+    Returns:
+      ``{patch_id: {"fold", "dn" (T, 10, H, W) int16, "target" (3, H, W) uint8,
+      "yyyymmdd" list[int], "days" (T,) int days since 1970-01-01}}``.
+    """
+    root = Path(path)
+    for folder in ("DATA_S2", "ANNOTATIONS"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    written, features = {}, []
+    for index in range(num_patches):
+        patch_id = 10000 + 7 * index
+        fold = index % 5 + 1
+        dates = _acquisition_dates(rng, 5 + index % 5)
+        dn = rng.integers(0, 10_000, size=(len(dates), PASTIS_NUM_BANDS, size, size))
+        dn = dn.astype(np.int16)
+        target = np.stack(
+            [
+                rng.integers(0, 20, size=(size, size)),  # semantic class
+                rng.integers(0, 50, size=(size, size)),  # parcel (instance) ids
+                rng.integers(0, 50, size=(size, size)),
+            ]
+        ).astype(np.uint8)
+        np.save(root / "DATA_S2" / f"S2_{patch_id}.npy", dn)
+        np.save(root / "ANNOTATIONS" / f"TARGET_{patch_id}.npy", target)
+        yyyymmdd = [int(date.strftime("%Y%m%d")) for date in dates]
+        x0, y0 = 600_000.0 + 1_280.0 * index, 6_800_000.0
+        features.append(
+            {
+                "type": "Feature",
+                "id": str(patch_id),
+                "properties": {
+                    "Fold": fold,
+                    "ID_PATCH": patch_id,
+                    "N_Parcel": int(rng.integers(1, 100)),
+                    "Parcel_Cover": float(rng.uniform(0.3, 1.0)),
+                    "TILE": "t30uxv",
+                    "dates-S2": {str(t): value for t, value in enumerate(yyyymmdd)},
+                    "id": str(patch_id),
+                },
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [[x0, y0], [x0 + 1280, y0], [x0 + 1280, y0 + 1280], [x0, y0 + 1280]]
+                        + [[x0, y0]]
+                    ],
+                },
+            }
+        )
+        written[str(patch_id)] = {
+            "fold": fold,
+            "dn": dn,
+            "target": target,
+            "yyyymmdd": yyyymmdd,
+            "days": np.array([(date - _EPOCH).days for date in dates]),
+        }
+    collection = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::2154"}},
+        "features": features,
+    }
+    (root / "metadata.geojson").write_text(json.dumps(collection))
+    norm = {
+        f"Fold_{fold}": {
+            "mean": rng.uniform(300, 3000, PASTIS_NUM_BANDS).tolist(),
+            "std": rng.uniform(100, 1500, PASTIS_NUM_BANDS).tolist(),
+        }
+        for fold in range(1, 6)
+    }
+    (root / "NORM_S2_patch.json").write_text(json.dumps(norm))
+    return written
+
+
+def _class_colour(class_index: int) -> np.ndarray:
+    # Distinct, well separated colours so that labels can be checked from pixels.
+    return np.array([25 * class_index + 10, 240 - 20 * class_index, 60 + 15 * class_index])
+
+
+def write_eurosat_archives(
+    path: str | Path,
+    per_class: int = 3,
+    *,
+    rgb: bool = True,
+    all_bands: bool = True,
+    split_lists: bool = False,
+    planar_tiff: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Writes ``EuroSAT.zip`` and/or ``EuroSATallBands.zip`` in the official layout.
+
+    Images are ``<Class>_<n>`` for n = 1..per_class. RGB images are a class colour plus
+    noise, saved as JPEG; all-band images are random uint16 digital numbers saved as
+    13-band (64, 64, 13) TIFFs. With ``split_lists``, ``train.txt``, ``val.txt`` and
+    ``test.txt`` list the images with n % 3 == 1, 2 and 0 respectively (``.jpg`` names).
+    With ``planar_tiff`` the TIFFs store the bands as separate planes (13, 64, 64).
+
+    Returns:
+      ``{"rgb": {filename: (64, 64, 3) uint8 before JPEG}, "all": {filename:
+      (64, 64, 13) uint16}, "splits": {"train"|"validation"|"test": [stems]}}``.
+    """
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    written: dict[str, Any] = {"rgb": {}, "all": {}, "splits": {}}
+    rgb_zip = zipfile.ZipFile(root / "EuroSAT.zip", "w") if rgb else None
+    all_zip = zipfile.ZipFile(root / "EuroSATallBands.zip", "w") if all_bands else None
+    if rgb_zip is not None:
+        rgb_zip.writestr(f"{EUROSAT_RGB_SUBDIR}/", b"")
+    if all_zip is not None:
+        all_zip.writestr(f"{EUROSAT_ALL_SUBDIR}/", b"")
+    for class_index, class_name in enumerate(EUROSAT_CLASSES):
+        for number in range(1, per_class + 1):
+            stem = f"{class_name}_{number}"
+            if rgb_zip is not None:
+                noise = rng.integers(-8, 9, size=(64, 64, 3))
+                image = np.clip(_class_colour(class_index) + noise, 0, 255).astype(np.uint8)
+                buffer = io.BytesIO()
+                Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+                rgb_zip.writestr(f"{EUROSAT_RGB_SUBDIR}/{class_name}/{stem}.jpg", buffer.getvalue())
+                written["rgb"][f"{stem}.jpg"] = image
+            if all_zip is not None:
+                bands = rng.integers(0, 10_000, size=(64, 64, 13)).astype(np.uint16)
+                buffer = io.BytesIO()
+                if planar_tiff:
+                    planes = np.ascontiguousarray(np.transpose(bands, (2, 0, 1)))
+                    tifffile.imwrite(
+                        buffer, planes, photometric="minisblack", planarconfig="separate"
+                    )
+                else:
+                    tifffile.imwrite(buffer, bands, photometric="minisblack", planarconfig="contig")
+                all_zip.writestr(f"{EUROSAT_ALL_SUBDIR}/{class_name}/{stem}.tif", buffer.getvalue())
+                written["all"][f"{stem}.tif"] = bands
+            split = ("test", "train", "validation")[number % 3]
+            written["splits"].setdefault(split, []).append(stem)
+    for archive in (rgb_zip, all_zip):
+        if archive is not None:
+            archive.close()
+    if split_lists:
+        list_files = {"train": "train.txt", "validation": "val.txt", "test": "test.txt"}
+        for split, file_name in list_files.items():
+            lines = [f"{stem}.jpg" for stem in written["splits"].get(split, [])]
+            (root / file_name).write_text("\n".join(lines) + "\n")
+    else:
+        written["splits"] = {}
+    return written
+
+
+def write_user_npz(
+    path: str | Path,
+    num_pixels: int = 6,
+    num_dates: int = 5,
+    band_names: Sequence[str] = ("B2", "B3", "B4", "B8"),
+    *,
+    iso_dates: bool = False,
+    per_pixel_dates: bool = False,
+    lengths: Sequence[int] | None = None,
+    num_classes: int | None = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Writes a pixel time series ``.npz`` file in the documented user format.
+
+    Args:
+      iso_dates: write dates as ISO strings instead of integer days since 1970-01-01.
+      per_pixel_dates: write (N, T) dates (each pixel shifted by its index) instead of (T,).
+      lengths: optional number of real dates per pixel; writes a ``mask`` and fills the
+        padded date entries with 0 / "" and the padded bands with -1.
+      num_classes: write ``labels`` in 0..num_classes-1 and ``class_names``; None for none.
+
+    Returns:
+      What was written plus ``days`` (N, T) int days since 1970-01-01 of each entry.
+    """
+    rng = np.random.default_rng(seed)
+    bands = rng.uniform(0.0, 0.6, size=(num_pixels, num_dates, len(band_names)))
+    bands = bands.astype(np.float32)
+    bands[0, 1, 0] = np.nan  # a no-data value must survive
+    base = np.array([(d - _EPOCH).days for d in _acquisition_dates(rng, num_dates)], dtype=np.int64)
+    days = base[None, :] + (np.arange(num_pixels)[:, None] if per_pixel_dates else 0)
+    days = np.broadcast_to(days, (num_pixels, num_dates)).copy()
+    arrays: dict[str, Any] = {"bands": bands, "band_names": np.array(band_names)}
+    if iso_dates:
+        dates = np.datetime_as_string(days.astype("datetime64[D]"), unit="D")
+    else:
+        dates = days
+    if lengths is not None:
+        mask = np.arange(num_dates)[None, :] < np.asarray(lengths)[:, None]
+        arrays["mask"] = mask
+        dates = np.where(mask, dates, "" if iso_dates else 0)
+        arrays["bands"] = np.where(mask[:, :, None], bands, np.float32(-1.0))
+    arrays["dates"] = dates if per_pixel_dates or lengths is not None else dates[0]
+    if num_classes is not None:
+        arrays["labels"] = rng.integers(0, num_classes, size=num_pixels)
+        arrays["class_names"] = np.array([f"class_{k}" for k in range(num_classes)])
+    np.savez(path, **arrays)
+    return {**arrays, "days": days, "bands_reflectance": bands}
+
+
+def write_user_patch_folder(
+    path: str | Path,
+    num_patches: int = 2,
+    size: int = 8,
+    band_names: Sequence[str] = ("B2", "B3", "B4", "B8"),
+    *,
+    layout: str = "THWC",
+    metadata_json: bool = True,
+    digital_numbers: bool = False,
+    iso_dates: bool = False,
+    with_labels: bool = True,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Writes a folder of ``<name>.npz`` patches in the documented user format.
+
+    Patch ``i`` is ``patch_<i>.npz`` with ``4 + i`` dates. With ``metadata_json`` the band
+    names, layout (and scale / nodata) go to ``metadata.json``, else into each file.
+    With ``digital_numbers``, bands are int16 reflectance x 10 000 with ``scale`` 0.0001
+    and ``nodata`` -9999 at one pixel.
+
+    Returns:
+      ``{name: {"reflectance" (T, H, W, C) float32 expected (NaN at no-data),
+      "days" (T,) int, "labels" (H, W) | None}}``.
+    """
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    settings: dict[str, Any] = {"band_names": list(band_names), "layout": layout}
+    if digital_numbers:
+        settings.update(scale=0.0001, nodata=-9999)
+    if metadata_json:
+        (root / "metadata.json").write_text(json.dumps(settings))
+    written = {}
+    for index in range(num_patches):
+        name = f"patch_{index}"
+        num_dates = 4 + index
+        reflectance = rng.uniform(0.0, 0.6, size=(num_dates, size, size, len(band_names)))
+        reflectance = reflectance.astype(np.float32)
+        if digital_numbers:
+            stored = np.round(reflectance * 10_000).astype(np.int16)
+            reflectance = stored.astype(np.float32) * np.float32(0.0001)
+            stored[1, 2, 3, :] = -9999
+            reflectance[1, 2, 3, :] = np.nan
+        else:
+            stored = reflectance
+        if layout == "TCHW":
+            stored = np.transpose(stored, (0, 3, 1, 2))
+        days = np.array([(d - _EPOCH).days for d in _acquisition_dates(rng, num_dates)])
+        arrays: dict[str, Any] = {"bands": stored}
+        arrays["dates"] = (
+            np.datetime_as_string(days.astype("datetime64[D]"), unit="D") if iso_dates else days
+        )
+        labels = rng.integers(0, 5, size=(size, size)).astype(np.int64) if with_labels else None
+        if labels is not None:
+            arrays["labels"] = labels
+        if not metadata_json:
+            arrays.update({key: np.asarray(value) for key, value in settings.items()})
+        np.savez(root / f"{name}.npz", **arrays)
+        written[name] = {"reflectance": reflectance, "days": days, "labels": labels}
+    return written

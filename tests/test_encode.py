@@ -1,0 +1,93 @@
+"""pimc_jax.encode / encode_patch / init_params: shapes, batch independence, errors."""
+
+import numpy as np
+import pytest
+
+import pimc_jax
+from pimc_jax.data.synthetic import make_patch
+from pimc_jax.models import EncoderSpec, ModelSpec
+
+TINY = EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
+
+
+@pytest.fixture(scope="module")
+def params():
+    spec = ModelSpec(
+        rp_encoder=TINY,
+        image_encoder=TINY,
+        head_hidden_dims=(16,),
+        embedding_dim=12,
+        rp_size=16,
+        crop_size=8,
+    )
+    return pimc_jax.init_params(spec, 0)
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    patch = make_patch(0, 0, size=32)
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 32, 1000), rng.integers(0, 32, 1000)
+    bands = patch.bands[:, rows, cols].transpose(1, 0, 2)  # (N, T, C)
+    image = rng.uniform(0, 0.3, (1000, 8, 8, 3)).astype(np.float32)
+    return {"bands": bands, "dates": patch.dates, "band_names": patch.band_names, "image": image}
+
+
+@pytest.mark.parametrize("num", [1, 7, 1000])
+def test_encode_returns_finite_unit_embeddings(params, pixels, num):
+    batch = {k: (v[:num] if k in ("bands", "image") else v) for k, v in pixels.items()}
+    out = pimc_jax.encode(params, batch)
+    assert out["rp"].shape == (num, 12) and out["image"].shape == (num, 12)
+    assert out["rp_features"].shape == (num, 8) and out["image_features"].shape == (num, 8)
+    for value in out.values():
+        assert value.dtype == np.float32 and np.all(np.isfinite(value))
+    np.testing.assert_allclose(np.linalg.norm(out["rp"], axis=1), 1.0, rtol=1e-5)
+
+
+def test_rows_are_embedded_independently_of_the_batch(params, pixels):
+    # GroupNorm has no batch statistics and padding rows are dropped: a pixel's embedding
+    # must not depend on what else is in the batch.
+    batch = {k: (v[:7] if k in ("bands", "image") else v) for k, v in pixels.items()}
+    together = pimc_jax.encode(params, batch)
+    alone = pimc_jax.encode(
+        params, {**batch, "bands": batch["bands"][3:4], "image": batch["image"][3:4]}
+    )
+    np.testing.assert_allclose(together["rp"][3], alone["rp"][0], atol=1e-5)
+    np.testing.assert_allclose(together["image"][3], alone["image"][0], atol=1e-5)
+
+
+def test_encode_selects_image_bands_by_name(params, pixels):
+    image = pixels["image"][:4]
+    reordered = image[..., ::-1]  # stored as B2, B3, B4
+    direct = pimc_jax.encode(params, {"image": image})["image"]
+    named = pimc_jax.encode(params, {"image": reordered, "image_band_names": ("B2", "B3", "B4")})[
+        "image"
+    ]
+    np.testing.assert_allclose(direct, named, atol=1e-6)
+
+
+def test_encode_patch_gives_dense_embeddings(params):
+    patch = make_patch(1, 0, size=12)
+    out = pimc_jax.encode_patch(params, patch.bands, patch.dates, patch.band_names)
+    assert out["rp"].shape == (12, 12, 12) and out["image"].shape == (12, 12, 12)
+    assert np.all(np.isfinite(out["rp"])) and np.all(np.isfinite(out["image"]))
+
+
+def test_bad_inputs_raise_clear_errors(params, pixels):
+    with pytest.raises(ValueError, match=r"\(N, T, C\)"):
+        pimc_jax.encode(params, {"bands": pixels["bands"][0], "dates": pixels["dates"]})
+    with pytest.raises(ValueError, match="dates"):
+        pimc_jax.encode(params, {"bands": pixels["bands"][:2], "band_names": pixels["band_names"]})
+    with pytest.raises(ValueError, match="B8"):
+        pimc_jax.encode(
+            params,
+            {
+                "bands": pixels["bands"][:2, :, :3],
+                "dates": pixels["dates"],
+                "band_names": ("B2", "B3", "B4"),
+            },
+        )
+    with pytest.raises(ValueError, match="image"):
+        pimc_jax.encode(params, {"image": pixels["image"][:2, :, :, :2]})
+    with pytest.raises(TypeError, match="PIMCParams"):
+        pimc_jax.encode({"params": {}}, {"image": pixels["image"][:2]})

@@ -1,0 +1,163 @@
+"""Vegetation indices against NumPy evaluations of the formulas, and their masking."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pimc_jax.indices import (
+    BAND_TABLES,
+    band_index,
+    canonical_band_name,
+    vegetation_indices,
+)
+
+# Positions of (blue, red, nir) in each table, written out by hand.
+TABLE_POSITIONS = {"pastis": (0, 2, 6), "eurosat": (1, 3, 7), "modis": (0, 1, 2)}
+
+
+def numpy_indices(blue: np.ndarray, red: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    blue, red, nir = (a.astype(np.float64) for a in (blue, red, nir))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ndvi = (nir - red) / (nir + red)
+        evi = 2.5 * (nir - red) / (nir + 6 * red - 7.5 * blue + 1)
+        savi = 1.5 * (nir - red) / (nir + red + 0.5)
+    return np.stack([ndvi, evi, savi], axis=-1)
+
+
+def test_band_tables():
+    assert BAND_TABLES["pastis"] == (
+        "B2",
+        "B3",
+        "B4",
+        "B5",
+        "B6",
+        "B7",
+        "B8",
+        "B8A",
+        "B11",
+        "B12",
+    )
+    assert len(BAND_TABLES["eurosat"]) == 13 and BAND_TABLES["eurosat"][-1] == "B8A"
+    assert BAND_TABLES["modis"] == ("BLUE", "RED", "NIR", "MIR")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("B02", "B2"), ("b8", "B8"), ("B08", "B8"), ("b8a", "B8A"), ("B8A", "B8A"), ("nir", "B8")],
+)
+def test_canonical_band_name(name, expected):
+    assert canonical_band_name(name) == expected
+
+
+def test_band_index_by_canonical_name():
+    assert band_index("eurosat", "B8") == 7
+    assert band_index("eurosat", "B8A") == 12
+    assert band_index("pastis", "B08") == 6
+    assert band_index("modis", "B8") == 2
+    assert band_index(["B4", "B3", "B2"], "red") == 0
+
+
+def test_band_index_missing_band_names_it():
+    with pytest.raises(ValueError, match=r"'B8'.*'B2', 'B3', 'B4'"):
+        band_index(("B2", "B3", "B4"), "B8")
+
+
+@pytest.mark.parametrize("table", sorted(TABLE_POSITIONS))
+def test_indices_match_numpy_formulas(table):
+    rng = np.random.default_rng(0)
+    n_bands = len(BAND_TABLES[table])
+    bands = rng.uniform(0.02, 0.6, size=(3, 4, 5, n_bands)).astype(np.float32)
+    blue_at, red_at, nir_at = TABLE_POSITIONS[table]
+    expected = numpy_indices(bands[..., blue_at], bands[..., red_at], bands[..., nir_at])
+
+    values, valid = vegetation_indices(bands, table, return_mask=True)
+    assert values.shape == (3, 4, 5, 3) and values.dtype == jnp.float32
+    assert valid.shape == (3, 4, 5) and bool(valid.all())
+    np.testing.assert_allclose(np.asarray(values), expected, rtol=1e-5, atol=1e-5)
+
+    # Same with an explicit name list, a subset/reordering of indices and DN scaling.
+    names = list(BAND_TABLES[table])
+    subset = vegetation_indices(bands * 10_000, names, ("savi", "ndvi"), scale=10_000.0)
+    np.testing.assert_allclose(np.asarray(subset), expected[..., [2, 0]], rtol=1e-5, atol=1e-5)
+
+
+def test_missing_band_raises_with_band_name():
+    bands = np.full((2, 3), 0.1, np.float32)
+    with pytest.raises(ValueError, match="B8"):
+        vegetation_indices(bands, ("B2", "B3", "B4"))
+    # EVI needs blue; NDVI does not.
+    red_nir = np.full((2, 2), 0.1, np.float32)
+    vegetation_indices(red_nir, ("B4", "B8"), ("ndvi",))
+    with pytest.raises(ValueError, match="B2"):
+        vegetation_indices(red_nir, ("B4", "B8"), ("evi",))
+
+
+def test_bad_arguments_raise():
+    bands = np.zeros((2, 10), np.float32)
+    with pytest.raises(ValueError, match="gndvi"):
+        vegetation_indices(bands, "pastis", ("ndvi", "gndvi"))
+    with pytest.raises(ValueError, match="sentinel"):
+        vegetation_indices(bands, "sentinel")
+    with pytest.raises(ValueError, match="channels"):
+        vegetation_indices(bands[:, :9], "pastis")
+    with pytest.raises(ValueError, match="same band"):
+        vegetation_indices(bands[:, :2], ("B08", "B8"))
+
+
+def _invalid_samples() -> np.ndarray:
+    """PASTIS-ordered samples (rows) exercising every invalid case."""
+    base = np.full(10, 0.2, np.float32)
+    rows = []
+    for blue, red, nir in [
+        (0.05, 0.1, 0.4),  # 0: valid
+        (0.05, np.nan, 0.4),  # 1: NaN red → all invalid
+        (np.nan, 0.1, 0.4),  # 2: NaN blue → EVI invalid only
+        (0.05, -10_000.0, 0.4),  # 3: nodata red → all invalid
+        (0.05, 0.0, 0.0),  # 4: NIR + R = 0 → NDVI invalid, SAVI 0 but valid
+        (0.4, 0.25, 0.5),  # 5: EVI denominator 0.5 + 1.5 − 3 + 1 = 0 → EVI invalid
+    ]:
+        row = base.copy()
+        row[[0, 2, 6]] = blue, red, nir
+        rows.append(row)
+    return np.stack(rows)
+
+
+def test_invalid_samples_are_zero_and_masked():
+    bands = _invalid_samples()
+    values, valid = vegetation_indices(bands, "pastis", nodata=-10_000.0, return_mask=True)
+    values = np.asarray(values)
+    assert np.isfinite(values).all()
+    np.testing.assert_array_equal(np.asarray(valid), [True, False, False, False, False, False])
+    expected = numpy_indices(bands[:, 0], bands[:, 2], bands[:, 6])
+    np.testing.assert_allclose(values[0], expected[0], rtol=1e-6)
+    np.testing.assert_array_equal(values[1], 0.0)
+    np.testing.assert_allclose(values[2], [expected[2, 0], 0.0, expected[2, 2]], rtol=1e-6)
+    np.testing.assert_array_equal(values[3], 0.0)
+    np.testing.assert_array_equal(values[4], 0.0)
+    np.testing.assert_allclose(values[5], [expected[5, 0], 0.0, expected[5, 2]], rtol=1e-6)
+
+
+def test_gradients_are_finite():
+    bands = jnp.asarray(_invalid_samples())
+
+    def total(b):
+        return vegetation_indices(b, "pastis", nodata=-10_000.0).sum()
+
+    grad = np.asarray(jax.grad(total)(bands))
+    assert np.isfinite(grad).all()
+    # The valid sample has a gradient; the NaN/nodata bands get none.
+    assert np.abs(grad[0]).sum() > 0
+    assert grad[1, 2] == 0 and grad[3, 2] == 0
+
+
+def test_jit_with_static_names():
+    bands = np.random.default_rng(1).uniform(0.05, 0.5, (4, 13)).astype(np.float32)
+    jitted = jax.jit(vegetation_indices, static_argnames=("band_names", "indices"))
+    np.testing.assert_allclose(
+        np.asarray(jitted(bands, band_names="eurosat", indices=("ndvi",))),
+        np.asarray(vegetation_indices(bands, "eurosat", ("ndvi",))),
+        rtol=1e-6,
+    )

@@ -1,0 +1,161 @@
+"""Tests for pimc_jax.data.pastis on a tiny PASTIS directory in the official layout.
+
+The reference is what the fixture wrote: the int16 digital numbers, TARGET arrays and
+YYYYMMDD dates (with their day counts computed by ``datetime`` in the fixture).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from fixtures import write_pastis_dir
+
+from pimc_jax.data import pastis
+
+
+@pytest.fixture(scope="module")
+def pastis_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pastis")
+    written = write_pastis_dir(path, num_patches=4, size=16)
+    return path, written
+
+
+def test_patches_match_the_files(pastis_dir):
+    path, written = pastis_dir
+    patches = pastis.load_pastis_patches(path, folds=(1, 2, 3, 4))
+    assert [p.patch_id for p in patches] == ["10000", "10007", "10014", "10021"]
+    for patch in patches:
+        reference = written[patch.patch_id]
+        expected = np.transpose(reference["dn"], (0, 2, 3, 1)).astype(np.float32) / np.float32(
+            10_000
+        )
+        assert patch.bands.dtype == np.float32
+        np.testing.assert_array_equal(patch.bands, expected)
+        assert patch.dates.dtype == np.int32
+        np.testing.assert_array_equal(patch.dates, reference["days"])
+        np.testing.assert_array_equal(patch.labels, reference["target"][0])
+        assert patch.labels.dtype == np.int32
+        assert patch.fold == reference["fold"]
+        assert patch.band_names == ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+    # Variable numbers of dates are kept (5, 6, 7, 8).
+    assert [p.num_dates for p in patches] == [5, 6, 7, 8]
+    assert (path / "tfds" / "pastis" / "1.0.0").is_dir()
+
+
+def test_fold_selection_and_splits(pastis_dir):
+    path, written = pastis_dir
+    patches = pastis.load_pastis_patches(path, folds=(3, 1))
+    assert [(p.fold, p.patch_id) for p in patches] == [(1, "10000"), (3, "10014")]
+    builder = pastis.prepare_pastis(path)
+    assert sorted(builder.info.splits) == ["fold1", "fold2", "fold3", "fold4"]
+    # The registered builder is readable by name with the plain TFDS API.
+    source = tfds.data_source("pastis", split="fold2", data_dir=str(path / "tfds"))
+    (example,) = [source[i] for i in range(len(source))]
+    np.testing.assert_array_equal(
+        example["bands"], np.transpose(written["10007"]["dn"], (0, 2, 3, 1))
+    )
+    # Fold 5 holds no patch in this directory.
+    with pytest.raises(ValueError, match="no patch in folds"):
+        pastis.load_pastis_patches(path, folds=(5,))
+    with pytest.raises(ValueError, match="folds"):
+        pastis.load_pastis_patches(path, folds=(0,))
+
+
+def test_explicit_data_dir(tmp_path):
+    written = write_pastis_dir(tmp_path / "src", num_patches=1, size=8)
+    patches = pastis.load_pastis_patches(tmp_path / "src", folds=(1,), data_dir=tmp_path / "out")
+    assert (tmp_path / "out" / "pastis").is_dir()
+    assert not (tmp_path / "src" / "tfds").exists()
+    np.testing.assert_array_equal(patches[0].dates, written["10000"]["days"])
+
+
+def test_yyyymmdd_to_days_hand_values():
+    assert pastis.yyyymmdd_to_days(19700101) == 0
+    assert pastis.yyyymmdd_to_days("19700201") == 31
+    # 2018 starts 48 years (12 of them leap) after 1970: 48 * 365 + 12 = 17532; Sep 24 is
+    # day 267 of 2018.
+    assert pastis.yyyymmdd_to_days(20180924) == 17532 + 266
+    with pytest.raises(ValueError, match="YYYYMMDD"):
+        pastis.yyyymmdd_to_days(2018092)
+    with pytest.raises(ValueError, match="invalid"):
+        pastis.yyyymmdd_to_days(20180231)
+
+
+def test_norm_statistics_are_fold_averages_in_reflectance(pastis_dir):
+    path, _ = pastis_dir
+    stats = json.loads((path / "NORM_S2_patch.json").read_text())
+    mean, std = pastis.load_pastis_norm(path, folds=(1, 2))
+    expected_mean = (np.array(stats["Fold_1"]["mean"]) + stats["Fold_2"]["mean"]) / 2 / 10_000
+    expected_std = (np.array(stats["Fold_1"]["std"]) + stats["Fold_2"]["std"]) / 2 / 10_000
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-6)
+    np.testing.assert_allclose(std, expected_std, rtol=1e-6)
+    assert mean.shape == (10,) and mean.dtype == np.float32
+
+
+def _rewrite_metadata(path, edit):
+    meta_file = path / "metadata.geojson"
+    collection = json.loads(meta_file.read_text())
+    edit(collection["features"][0]["properties"])
+    meta_file.write_text(json.dumps(collection))
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(ValueError, match="metadata.geojson"):
+        pastis.load_pastis_patches(tmp_path)
+    write_pastis_dir(tmp_path, num_patches=2, size=8)
+    (tmp_path / "DATA_S2" / "S2_10007.npy").unlink()
+    with pytest.raises(ValueError, match="S2_10007.npy"):
+        pastis.load_pastis_patches(tmp_path)
+    with pytest.raises(ValueError, match="not found"):
+        pastis.load_pastis_patches(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="NORM_S2_patch.json"):
+        pastis.load_pastis_norm(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda props: props.pop("dates-S2"), "dates-S2"),
+        (lambda props: props.update(Fold=7), "Fold"),
+        (lambda props: props["dates-S2"].update({"1": 20180230}), "invalid YYYYMMDD"),
+        (lambda props: props["dates-S2"].update({"1": 20170101}), "strictly increasing"),
+    ],
+)
+def test_bad_metadata(tmp_path, edit, message):
+    write_pastis_dir(tmp_path, num_patches=1, size=8)
+    _rewrite_metadata(tmp_path, edit)
+    with pytest.raises(ValueError, match=message):
+        pastis.load_pastis_patches(tmp_path, folds=(1,))
+
+
+def test_dates_as_json_string_are_accepted(tmp_path):
+    written = write_pastis_dir(tmp_path, num_patches=1, size=8)
+    _rewrite_metadata(
+        tmp_path, lambda props: props.update({"dates-S2": json.dumps(props["dates-S2"])})
+    )
+    (patch,) = pastis.load_pastis_patches(tmp_path, folds=(1,))
+    np.testing.assert_array_equal(patch.dates, written["10000"]["days"])
+
+
+@pytest.mark.parametrize(
+    ("file_name", "array", "message"),
+    [
+        (
+            "DATA_S2/S2_10000.npy",
+            np.zeros((5, 9, 8, 8), np.int16),
+            r"S2_10000.npy.*\(5, 10, H, W\)",
+        ),
+        ("DATA_S2/S2_10000.npy", np.zeros((4, 10, 8, 8), np.int16), "S2_10000.npy"),
+        ("DATA_S2/S2_10000.npy", np.zeros((5, 10, 8, 8), np.float32), "integer"),
+        ("ANNOTATIONS/TARGET_10000.npy", np.zeros((3, 8, 7), np.uint8), "TARGET_10000.npy"),
+        ("ANNOTATIONS/TARGET_10000.npy", np.full((3, 8, 8), 20, np.uint8), "class 20"),
+    ],
+)
+def test_bad_arrays_are_named(tmp_path, file_name, array, message):
+    write_pastis_dir(tmp_path, num_patches=1, size=8)  # patch 10000 has 5 dates
+    np.save(tmp_path / file_name, array)
+    with pytest.raises(ValueError, match=message):
+        pastis.load_pastis_patches(tmp_path, folds=(1,))

@@ -1,0 +1,240 @@
+"""Recurrence plots against pyts, resampling against np.interp, the index→RP pipeline
+against a NumPy + pyts pipeline."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from pyts.image import RecurrencePlot
+
+from pimc_jax.recurrence import (
+    index_recurrence_plots,
+    index_recurrence_plots_jit,
+    recurrence_plot,
+    recurrence_plot_jit,
+    resample_series,
+)
+
+ATOL = 1e-5
+
+
+def pyts_plots(x: np.ndarray, **kwargs) -> np.ndarray:
+    """pyts on a (n, T) float32 batch, computed in float64 on the same values."""
+    return RecurrencePlot(**kwargs).transform(np.asarray(x, np.float64))
+
+
+@pytest.fixture(scope="module")
+def series() -> np.ndarray:
+    return np.random.default_rng(0).uniform(-1, 1, size=(4, 23)).astype(np.float32)
+
+
+@pytest.mark.parametrize("threshold", [None, "point", "distance", 0.4])
+@pytest.mark.parametrize(
+    ("dimension", "time_delay"), [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)]
+)
+def test_matches_pyts(series, threshold, dimension, time_delay):
+    options = dict(dimension=dimension, time_delay=time_delay, threshold=threshold)
+    expected = pyts_plots(series, percentage=20, **options)
+    got = np.asarray(recurrence_plot(series, percentage=20, **options))
+    size = series.shape[1] - (dimension - 1) * time_delay
+    assert got.shape == (4, size, size) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("percentage", [0, 10, 33.3, 50, 100])
+def test_point_threshold_with_ties_matches_pyts(percentage):
+    # Few distinct values: many equal distances sit right at the percentile.
+    x = np.random.default_rng(1).integers(0, 4, size=(6, 11)).astype(np.float32) / 4
+    expected = pyts_plots(x, threshold="point", percentage=percentage)
+    got = np.asarray(recurrence_plot(x, threshold="point", percentage=percentage))
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_fractional_embedding_matches_pyts(series):
+    expected = pyts_plots(series, dimension=0.1, time_delay=0.05)  # m = 3, τ = 2 for T = 23
+    got = np.asarray(recurrence_plot(series, dimension=0.1, time_delay=0.05))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("threshold", [None, "point", "distance", 0.4])
+def test_channels_last_and_leading_shape(threshold):
+    x = np.random.default_rng(2).uniform(-1, 1, size=(2, 3, 17, 2)).astype(np.float32)
+    got = np.asarray(recurrence_plot(x, dimension=2, threshold=threshold, channels_last=True))
+    assert got.shape == (2, 3, 16, 16, 2)
+    for channel in range(2):
+        expected = pyts_plots(x[..., channel].reshape(6, 17), dimension=2, threshold=threshold)
+        np.testing.assert_allclose(
+            got[..., channel].reshape(6, 16, 16), expected, rtol=0, atol=ATOL
+        )
+    # The channels-first call on the moved axis gives the same plots.
+    first = recurrence_plot(np.moveaxis(x, -1, -2), dimension=2, threshold=threshold)
+    np.testing.assert_allclose(np.moveaxis(np.asarray(first), 2, -1), got, atol=ATOL)
+
+
+@pytest.mark.parametrize("dimension", [1, 2])
+def test_normalize_scales_by_max(series, dimension):
+    x = series.copy()
+    x[1] = 0.3  # constant series: all-zero plot, no division by zero
+    expected = pyts_plots(x, dimension=dimension)
+    peak = expected.max(axis=(1, 2), keepdims=True)
+    expected = np.divide(expected, peak, out=np.zeros_like(expected), where=peak > 0)
+    got = np.asarray(recurrence_plot(x, dimension=dimension, normalize=True))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+    assert got[1].max() == 0 and np.isclose(got[0].max(), 1)
+
+
+def test_vmap_and_jit(series):
+    options = dict(dimension=2, time_delay=2, threshold="distance", percentage=30)
+    expected = pyts_plots(series, **options)
+    per_series = jax.vmap(functools.partial(recurrence_plot, **options))(series)
+    np.testing.assert_allclose(np.asarray(per_series), expected, atol=ATOL)
+    np.testing.assert_allclose(np.asarray(recurrence_plot_jit(series, **options)), expected)
+    jitted = jax.jit(recurrence_plot, static_argnames=tuple(options))
+    np.testing.assert_allclose(np.asarray(jitted(series, **options)), expected)
+    point = recurrence_plot_jit(series, threshold="point")
+    np.testing.assert_array_equal(np.asarray(point), pyts_plots(series, threshold="point"))
+
+
+def test_gradient_is_finite(series):
+    def total(x):
+        return recurrence_plot(x, dimension=2, normalize=True).sum()
+
+    grad = np.asarray(jax.grad(total)(jnp.asarray(series)))
+    assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(dimension=30), "dimension"),
+        (dict(dimension=0), "dimension"),
+        (dict(time_delay=1.5), "time_delay"),
+        (dict(dimension=13, time_delay=2), "no trajectory"),
+        (dict(threshold="points"), "threshold"),
+        (dict(threshold=-1.0), "threshold"),
+        (dict(threshold="point", percentage=120), "percentage"),
+    ],
+)
+def test_bad_options_raise(series, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        recurrence_plot(series, **kwargs)
+
+
+def _irregular_batch(rng: np.random.Generator, n: int, t: int):
+    """Sorted dates (large origin, padding repeats the last date) and varied masks."""
+    dates = 18_000 + np.sort(rng.uniform(0, 365, size=(n, t)), axis=1)
+    mask = rng.random((n, t)) < 0.7
+    mask[0] = True  # everything valid
+    mask[1] = False  # nothing valid
+    mask[2] = False
+    mask[2, 4] = True  # a single valid sample
+    mask[3, -5:] = False  # padded tail: repeated last date
+    dates[3, -5:] = dates[3, -6]
+    return dates.astype(np.float32), mask
+
+
+def numpy_resample(values, dates, mask, size):
+    if not mask.any():
+        return np.zeros(size)
+    d = dates[mask].astype(np.float64)
+    return np.interp(np.linspace(d[0], d[-1], size), d, values[mask].astype(np.float64))
+
+
+def test_resample_matches_np_interp():
+    rng = np.random.default_rng(3)
+    n, t, size = 6, 19, 13
+    dates, mask = _irregular_batch(rng, n, t)
+    values = rng.uniform(-1, 1, size=(n, t)).astype(np.float32)
+    values[~mask] = np.nan  # invalid samples may hold anything
+    got = np.asarray(resample_series(values, dates, mask, size))
+    assert got.shape == (n, size) and np.isfinite(got).all()
+    for i in range(n):
+        np.testing.assert_allclose(
+            got[i], numpy_resample(values[i], dates[i], mask[i], size), atol=ATOL
+        )
+    np.testing.assert_array_equal(got[1], 0.0)
+    np.testing.assert_allclose(got[2], values[2, 4])
+    jitted = jax.jit(resample_series, static_argnames="size")(values, dates, mask, size=size)
+    np.testing.assert_allclose(np.asarray(jitted), got, atol=1e-6)
+
+
+def test_resample_upsamples_and_broadcasts():
+    rng = np.random.default_rng(4)
+    dates = np.array([0.0, 3.0, 10.0, 11.0, 30.0], np.float32)
+    mask = np.array([True, True, False, True, True])
+    values = rng.uniform(size=(2, 3, 5)).astype(np.float32)
+    got = np.asarray(resample_series(values, dates, mask, 40))
+    assert got.shape == (2, 3, 40)
+    for index in np.ndindex(2, 3):
+        expected = numpy_resample(values[index], dates, mask, 40)
+        np.testing.assert_allclose(got[index], expected, atol=ATOL)
+
+
+def numpy_index_plots(bands, dates, mask, size, **rp_options):
+    """NumPy formulas (PASTIS order) + np.interp + pyts, one pixel at a time."""
+    blue, red, nir = bands[..., 0], bands[..., 2], bands[..., 6]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        indices = np.stack(
+            [
+                (nir - red) / (nir + red),
+                2.5 * (nir - red) / (nir + 6 * red - 7.5 * blue + 1),
+                1.5 * (nir - red) / (nir + red + 0.5),
+            ],
+            axis=-1,
+        )
+    keep = mask & np.isfinite(indices).all(axis=-1)
+    plots = []
+    for n in range(bands.shape[0]):
+        channels = []
+        for k in range(3):
+            resampled = numpy_resample(indices[n, :, k], dates[n], keep[n], size)
+            plot = pyts_plots(resampled[None], **rp_options)[0]
+            if rp_options.get("threshold") is None and plot.max() > 0:
+                plot = plot / plot.max()
+            channels.append(plot)
+        plots.append(np.stack(channels, axis=-1))
+    return np.stack(plots)
+
+
+@pytest.mark.parametrize(
+    "rp_options",
+    [dict(), dict(dimension=2, time_delay=2), dict(threshold="distance", percentage=25)],
+)
+def test_index_recurrence_plots_match_numpy_pipeline(rp_options):
+    rng = np.random.default_rng(5)
+    n, t, size = 5, 21, 16
+    dates, mask = _irregular_batch(rng, n, t)
+    bands = rng.uniform(0.02, 0.5, size=(n, t, 10)).astype(np.float32)
+    bands[~mask] = np.nan  # padding
+    bands[0, 3, 6] = np.nan  # a cloud-masked NIR value
+    bands[4, 7] = 0.0  # NIR = R = 0: NDVI undefined → sample dropped
+    expected = numpy_index_plots(bands, dates, mask, size, **rp_options)
+
+    got = index_recurrence_plots(bands, dates, mask, band_names="pastis", size=size, **rp_options)
+    assert got.shape == expected.shape and got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=ATOL)
+    np.testing.assert_array_equal(np.asarray(got[1]), 0.0)  # no valid sample
+
+    jitted = index_recurrence_plots_jit(
+        bands, dates, mask, band_names=BAND_NAMES, size=size, **rp_options
+    )
+    np.testing.assert_allclose(np.asarray(jitted), expected, rtol=0, atol=ATOL)
+
+
+BAND_NAMES = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+
+
+def test_index_recurrence_plots_shape_errors():
+    bands = np.zeros((2, 5, 10), np.float32)
+    with pytest.raises(ValueError, match="mask"):
+        index_recurrence_plots(
+            bands, np.zeros((2, 5)), np.ones((2, 4), bool), band_names="pastis", size=4
+        )
+    with pytest.raises(ValueError, match="size"):
+        index_recurrence_plots(
+            bands, np.zeros((2, 5)), np.ones((2, 5), bool), band_names="pastis", size=0
+        )

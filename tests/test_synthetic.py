@@ -1,0 +1,179 @@
+"""Synthetic PASTIS-like generator: determinism, shapes, dates, and class phenology."""
+
+import numpy as np
+import pytest
+
+from pimc_jax.data.patches import Patch
+from pimc_jax.data.synthetic import (
+    EUROSAT_CLASSES,
+    SYNTHETIC_CLASSES,
+    make_image_classification_set,
+    make_patch,
+    make_patches,
+    synthetic_patches,
+)
+
+PASTIS_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+YEAR_2019 = (
+    int(np.datetime64("2019-01-01", "D").astype(np.int64)),
+    int(np.datetime64("2019-12-31", "D").astype(np.int64)),
+)
+
+
+@pytest.fixture(scope="module")
+def patches():
+    return make_patches(24, seed=3, size=32, min_dates=20, max_dates=40)
+
+
+def _ndvi(patch: Patch) -> np.ndarray:
+    nir = patch.bands[..., patch.band_names.index("B8")].astype(np.float64)
+    red = patch.bands[..., patch.band_names.index("B4")].astype(np.float64)
+    return (nir - red) / (nir + red)
+
+
+def test_same_seed_same_arrays_and_different_seed_differs():
+    a, b = make_patch(7, 2), make_patch(7, 2)
+    np.testing.assert_array_equal(a.bands, b.bands)
+    np.testing.assert_array_equal(a.dates, b.dates)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.patch_id == b.patch_id
+    other = make_patch(8, 2)
+    assert other.bands.shape != a.bands.shape or not np.array_equal(
+        np.nan_to_num(other.bands), np.nan_to_num(a.bands)
+    )
+    assert not np.array_equal(make_patch(7, 3).labels, a.labels)
+
+
+def test_patch_does_not_depend_on_how_many_are_made():
+    few, many = make_patches(2, seed=5), make_patches(4, seed=5)
+    np.testing.assert_array_equal(few[1].bands, many[1].bands)
+
+
+def test_shapes_dtypes_and_ranges(patches):
+    for patch in patches:
+        t, h, w, c = patch.bands.shape
+        assert (h, w, c) == (32, 32, len(PASTIS_BANDS))
+        assert 20 <= t <= 40
+        assert patch.band_names == PASTIS_BANDS
+        assert patch.bands.dtype == np.float32
+        assert patch.dates.dtype == np.int32
+        assert patch.labels.dtype == np.int32 and patch.labels.shape == (32, 32)
+        assert patch.labels.min() >= 0 and patch.labels.max() < len(SYNTHETIC_CLASSES)
+        finite = patch.bands[np.isfinite(patch.bands)]
+        assert finite.min() >= 0.0 and finite.max() <= 1.0
+
+
+def test_dates_strictly_increasing_within_2019_and_variable_length(patches):
+    for patch in patches:
+        assert np.all(np.diff(patch.dates) > 0)
+        assert YEAR_2019[0] <= patch.dates.min() and patch.dates.max() <= YEAR_2019[1]
+    assert len({patch.num_dates for patch in patches}) > 3
+
+
+def test_band_names_choose_the_spectra():
+    rgb = make_patch(0, 0, band_names=("B4", "B3", "B2"))
+    full = make_patch(0, 0)
+    assert rgb.bands.shape[-1] == 3
+    # Same scene, clouds and no-data: the RGB patch is the B4, B3, B2 slice of the full
+    # one up to the independent per-band noise (std 0.01).
+    sliced = full.bands[..., [2, 1, 0]]
+    np.testing.assert_array_equal(np.isnan(rgb.bands), np.isnan(sliced))
+    difference = np.abs(np.nan_to_num(rgb.bands - sliced))
+    assert difference.mean() < 0.02 and difference.max() < 0.1
+    with pytest.raises(ValueError, match="XYZ"):
+        make_patch(0, 0, band_names=("B4", "XYZ"))
+
+
+def test_num_classes_limits_labels():
+    labels = np.concatenate([p.labels.ravel() for p in make_patches(6, num_classes=3)])
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    with pytest.raises(ValueError, match="num_classes"):
+        make_patch(0, 0, num_classes=len(SYNTHETIC_CLASSES) + 1)
+
+
+def test_clouds_and_nodata_present_but_rare(patches):
+    blue = np.concatenate([p.bands[..., 0].ravel() for p in patches])
+    finite = blue[np.isfinite(blue)]
+    cloudy = np.mean(finite > 0.3)  # clear-sky blue reflectance stays below ~0.2
+    assert 0.01 < cloudy < 0.3
+    nan_fraction = np.mean(~np.isfinite(blue))
+    assert nan_fraction < 0.05
+    assert any(np.isnan(p.bands).any() for p in make_patches(40, seed=1))
+
+
+def _class_ndvi_by_month(patches) -> np.ndarray:
+    """Median NDVI per (class, month) over clear pixels (blue < 0.2), NumPy only."""
+    values = [[[] for _ in range(12)] for _ in SYNTHETIC_CLASSES]
+    for patch in patches:
+        ndvi = _ndvi(patch)
+        clear = patch.bands[..., 0] < 0.2
+        months = (patch.dates - YEAR_2019[0]) * 12 // 365
+        for t, month in enumerate(months):
+            for label in np.unique(patch.labels):
+                pixels = (patch.labels == label) & clear[t]
+                values[label][month].extend(ndvi[t][pixels].tolist())
+    return np.array([[np.median(v) if v else np.nan for v in row] for row in values])
+
+
+def test_ndvi_from_bands_separates_the_classes():
+    curves = _class_ndvi_by_month(make_patches(40, seed=11, min_dates=30, max_dates=40))
+    classes = {name: curves[i] for i, name in enumerate(SYNTHETIC_CLASSES)}
+    peak = np.nanmax(curves, axis=1)
+    # Background is the lowest class at its peak; crops reach dense-canopy NDVI.
+    assert np.argmin(peak) == SYNTHETIC_CLASSES.index("background")
+    assert peak[SYNTHETIC_CLASSES.index("background")] < 0.35
+    for crop in ("wheat", "maize", "rapeseed", "sunflower", "soybean", "grassland"):
+        assert np.nanmax(classes[crop]) > 0.5, crop
+    # Wheat peaks in spring (Apr-May), maize in summer (Jul-Sep).
+    assert np.nanargmax(classes["wheat"]) in (3, 4, 5)
+    assert np.nanargmax(classes["maize"]) in (6, 7, 8)
+    assert np.nanmean(classes["wheat"][3:5]) - np.nanmean(classes["maize"][3:5]) > 0.2
+    assert np.nanmean(classes["maize"][7:9]) - np.nanmean(classes["wheat"][7:9]) > 0.2
+    # Grassland stays green in winter, maize does not.
+    assert classes["grassland"][0] - classes["maize"][0] > 0.2
+    # Every pair of classes differs somewhere in the year (maize and soybean least).
+    for i in range(len(SYNTHETIC_CLASSES)):
+        for j in range(i + 1, len(SYNTHETIC_CLASSES)):
+            assert np.nanmax(np.abs(curves[i] - curves[j])) > 0.05, (i, j)
+
+
+def test_single_date_crop_carries_class_information(patches):
+    # Class-mean texture (spatial std of NIR within 3x3 windows) differs between classes.
+    spread = {c: [] for c in range(len(SYNTHETIC_CLASSES))}
+    for patch in patches:
+        nir = patch.bands[0, ..., patch.band_names.index("B8")]
+        windows = np.lib.stride_tricks.sliding_window_view(nir, (3, 3))
+        local_std = windows.std(axis=(-1, -2))
+        labels = patch.labels[1:-1, 1:-1]
+        for c in np.unique(labels):
+            spread[c].extend(local_std[labels == c].tolist())
+    means = {c: np.nanmean(v) for c, v in spread.items() if v}
+    background = means.pop(0)
+    assert background > max(means.values())
+
+
+def test_folds_round_robin():
+    folds = [p.fold for p in synthetic_patches(12, seed=0, folds=5, size=16)]
+    assert folds == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2]
+    assert {p.fold for p in make_patches(3, size=16)} == {0}
+
+
+def test_image_classification_set():
+    images, labels, names = make_image_classification_set(30, seed=1, size=32)
+    assert images.shape == (30, 32, 32, 13) and images.dtype == np.float32
+    assert labels.shape == (30,) and labels.dtype == np.int32
+    assert names == EUROSAT_CLASSES
+    np.testing.assert_array_equal(np.bincount(labels), np.full(10, 3))
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    again, labels_again, _ = make_image_classification_set(30, seed=1, size=32)
+    np.testing.assert_array_equal(images, again)
+    np.testing.assert_array_equal(labels, labels_again)
+    assert not np.array_equal(make_image_classification_set(30, seed=2, size=32)[0], images)
+    # EuroSAT band order (B8A last): NDVI of forest scenes beats that of lakes.
+    nir, red = images[..., 7].astype(np.float64), images[..., 3].astype(np.float64)
+    scene_ndvi = ((nir - red) / np.maximum(nir + red, 1e-6)).mean(axis=(1, 2))
+    forest = scene_ndvi[labels == EUROSAT_CLASSES.index("Forest")]
+    lake = scene_ndvi[labels == EUROSAT_CLASSES.index("SeaLake")]
+    assert forest.min() > 0.5 > lake.max()
+    rgb, _, _ = make_image_classification_set(4, seed=1, size=16, band_names=("B4", "B3", "B2"))
+    assert rgb.shape == (4, 16, 16, 3)

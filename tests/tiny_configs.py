@@ -1,0 +1,51 @@
+"""Tiny versions of the shipped configs, so tests run real steps in seconds."""
+
+import importlib.util
+from pathlib import Path
+
+import ml_collections
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str) -> ml_collections.ConfigDict:
+    """``get_config()`` of ``configs/<name>.py``, loaded the way launch.py loads it."""
+    path = ROOT / "configs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def tiny_pretrain_config(**overrides) -> ml_collections.ConfigDict:
+    """configs/pretrain.py shrunk: 16-pixel batches, 8×8 crops, one-stage towers."""
+    config = load_config("pretrain")
+    config.total_steps = 6
+    config.global_batch_size = 16
+    config.log_every_steps = 1
+    config.checkpoint_every_steps = 2
+    config.optimizer.warmup_steps = 2
+    data = config.data
+    data.num_patches = 8
+    data.patch_size = 16
+    data.synthetic_min_dates = 8
+    data.synthetic_max_dates = 12
+    data.max_dates = 16
+    data.pixels_per_patch = 4
+    data.crop_size = 8
+    model = config.model
+    for tower in (model.rp_encoder, model.image_encoder):
+        tower.stage_sizes = (1,)
+        tower.widths = (8,)
+        tower.stem_width = 8
+        tower.norm_groups = 4
+    model.head_hidden_dims = (16,)
+    model.embedding_dim = 8
+    model.rp_size = 8
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return config
