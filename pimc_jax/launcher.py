@@ -14,6 +14,27 @@ from pimc_jax import parallel
 TASKS = ("pretrain", "eval_eurosat", "eval_pastis_classification", "eval_pastis_forecast")
 
 
+def load_config(path: str | Path) -> ml_collections.ConfigDict:
+    """``get_config()`` of a config file, as ``--config=PATH`` loads it (for scripts and tests).
+
+    ``PATH:arg`` passes ``arg`` to ``get_config(arg)``.
+    """
+    import importlib.util
+    import sys
+
+    path, _, arg = str(path).partition(":")
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise FileNotFoundError(f"No config file {file}")
+    # Configs import shared defaults as ``configs.<name>``: make their parent importable.
+    if str(file.parent.parent) not in sys.path:
+        sys.path.insert(0, str(file.parent.parent))
+    module_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
 def default_workdir(config_path: str) -> str:
     """``workdirs/<config file stem>`` under the current directory."""
     return str(Path("workdirs") / Path(config_path.split(":")[0]).stem)

@@ -1,20 +1,17 @@
 """Tiny versions of the shipped configs, so tests run real steps in seconds."""
 
-import importlib.util
 from pathlib import Path
 
 import ml_collections
+
+from pimc_jax.launcher import load_config as _load_config_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_config(name: str) -> ml_collections.ConfigDict:
     """``get_config()`` of ``configs/<name>.py``, loaded the way launch.py loads it."""
-    path = ROOT / "configs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return _load_config_file(ROOT / "configs" / f"{name}.py")
 
 
 def tiny_pretrain_config(**overrides) -> ml_collections.ConfigDict:

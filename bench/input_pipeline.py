@@ -1,0 +1,98 @@
+"""Pairs/s the host input pipeline delivers against pairs/s the training step consumes.
+
+    python bench/input_pipeline.py [--config=configs/pretrain.py] [--batches=40]
+
+Both are measured in this one run, on the same machine and config: the loader alone
+(``PairBatches`` with the config's worker threads, drained as fast as possible), then the
+jitted pre-training step alone on a batch from it (all local devices). The loader must
+deliver comfortably more than the step consumes, or devices starve. While the real loop
+runs, both compete for the same cores, so the step-alone number is an upper bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from pimc_jax import parallel
+from pimc_jax.data import load_patches
+from pimc_jax.data.pipeline import PairBatches, image_statistics
+from pimc_jax.data.sampling import PairSampler
+from pimc_jax.launcher import load_config
+from pimc_jax.step import create_train_state, make_optimizer, make_parallel_step
+from pimc_jax.train import model_spec_from_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="configs/pretrain.py")
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=None, help="loader threads (config's)")
+    args = parser.parse_args()
+    config = load_config(ROOT / args.config)
+    threads = args.threads or config.data.num_threads
+
+    patches = load_patches(config.data)
+    sampler = PairSampler(
+        patches,
+        pixels_per_patch=config.data.pixels_per_patch,
+        crop_size=config.data.crop_size,
+        image_bands=tuple(config.data.image_bands),
+        max_dates=config.data.max_dates,
+        sampling=config.data.sampling,
+        image_date=config.data.image_date,
+    )
+    batch_size = config.global_batch_size
+    # Warm the sampler's per-patch caches (composites, date scores) as a long run would.
+    next(PairBatches(sampler, batch_size=batch_size, seed=1, end_step=1, num_threads=1))
+
+    start = time.perf_counter()
+    loader = PairBatches(
+        sampler,
+        batch_size=batch_size,
+        seed=0,
+        end_step=args.batches,
+        num_threads=threads,
+        prefetch=2 * threads,
+    )
+    batch = collections.deque(loader, maxlen=1)[0]  # drain; keep the last batch
+    loader.close()
+    delivered = args.batches * batch_size / (time.perf_counter() - start)
+
+    mean, std = image_statistics(patches, tuple(config.data.image_bands))
+    spec = model_spec_from_config(
+        config, band_names=patches[0].band_names, image_mean=mean, image_std=std
+    )
+    optimizer = make_optimizer(config)
+    state = parallel.replicate(
+        jax.device_get(create_train_state(spec, optimizer, jax.random.PRNGKey(0)))
+    )
+    step = make_parallel_step(spec, optimizer, augment=config.augment)
+    sharded = parallel.shard_batch(batch)
+    rng = parallel.replicate(np.asarray(jax.random.PRNGKey(1)))
+    times = []
+    for _ in range(12):
+        t0 = time.perf_counter()
+        state, metrics = step(state, sharded, rng)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t0)
+    consumed = batch_size / float(np.median(times[2:]))
+
+    print(
+        f"config: {args.config}  global batch {batch_size}  loader threads {threads}  "
+        f"devices {jax.local_device_count()} ({jax.devices()[0].platform})"
+    )
+    print(f"loader delivers {delivered:10.0f} pairs/s")
+    print(f"step consumes   {consumed:10.0f} pairs/s")
+    print(f"ratio delivered/consumed: {delivered / consumed:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Pairs/s of the pre-training step on 1 vs N devices, and the recurrence plots' share.
+
+    python bench/train_step.py                       # default config, 1 vs 4 forced CPU devices
+    python bench/train_step.py --config=configs/pretrain_pastis.py --devices=1  # on a GPU
+
+Each device count runs in its own process (XLA fixes the CPU device count at start-up),
+all with the same global batch drawn by the real input pipeline. Per setting it reports
+the median step time, pairs/s, and the time of the recurrence-plot computation alone
+(the same jitted ``series_to_plots`` the step calls, on one device's share of the batch)
+as a share of the step. On CPU, forced devices share the same cores: the 1-vs-N ratio
+shows the overhead of the data-parallel program, not a speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _child(config_path: str, repeats: int, overrides: list[str]) -> dict:
+    import jax
+    import numpy as np
+
+    from pimc_jax import parallel
+    from pimc_jax.data import load_patches
+    from pimc_jax.data.pipeline import PairBatches, image_statistics
+    from pimc_jax.data.sampling import PairSampler
+    from pimc_jax.encode import series_to_plots
+    from pimc_jax.step import create_train_state, make_optimizer, make_parallel_step
+    from pimc_jax.train import model_spec_from_config
+
+    config = _load_config(config_path, overrides)
+    patches = load_patches(config.data)
+    mean, std = image_statistics(patches, tuple(config.data.image_bands))
+    spec = model_spec_from_config(
+        config, band_names=patches[0].band_names, image_mean=mean, image_std=std
+    )
+    optimizer = make_optimizer(config)
+    state = parallel.replicate(
+        jax.device_get(create_train_state(spec, optimizer, jax.random.PRNGKey(0)))
+    )
+    sampler = PairSampler(
+        patches,
+        pixels_per_patch=config.data.pixels_per_patch,
+        crop_size=config.data.crop_size,
+        image_bands=tuple(config.data.image_bands),
+        max_dates=config.data.max_dates,
+        sampling=config.data.sampling,
+        image_date=config.data.image_date,
+    )
+    batch = next(PairBatches(sampler, batch_size=config.global_batch_size, seed=0, end_step=1))
+    sharded = parallel.shard_batch(batch)
+    rng = parallel.replicate(np.asarray(jax.random.PRNGKey(1)))
+    step = make_parallel_step(spec, optimizer, augment=config.augment)
+
+    def timed(fn, *args):
+        times = []
+        for _ in range(repeats + 2):  # two warm-up calls (compilation)
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times.append(time.perf_counter() - start)
+        return float(np.median(times[2:]))
+
+    def run_step(s):
+        nonlocal state
+        state, metrics = step(state, sharded, rng)
+        return metrics
+
+    step_time = timed(run_step, None)
+    local = {k: v[0] for k, v in sharded.items()}
+    plots = jax.jit(lambda b, d, m: series_to_plots(spec, b, d, m))
+    rp_time = timed(plots, local["bands"], local["dates"], local["mask"])
+    return {
+        "devices": jax.local_device_count(),
+        "global_batch": config.global_batch_size,
+        "step_s": step_time,
+        "pairs_per_s": config.global_batch_size / step_time,
+        "rp_s_per_device": rp_time,
+        "rp_share": rp_time / step_time,
+        "platform": jax.devices()[0].platform,
+    }
+
+
+def _load_config(config_path: str, overrides: list[str]):
+    from pimc_jax.launcher import load_config
+
+    config = load_config(ROOT / config_path)
+    for item in overrides:
+        key, value = item.split("=", 1)
+        node = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = type(node[leaf])(json.loads(value)) if node[leaf] is not None else value
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="configs/pretrain.py")
+    parser.add_argument("--devices", default="1,4", help="comma-separated device counts")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--set", action="append", default=[], help="key=json value override")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print("RESULT", json.dumps(_child(args.config, args.repeats, args.set)))
+        return
+    results = []
+    for count in [int(c) for c in args.devices.split(",")]:
+        # Only affects the CPU platform; on a GPU host the real devices are used.
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--config",
+            args.config,
+            "--repeats",
+            str(args.repeats),
+        ] + [f"--set={s}" for s in args.set]
+        out = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+        if out.returncode:
+            sys.exit(f"{count} device(s) failed:\n{out.stderr[-4000:]}")
+        results.append(json.loads(out.stdout.split("RESULT", 1)[1]))
+    print(
+        f"config: {args.config}  platform: {results[0]['platform']}  "
+        f"global batch: {results[0]['global_batch']}"
+    )
+    print(f"{'devices':>8} {'step ms':>9} {'pairs/s':>9} {'RP ms/dev':>10} {'RP share':>9}")
+    for r in results:
+        print(
+            f"{r['devices']:>8} {1e3 * r['step_s']:>9.1f} {r['pairs_per_s']:>9.0f} "
+            f"{1e3 * r['rp_s_per_device']:>10.2f} {100 * r['rp_share']:>8.1f}%"
+        )
+    base = results[0]["pairs_per_s"]
+    for r in results[1:]:
+        print(
+            f"pairs/s ratio {r['devices']} vs {results[0]['devices']} device(s): "
+            f"{r['pairs_per_s'] / base:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
