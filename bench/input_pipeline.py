@@ -20,12 +20,10 @@ import jax
 import numpy as np
 
 from pimc_jax import parallel
-from pimc_jax.data import load_patches
-from pimc_jax.data.pipeline import PairBatches, image_statistics
-from pimc_jax.data.sampling import PairSampler
+from pimc_jax.data.pipeline import PairBatches
 from pimc_jax.launcher import load_config
-from pimc_jax.step import create_train_state, make_optimizer, make_parallel_step
-from pimc_jax.train import model_spec_from_config
+from pimc_jax.step import create_train_state, make_parallel_step
+from pimc_jax.train import build_pretraining
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,16 +37,8 @@ def main() -> None:
     config = load_config(ROOT / args.config)
     threads = args.threads or config.data.num_threads
 
-    patches = load_patches(config.data)
-    sampler = PairSampler(
-        patches,
-        pixels_per_patch=config.data.pixels_per_patch,
-        crop_size=config.data.crop_size,
-        image_bands=tuple(config.data.image_bands),
-        max_dates=config.data.max_dates,
-        sampling=config.data.sampling,
-        image_date=config.data.image_date,
-    )
+    setup = build_pretraining(config)
+    spec, optimizer, sampler = setup.spec, setup.optimizer, setup.sampler
     batch_size = config.global_batch_size
     # Warm the sampler's per-patch caches (composites, date scores) as a long run would.
     next(PairBatches(sampler, batch_size=batch_size, seed=1, end_step=1, num_threads=1))
@@ -66,11 +56,6 @@ def main() -> None:
     loader.close()
     delivered = args.batches * batch_size / (time.perf_counter() - start)
 
-    mean, std = image_statistics(patches, tuple(config.data.image_bands))
-    spec = model_spec_from_config(
-        config, band_names=patches[0].band_names, image_mean=mean, image_std=std
-    )
-    optimizer = make_optimizer(config)
     state = parallel.replicate(
         jax.device_get(create_train_state(spec, optimizer, jax.random.PRNGKey(0)))
     )

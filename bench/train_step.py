@@ -29,31 +29,16 @@ def _child(config_path: str, repeats: int, overrides: list[str]) -> dict:
     import numpy as np
 
     from pimc_jax import parallel
-    from pimc_jax.data import load_patches
-    from pimc_jax.data.pipeline import PairBatches, image_statistics
-    from pimc_jax.data.sampling import PairSampler
+    from pimc_jax.data.pipeline import PairBatches
     from pimc_jax.encode import series_to_plots
-    from pimc_jax.step import create_train_state, make_optimizer, make_parallel_step
-    from pimc_jax.train import model_spec_from_config
+    from pimc_jax.step import create_train_state, make_parallel_step
+    from pimc_jax.train import build_pretraining
 
     config = _load_config(config_path, overrides)
-    patches = load_patches(config.data)
-    mean, std = image_statistics(patches, tuple(config.data.image_bands))
-    spec = model_spec_from_config(
-        config, band_names=patches[0].band_names, image_mean=mean, image_std=std
-    )
-    optimizer = make_optimizer(config)
+    setup = build_pretraining(config)
+    spec, optimizer, sampler = setup.spec, setup.optimizer, setup.sampler
     state = parallel.replicate(
         jax.device_get(create_train_state(spec, optimizer, jax.random.PRNGKey(0)))
-    )
-    sampler = PairSampler(
-        patches,
-        pixels_per_patch=config.data.pixels_per_patch,
-        crop_size=config.data.crop_size,
-        image_bands=tuple(config.data.image_bands),
-        max_dates=config.data.max_dates,
-        sampling=config.data.sampling,
-        image_date=config.data.image_date,
     )
     batch = next(PairBatches(sampler, batch_size=config.global_batch_size, seed=0, end_step=1))
     sharded = parallel.shard_batch(batch)

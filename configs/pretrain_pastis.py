@@ -31,8 +31,15 @@ def get_config():
     data.num_threads = 8
     data.prefetch = 8
 
-    resnet18 = dict(stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512), stem_width=64,
-                    stem_kernel=3, stem_stride=1, stem_pool=False, norm_groups=32)
+    resnet18 = dict(
+        stage_sizes=(2, 2, 2, 2),
+        widths=(64, 128, 256, 512),
+        stem_width=64,
+        stem_kernel=3,
+        stem_stride=1,
+        stem_pool=False,
+        norm_groups=32,
+    )
     model = config.model
     model.rp_encoder.update(resnet18)
     model.image_encoder.update(resnet18)

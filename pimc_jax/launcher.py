@@ -43,7 +43,7 @@ def default_workdir(config_path: str) -> str:
 class _QuietLibraries(py_logging.Filter):
     """Drops INFO chatter of Orbax and friends; keeps their warnings and our own logs."""
 
-    NOISY = ("orbax", "etils", "tensorflow_datasets", "array_record", "grain")
+    NOISY = ("orbax", "etils", "tensorflow_datasets", "array_record")
 
     def filter(self, record: py_logging.LogRecord) -> bool:
         if record.levelno >= py_logging.WARNING:

@@ -7,18 +7,19 @@ between its (delay-embedded) states, ``R[i, j] = ‖x⃗_i − x⃗_j‖``. This
 leading batch shape, channels, normalisation to [0, 1], and resampling of irregular,
 variable-length series onto a fixed grid so that every pixel yields an ``S × S`` plot.
 
-Every function is pure ``jax.numpy``; configuration arguments are Python values that
-must be static under :func:`jax.jit` (see :data:`recurrence_plot_jit` and
-:data:`index_recurrence_plots_jit`).
+The public functions are pure and already wrapped in :func:`jax.jit` with every
+configuration argument static (compiled once per configuration and input shape);
+called inside another jitted function they are simply inlined, so the configuration
+must be Python values there too (a train step closes over them).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -114,6 +115,17 @@ def _point_threshold_mask(
     return jnp.where(next_is_larger, dist <= kth_expanded, dist < kth_expanded)
 
 
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "dimension",
+        "time_delay",
+        "threshold",
+        "percentage",
+        "normalize",
+        "channels_last",
+    ),
+)
 def recurrence_plot(
     x: jnp.ndarray,
     *,
@@ -136,7 +148,11 @@ def recurrence_plot(
     - ``threshold=ε > 0``: ``D < ε``.
 
     Binary plots are returned as 0.0/1.0. Each series (each leading index and, with
-    ``channels_last``, each channel) gets its own plot and its own threshold.
+    ``channels_last``, each channel) gets its own plot and its own threshold. ``x``
+    should be finite (pyts rejects NaN; here a NaN propagates into its rows and columns).
+    Unthresholded plots are differentiable with finite gradients (also at ``D = 0``).
+    ``'point'`` needs an order statistic of each plot, found by a 31-step bisection
+    rather than a sort, so it costs a few dozen passes over the plots.
 
     Args:
       x: ``(..., T)`` series, or ``(..., T, C)`` with ``channels_last=True``; cast to
@@ -257,11 +273,11 @@ def _interpolation_plan(
     before = jnp.clip(count - 1, 0, n_timestamps - 1)
     has_right = count < n_timestamps
     after = jnp.where(has_right, count, before)
-    lower = jnp.take_along_axis(latest_valid, before, axis=-1)
+    lower = jnp.take_along_axis(latest_valid, before, axis=-1, mode="promise_in_bounds")
     lower = jnp.where(lower >= 0, lower, after)
     upper = jnp.where(has_right, after, lower)
-    rel_lower = jnp.take_along_axis(reached, before, axis=-1)
-    rel_upper = jnp.take_along_axis(reached, after, axis=-1)
+    rel_lower = jnp.take_along_axis(reached, before, axis=-1, mode="promise_in_bounds")
+    rel_upper = jnp.take_along_axis(reached, after, axis=-1, mode="promise_in_bounds")
     gap = rel_upper - rel_lower
     ok = has_right & (gap > 0) & jnp.isfinite(gap)
     weight = jnp.where(ok, (targets - rel_lower) / jnp.where(ok, gap, 1.0), 0.0)
@@ -285,11 +301,12 @@ def _apply_plan(
         values = jnp.where(valid, values, 0.0)
         any_valid = any_valid[..., None]
         axis = -1
-    v_lower = jnp.take_along_axis(values, lower, axis=axis)
-    v_upper = jnp.take_along_axis(values, upper, axis=axis)
+    v_lower = jnp.take_along_axis(values, lower, axis=axis, mode="promise_in_bounds")
+    v_upper = jnp.take_along_axis(values, upper, axis=axis, mode="promise_in_bounds")
     return jnp.where(any_valid, v_lower + weight * (v_upper - v_lower), 0.0)
 
 
+@functools.partial(jax.jit, static_argnames=("size",))
 def resample_series(
     values: jnp.ndarray, dates: jnp.ndarray, mask: jnp.ndarray, size: int
 ) -> jnp.ndarray:
@@ -354,64 +371,38 @@ def index_recurrence_plots(
       bands: ``(N, T, C)`` reflectance (any leading shape ``(..., T, C)``), NaN = no data.
       dates: ``(N, T)`` dates in days, increasing over the real samples.
       mask: ``(N, T)`` bool, True = real acquisition.
-      band_names: table name or ``C`` band names (a tuple, so it can be static under jit).
+      band_names: table name or ``C`` band names.
       size: number of resampled steps ``S``.
-      indices: index names, one output channel each (a tuple under jit).
+      indices: index names, one output channel each.
       scale, normalize, dimension, time_delay, threshold, percentage: see
         :func:`~pimc_jax.indices.vegetation_indices` and :func:`recurrence_plot`.
 
     Returns:
       ``(N, S', S', K)`` float32 with ``S' = S − (m − 1)τ``.
     """
-    bands = jnp.asarray(bands, dtype=jnp.float32)
-    dates = jnp.asarray(dates, dtype=jnp.float32)
-    mask = jnp.asarray(mask, dtype=bool)
-    chex.assert_rank(bands, {2, 3, 4, 5})
-    if dates.shape != bands.shape[:-1] or mask.shape != bands.shape[:-1]:
-        raise ValueError(
-            f"dates {dates.shape} and mask {mask.shape} must have the shape of bands "
-            f"{bands.shape} without its band axis, {bands.shape[:-1]}"
-        )
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
-    values, index_ok = vegetation_indices(
-        bands, band_names, tuple(indices), scale=scale, return_mask=True
-    )
-    valid = mask & index_ok & jnp.isfinite(dates)
-    # One plan per pixel, shared by its K index channels.
-    plan = _interpolation_plan(dates, valid, int(size))
-    series = _apply_plan(values, valid, plan, channels_last=True)  # (..., S, K)
-    return recurrence_plot(
-        series,
+    # Tuples, so that the configuration is hashable as static jit arguments.
+    if not isinstance(band_names, str):
+        band_names = tuple(band_names)
+    return _index_recurrence_plots(
+        bands,
+        dates,
+        mask,
+        band_names=band_names,
+        size=int(size),
+        indices=tuple(indices),
+        scale=scale,
+        normalize=normalize,
         dimension=dimension,
         time_delay=time_delay,
         threshold=threshold,
         percentage=percentage,
-        normalize=normalize,
-        channels_last=True,
     )
 
 
-#: :func:`recurrence_plot` under :func:`jax.jit`, every keyword static.
-recurrence_plot_jit = jax.jit(
-    recurrence_plot,
-    static_argnames=(
-        "dimension",
-        "time_delay",
-        "threshold",
-        "percentage",
-        "normalize",
-        "channels_last",
-    ),
-)
-
-#: :func:`resample_series` under :func:`jax.jit` (``size`` static).
-resample_series_jit = jax.jit(resample_series, static_argnames=("size",))
-
-#: :func:`index_recurrence_plots` under :func:`jax.jit`, every keyword static
-#: (``band_names`` and ``indices`` must then be tuples or a table name).
-index_recurrence_plots_jit = jax.jit(
-    index_recurrence_plots,
+@functools.partial(
+    jax.jit,
     static_argnames=(
         "band_names",
         "size",
@@ -424,12 +415,43 @@ index_recurrence_plots_jit = jax.jit(
         "percentage",
     ),
 )
+def _index_recurrence_plots(
+    bands: jnp.ndarray,
+    dates: jnp.ndarray,
+    mask: jnp.ndarray,
+    *,
+    band_names: str | tuple[str, ...],
+    size: int,
+    indices: tuple[str, ...],
+    scale: float,
+    normalize: bool,
+    dimension: int | float,
+    time_delay: int | float,
+    threshold: Threshold,
+    percentage: float,
+) -> jnp.ndarray:
+    bands = jnp.asarray(bands, dtype=jnp.float32)
+    dates = jnp.asarray(dates, dtype=jnp.float32)
+    mask = jnp.asarray(mask, dtype=bool)
+    if bands.ndim < 2 or dates.shape != bands.shape[:-1] or mask.shape != bands.shape[:-1]:
+        raise ValueError(
+            f"bands must be (..., T, C) and dates/mask (..., T); got bands {bands.shape}, "
+            f"dates {dates.shape}, mask {mask.shape}"
+        )
+    values, index_ok = vegetation_indices(bands, band_names, indices, scale=scale, return_mask=True)
+    valid = mask & index_ok & jnp.isfinite(dates)
+    # One interpolation plan per pixel, shared by its K index channels.
+    plan = _interpolation_plan(dates, valid, size)
+    series = _apply_plan(values, valid, plan, channels_last=True)  # (..., S, K)
+    return recurrence_plot(
+        series,
+        dimension=dimension,
+        time_delay=time_delay,
+        threshold=threshold,
+        percentage=percentage,
+        normalize=normalize,
+        channels_last=True,
+    )
 
-__all__ = [
-    "index_recurrence_plots",
-    "index_recurrence_plots_jit",
-    "recurrence_plot",
-    "recurrence_plot_jit",
-    "resample_series",
-    "resample_series_jit",
-]
+
+__all__ = ["index_recurrence_plots", "recurrence_plot", "resample_series"]

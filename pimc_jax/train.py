@@ -12,6 +12,7 @@ same global batch gives the same losses on any number of devices.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 from pathlib import Path
@@ -20,11 +21,13 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+import optax
 from absl import logging
 
 from pimc_jax import parallel
 from pimc_jax.checkpoint import CheckpointStore, read_meta
 from pimc_jax.data import load_patches
+from pimc_jax.data.patches import Patch
 from pimc_jax.data.pipeline import PairBatches, image_statistics
 from pimc_jax.data.sampling import PairSampler
 from pimc_jax.metrics import MetricWriter
@@ -73,6 +76,38 @@ def model_spec_from_config(
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingSetup:
+    """What a pre-training run is built from: this process's data, the model, the optimizer."""
+
+    patches: list[Patch]
+    spec: ModelSpec
+    sampler: PairSampler
+    optimizer: optax.GradientTransformation
+
+
+def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
+    """Loads this process's patches and builds the spec, pair sampler and optimizer."""
+    patches = load_patches(
+        config.data, process_index=jax.process_index(), process_count=jax.process_count()
+    )
+    image_mean, image_std = image_statistics(patches, tuple(config.data.image_bands))
+    spec = model_spec_from_config(
+        config, band_names=patches[0].band_names, image_mean=image_mean, image_std=image_std
+    )
+    sampler = PairSampler(
+        patches,
+        pixels_per_patch=config.data.pixels_per_patch,
+        crop_size=config.data.crop_size,
+        image_bands=tuple(config.data.image_bands),
+        max_dates=config.data.max_dates,
+        sampling=config.data.sampling,
+        image_date=config.data.image_date,
+        seed=config.seed,
+    )
+    return PretrainingSetup(patches, spec, sampler, make_optimizer(config))
 
 
 class _Preemption:
@@ -135,15 +170,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     is_main = parallel.is_main_process()
     per_host_batch = _check_batch_size(config)
 
-    patches = load_patches(
-        config.data, process_index=jax.process_index(), process_count=jax.process_count()
-    )
-    band_names = patches[0].band_names
-    image_mean, image_std = image_statistics(patches, tuple(config.data.image_bands))
-    spec = model_spec_from_config(
-        config, band_names=band_names, image_mean=image_mean, image_std=image_std
-    )
-    optimizer = make_optimizer(config)
+    setup = build_pretraining(config)
+    spec, optimizer = setup.spec, setup.optimizer
     schedule = learning_rate_schedule(config)
 
     store = CheckpointStore(workdir_path, max_to_keep=config.keep_checkpoints)
@@ -169,18 +197,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         workdir_path.mkdir(parents=True, exist_ok=True)
         (workdir_path / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
-    sampler = PairSampler(
-        patches,
-        pixels_per_patch=config.data.pixels_per_patch,
-        crop_size=config.data.crop_size,
-        image_bands=tuple(config.data.image_bands),
-        max_dates=config.data.max_dates,
-        sampling=config.data.sampling,
-        image_date=config.data.image_date,
-        seed=config.seed,
-    )
     batches = PairBatches(
-        sampler,
+        setup.sampler,
         batch_size=per_host_batch,
         seed=config.seed * 1_000_003 + jax.process_index(),
         start_step=start_step,

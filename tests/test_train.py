@@ -14,11 +14,9 @@ from tiny_configs import ROOT, tiny_pretrain_config
 
 from pimc_jax import launcher, parallel
 from pimc_jax.checkpoint import CheckpointStore, load_params, read_meta
-from pimc_jax.data import load_patches
-from pimc_jax.data.pipeline import PairBatches, image_statistics
-from pimc_jax.data.sampling import PairSampler
-from pimc_jax.step import create_train_state, make_optimizer, make_parallel_step, train_step
-from pimc_jax.train import model_spec_from_config
+from pimc_jax.data.pipeline import PairBatches
+from pimc_jax.step import create_train_state, make_parallel_step, train_step
+from pimc_jax.train import build_pretraining
 
 
 def _leaves(tree):
@@ -27,17 +25,10 @@ def _leaves(tree):
 
 def test_one_and_four_devices_give_the_same_losses():
     config = tiny_pretrain_config()
-    patches = load_patches(config.data)
-    mean, std = image_statistics(patches, tuple(config.data.image_bands))
-    spec = model_spec_from_config(
-        config, band_names=patches[0].band_names, image_mean=mean, image_std=std
-    )
-    optimizer = make_optimizer(config)
+    setup = build_pretraining(config)
+    spec, optimizer = setup.spec, setup.optimizer
     state = jax.device_get(create_train_state(spec, optimizer, jax.random.PRNGKey(0)))
-    sampler = PairSampler(
-        patches, pixels_per_patch=4, crop_size=8, image_bands=("B4", "B3", "B2"), max_dates=16
-    )
-    batches = list(PairBatches(sampler, batch_size=16, seed=3, end_step=4))
+    batches = list(PairBatches(setup.sampler, batch_size=16, seed=3, end_step=4))
     rng = np.asarray(jax.random.PRNGKey(1))
 
     single = jax.jit(lambda s, b, r: train_step(s, b, r, spec=spec, optimizer=optimizer))

@@ -59,6 +59,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from pimc_jax.data.pastis import default_data_dir
+from pimc_jax.indices import BAND_TABLES
 
 EUROSAT_CLASS_NAMES: tuple[str, ...] = (
     "AnnualCrop",
@@ -73,21 +74,7 @@ EUROSAT_CLASS_NAMES: tuple[str, ...] = (
     "SeaLake",
 )
 #: Band order of the 13-band GeoTIFFs (B8A is stored last).
-EUROSAT_ALL_BAND_NAMES: tuple[str, ...] = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-    "B8A",
-)
+EUROSAT_ALL_BAND_NAMES: tuple[str, ...] = BAND_TABLES["eurosat"]
 #: Sentinel-2 bands behind the red, green and blue channels of the JPEGs.
 EUROSAT_RGB_BAND_NAMES: tuple[str, ...] = ("B04", "B03", "B02")
 IMAGE_SIZE = 64

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pimc_jax.data.eurosat import EUROSAT_CLASS_NAMES as EUROSAT_CLASSES
 from pimc_jax.data.patches import Patch
 from pimc_jax.indices import canonical_band_name, resolve_band_names
 
@@ -124,19 +125,6 @@ _ENDMEMBERS: dict[str, tuple[float, float, float, float, float, float]] = {
     "B12": (0.27, 0.100, 0.15, 0.003, 0.25, 0.40),
 }
 _SOIL, _VEGETATION, _FLOWER, _WATER, _IMPERVIOUS, _CLOUD = range(6)
-
-EUROSAT_CLASSES: tuple[str, ...] = (
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
-)
 
 
 def _spectra(band_names: Sequence[str]) -> np.ndarray:
