@@ -184,3 +184,36 @@ print("RESULT", json.dumps(dict(metrics, devices=jax.device_count())))
     assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-6)
     assert read_meta(tmp_path)["step"] == 3
     assert Path(tmp_path, "metrics.jsonl").exists()
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    import signal
+    import time
+
+    code = f"""
+from pimc_jax import launcher
+from tiny_configs import tiny_pretrain_config
+launcher.run(tiny_pretrain_config(total_steps=100000, checkpoint_every_steps=100000),
+             {str(tmp_path)!r})
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"), JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    saved = CheckpointStore(tmp_path).latest_step()
+    assert saved is not None and saved >= 3
+    assert read_meta(tmp_path)["step"] == saved

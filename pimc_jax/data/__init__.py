@@ -49,10 +49,23 @@ def load_patches(
             max_dates=data_config.synthetic_max_dates,
         )
     elif name == "pastis":
-        from pimc_jax.data.pastis import load_pastis_patches
+        from pimc_jax.data.pastis import load_pastis_patches, prepare_pastis
 
         _require_path(data_config, name)
-        patches = load_pastis_patches(data_config.path, folds=tuple(folds or (1, 2, 3, 4, 5)))
+        if process_count > 1:
+            # One process prepares the TFDS dataset; the others wait, then read their shard.
+            from jax.experimental import multihost_utils
+
+            if process_index == 0:
+                prepare_pastis(data_config.path)
+            multihost_utils.sync_global_devices("pimc_jax: PASTIS prepared")
+        patches = load_pastis_patches(
+            data_config.path,
+            folds=tuple(folds or (1, 2, 3, 4, 5)),
+            process_index=process_index,
+            process_count=process_count,
+        )
+        folds, process_index, process_count = None, 0, 1  # already selected and sharded
     elif name == "patches":
         from pimc_jax.data.user import load_patch_folder
 

@@ -370,14 +370,20 @@ def load_pastis_patches(
     path: str | os.PathLike[str],
     folds: Sequence[int] = PASTIS_FOLDS,
     data_dir: str | os.PathLike[str] | None = None,
+    *,
+    process_index: int = 0,
+    process_count: int = 1,
 ) -> list[Patch]:
-    """Reads the PASTIS patches of the given official folds.
+    """Reads the PASTIS patches of the given official folds (this process's shard).
 
     Args:
       path: the manual directory in the official PASTIS layout (module docstring).
       folds: official folds to read, any of 1..5.
       data_dir: where the builder's array_record files go; default
         :func:`default_data_dir` (``<path>/tfds`` when writable).
+      process_index / process_count: decode only every ``process_count``-th record of
+        the prepared dataset, starting at ``process_index`` (each host of a multi-host
+        run reads its own shard).
 
     Returns:
       Patches sorted by (fold, ID_PATCH): bands (T, H, W, 10) float32 reflectance,
@@ -398,7 +404,8 @@ def load_pastis_patches(
     if absent:
         logging.warning("PASTIS at %s has no patch in folds %s", path, absent)
     source = builder.as_data_source(split="+".join(f"fold{fold}" for fold in present))
-    patches = [patch_from_example(source[index]) for index in range(len(source))]
+    indices = range(process_index, len(source), process_count)
+    patches = [patch_from_example(source[index]) for index in indices]
     return sorted(patches, key=lambda p: (p.fold, *_patch_sort_key({"patch_id": p.patch_id})))
 
 
