@@ -1,0 +1,61 @@
+# python launch.py --config=configs/eval_pastis_classification.py --config.init_from=workdirs/pretrain --workdir=workdirs/eval_pastis_classification  # noqa: E501
+"""Pixel classification with the recurrence-plot encoder (SPEC §6, PASTIS pixel classification).
+
+Labelled pixels are sampled per patch (``data.pixels_per_patch``) from the same source as
+pre-training (``configs.pretrain.data_config()``: the synthetic PASTIS-like set by default),
+background (0) and void (19) left out. Patches are split by fold: ``train_folds`` fit the
+classifier, ``val_folds`` choose the linear probe's regulariser, ``test_folds`` give the
+reported metrics (PASTIS official folds 1..5; synthetic patches get folds 1..5 round robin).
+
+Sources (``data.name``): ``synthetic`` | ``pastis`` (``data.path`` = PASTIS root) |
+``patches`` (your patch folder) | ``npz`` (your pixel series, ``data.path``; optional
+``data.test_path``, else a seeded stratified split by ``data.val_fraction`` /
+``data.test_fraction``; class 0 is then a real class: pass ``--config.exclude_classes="()"``).
+
+``init_from``: a pre-training workdir (latest checkpoint), a ``checkpoints/<step>`` directory,
+or ``random`` (the baseline: fresh parameters from ``model``). ``protocol``: ``linear`` (frozen
+encoder, logistic-regression probe) or ``finetune`` (encoder + linear head, AdamW).
+"""
+
+import ml_collections
+
+from configs import pretrain
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.task = "eval_pastis_classification"
+    config.init_from = "random"  # pre-training workdir | checkpoints/<step> dir | random
+    config.protocol = "linear"  # linear | finetune
+    config.seed = 0
+
+    config.data = pretrain.data_config()
+    config.data.pixels_per_patch = 64  # labelled pixels drawn per patch
+    config.data.eval_seed = 0  # pixel sampling and seeded splits (the same for every model)
+    config.data.test_path = ""  # data.name=npz: separate test file (else a seeded split)
+    config.data.val_fraction = 0.2  # data.name=npz, or patches without folds
+    config.data.test_fraction = 0.2  # data.name=npz, or patches without folds
+    config.train_folds = (1, 2, 3)
+    config.val_folds = (4,)
+    config.test_folds = (5,)
+    config.exclude_classes = (0, 19)  # background and void
+
+    config.model = pretrain.model_config()  # used by init_from=random only
+
+    config.linear = ml_collections.ConfigDict(
+        dict(steps=200, l2_grid=(1e-5, 1e-4, 1e-3, 1e-2))  # L-BFGS iterations
+    )
+    config.finetune = ml_collections.ConfigDict(
+        dict(
+            steps=300,
+            batch_size=64,
+            learning_rate=1e-2,
+            weight_decay=1e-4,
+            warmup_steps=20,
+            log_every_steps=50,
+        )
+    )
+    config.poll = False  # keep evaluating new checkpoints of the init_from workdir
+    config.poll_interval_s = 30.0
+    config.poll_timeout_s = 3600.0  # stop after this long without a new checkpoint
+    return config

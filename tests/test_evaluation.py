@@ -1,0 +1,376 @@
+"""Tests for pimc_jax.evaluation: metrics and probes against independent references, and every
+eval config end to end on a tiny pre-training run (in-process and through the launch.py CLI).
+
+References: hand-computed confusion matrices and F1 values, scikit-learn (``f1_score``,
+``LogisticRegression``, ``Ridge``), NumPy formulas for RMSE, vegetation indices and z-scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import pytest
+from fixtures import (
+    write_eurosat_archives,
+    write_pastis_dir,
+    write_user_npz,
+    write_user_patch_folder,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import f1_score
+from tiny_configs import ROOT, load_config, tiny_pretrain_config
+
+from pimc_jax import launcher
+from pimc_jax.evaluation import common
+from pimc_jax.evaluation.forecasting import forecast_windows
+from pimc_jax.evaluation.pixel_classification import stratified_split
+
+TOTAL_STEPS = 6
+CHECKPOINT_EVERY = 3
+# The tiny pre-training's synthetic data, shared by the pixel evaluations.
+TINY_DATA = dict(
+    num_patches=8,  # folds 1..5 round robin
+    patch_size=16,
+    synthetic_min_dates=8,
+    synthetic_max_dates=12,
+    max_dates=16,
+    pixels_per_patch=12,
+)
+FORECAST_DATES = dict(synthetic_min_dates=44, synthetic_max_dates=48, max_dates=48)
+
+
+def eval_config(name: str, init_from: str, protocol: str) -> ml_collections.ConfigDict:
+    """``configs/<name>.py`` with the tiny model (for ``random``), tiny data and few steps."""
+    config = load_config(name)
+    config.init_from = init_from
+    config.protocol = protocol
+    tiny = tiny_pretrain_config()
+    config.model = tiny.model
+    config.data.crop_size = tiny.data.crop_size
+    if name == "eval_eurosat":
+        config.data.update(dict(image_size=16, num_train=40, num_val=20, num_test=30))
+    else:
+        config.data.update(TINY_DATA)
+    if name == "eval_pastis_forecast":
+        config.data.update(FORECAST_DATES)
+    if "steps" in config.linear:  # L-BFGS iterations of the classification probes
+        config.linear.steps = 30
+    config.linear.l2_grid = (1e-3, 1e-1)
+    config.finetune.update(dict(steps=3, batch_size=16, warmup_steps=1, log_every_steps=1))
+    return config
+
+
+@pytest.fixture(scope="module")
+def pretrain_dir(tmp_path_factory) -> Path:
+    """A 6-step tiny pre-training on the forced 4 CPU devices, checkpoints at steps 3 and 6."""
+    workdir = tmp_path_factory.mktemp("pretrain")
+    config = tiny_pretrain_config(total_steps=TOTAL_STEPS, checkpoint_every_steps=CHECKPOINT_EVERY)
+    launcher.run(config, str(workdir))
+    return workdir
+
+
+def read_results(workdir: Path) -> dict:
+    assert (workdir / "results.md").is_file()
+    return json.loads((workdir / "results.json").read_text())
+
+
+def check_classification(results: dict, num_classes: int) -> None:
+    metrics = results["metrics"]
+    assert 0.0 <= metrics["overall_accuracy"] <= 1.0
+    assert 0.0 <= metrics["macro_f1"] <= 1.0
+    assert results["per_class"], "per-class table missing"
+    rows = results["per_class"]
+    assert {"class", "name", "precision", "recall", "f1", "support"} <= set(rows[0])
+    assert all(0 <= row["class"] < num_classes for row in rows)
+    assert sum(row["support"] for row in rows) == results["data"]["num_test"]
+    # Overall accuracy is the support-weighted mean recall.
+    weighted = sum(r["recall"] * r["support"] for r in rows) / results["data"]["num_test"]
+    assert metrics["overall_accuracy"] == pytest.approx(weighted)
+
+
+# --------------------------------------------------------------------------------------
+# Metrics and probes.
+
+
+def test_confusion_matrix_and_macro_f1_hand_values():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    predictions = np.array([0, 0, 1, 1, 3, 2, 0, 2])
+    confusion = common.confusion_matrix(labels, predictions, num_classes=5)
+    expected = np.zeros((5, 5), np.int64)
+    expected[0, :2] = [2, 1]
+    expected[1, [1, 3]] = [1, 1]
+    expected[2, [0, 2]] = [1, 2]
+    np.testing.assert_array_equal(confusion, expected)
+    scores = common.classification_metrics(confusion, ["a", "b", "c", "d", "e"])
+    # Class 0: P = 2/3, R = 2/3; class 1: P = 1/2, R = 1/2; class 2: P = 1, R = 2/3, F1 = 0.8;
+    # class 3: predicted once, never true → F1 0; class 4 absent → not averaged.
+    f1 = [2 / 3, 1 / 2, 0.8, 0.0]
+    assert scores["overall_accuracy"] == pytest.approx(5 / 8)
+    assert scores["macro_f1"] == pytest.approx(np.mean(f1))
+    assert scores["macro_f1"] == pytest.approx(f1_score(labels, predictions, average="macro"))
+    assert [row["class"] for row in scores["per_class"]] == [0, 1, 2, 3]
+    assert [row["support"] for row in scores["per_class"]] == [3, 2, 3, 0]
+    assert scores["per_class"][2]["precision"] == pytest.approx(1.0)
+    assert scores["per_class"][2]["f1"] == pytest.approx(0.8)
+    assert scores["per_class"][1]["name"] == "b"
+
+
+def test_confusion_matrix_rejects_out_of_range():
+    with pytest.raises(ValueError, match="predictions"):
+        common.confusion_matrix([0, 1], [0, 3], num_classes=3)
+
+
+def test_rmse_matches_numpy():
+    rng = np.random.default_rng(0)
+    predictions, targets = rng.normal(size=(2, 7, 10, 3))
+    expected = [math.sqrt(np.mean((predictions[..., k] - targets[..., k]) ** 2)) for k in range(3)]
+    np.testing.assert_allclose(common.rmse(predictions, targets), expected, rtol=1e-12)
+    np.testing.assert_allclose(common.rmse([[1.0, 2.0]], [[4.0, -2.0]]), [3.0, 4.0])
+
+
+def test_logistic_regression_matches_sklearn():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(300, 6)).astype(np.float32)
+    labels = np.argmax(features[:, :4] + rng.normal(size=(300, 4)), axis=1)
+    l2 = 1e-2
+    weights, bias = common.fit_logistic_regression(features, labels, 4, l2=l2, steps=100)
+    reference = LogisticRegression(C=1 / (2 * len(labels) * l2), tol=1e-10, max_iter=10_000)
+    reference.fit(features, labels)
+    logits = features @ weights + bias
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    np.testing.assert_allclose(probabilities, reference.predict_proba(features), atol=1e-4)
+
+
+def test_ridge_matches_sklearn():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(50, 5))
+    targets = features @ rng.normal(size=(5, 3)) + 0.1 * rng.normal(size=(50, 3)) + 2.0
+    weights, bias = common.fit_ridge(features, targets, l2=0.3)
+    reference = Ridge(alpha=0.3 * 50).fit(features, targets)
+    np.testing.assert_allclose(weights, reference.coef_.T, rtol=1e-8)
+    np.testing.assert_allclose(bias, reference.intercept_, rtol=1e-8)
+
+
+def test_probes_pick_l2_on_validation():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 4))
+    y = x @ np.array([[1.0], [-2.0], [0.5], [0.0]])
+    probe = common.ridge_probe(
+        (x[:100], y[:100]), (x[100:150], y[100:150]), x[150:], l2_grid=(10.0, 1e-6)
+    )
+    assert probe["l2"] == 1e-6  # noise-free targets: the weakest penalty wins
+    np.testing.assert_allclose(probe["test_predictions"], y[150:], atol=1e-3)
+
+
+def test_stratified_split_is_disjoint_and_stratified():
+    labels = np.repeat([0, 1, 2], [10, 20, 30])
+    val, test, train = stratified_split(labels, [0.2, 0.3], seed=0)
+    assert np.intersect1d(val, test).size == np.intersect1d(val, train).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([val, test, train])), np.arange(60))
+    assert np.bincount(labels[val]).tolist() == [2, 4, 6]
+    assert np.bincount(labels[test]).tolist() == [3, 6, 9]
+
+
+def test_forecast_windows_against_numpy():
+    rng = np.random.default_rng(4)
+    num_dates = 12
+    band_names = ("B2", "B4", "B8")
+    bands = rng.uniform(0.02, 0.5, size=(3, num_dates, 3)).astype(np.float32)
+    dates = np.cumsum(rng.integers(3, 9, size=(3, num_dates)), axis=1).astype(np.float32)
+    mask = np.ones((3, num_dates), bool)
+    bands[0, 2, 1] = np.nan  # pixel 0 loses date 2 → 11 valid dates
+    mask[1, 5:] = False  # pixel 1 has 5 dates → skipped (needs 4 + 3 = 7)
+    windows = forecast_windows(
+        bands, dates, mask, band_names, indices=("ndvi", "savi"), input_length=4, horizon=3
+    )
+    np.testing.assert_array_equal(windows["pixel"], [0, 2])
+    blue, red, nir = bands[..., 0], bands[..., 1], bands[..., 2]
+    ndvi = (nir - red) / (nir + red)
+    savi = 1.5 * (nir - red) / (nir + red + 0.5)
+    for row, pixel in enumerate([0, 2]):
+        keep = [t for t in range(num_dates) if np.isfinite(bands[pixel, t]).all()][:7]
+        series = np.stack([ndvi[pixel, keep], savi[pixel, keep]], axis=-1).astype(np.float64)
+        mean, std = series[:4].mean(0), series[:4].std(0)
+        z = (series - mean) / std
+        np.testing.assert_allclose(windows["inputs"][row], z[:4], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(windows["targets"][row], z[4:], rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(windows["dates"][row], dates[pixel, keep[:4]])
+        np.testing.assert_array_equal(windows["bands"][row], bands[pixel, keep[:4]])
+    assert windows["mask"].all()
+    del blue
+
+
+def test_load_encoder_rejects_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        common.load_encoder(str(tmp_path / "nowhere"), lambda: None)
+    with pytest.raises(ValueError, match="init_from"):
+        common.load_encoder("", lambda: None)
+
+
+# --------------------------------------------------------------------------------------
+# End to end on a tiny pre-training.
+
+
+def test_pixel_classification_linear_from_workdir(pretrain_dir, tmp_path):
+    config = eval_config("eval_pastis_classification", str(pretrain_dir), "linear")
+    returned = launcher.run(config, str(tmp_path))
+    results = read_results(tmp_path)
+    assert results["metrics"] == pytest.approx(returned["metrics"])
+    assert results["step"] == TOTAL_STEPS
+    assert results["checkpoint"] == str(pretrain_dir / "checkpoints" / str(TOTAL_STEPS))
+    assert results["protocol"] == "linear" and results["task"] == "eval_pastis_classification"
+    assert results["config"]["init_from"] == str(pretrain_dir)
+    assert results["num_devices"] == 4
+    check_classification(results, num_classes=8)
+    assert all(row["class"] != 0 for row in results["per_class"])  # background excluded
+    assert "| class | name | precision | recall | F1 | support |" in (
+        (tmp_path / "results.md").read_text()
+    )
+
+
+def test_pixel_classification_finetune_from_step_dir(pretrain_dir, tmp_path):
+    step_dir = pretrain_dir / "checkpoints" / "3"
+    config = eval_config("eval_pastis_classification", str(step_dir), "finetune")
+    launcher.run(config, str(tmp_path))
+    results = read_results(tmp_path)
+    assert results["step"] == 3 and results["protocol"] == "finetune"
+    check_classification(results, num_classes=8)
+
+
+def test_forecast_linear_random_and_finetune_pretrained(pretrain_dir, tmp_path):
+    config = eval_config("eval_pastis_forecast", "random", "linear")
+    config.forecast.cnn_baseline = False
+    launcher.run(config, str(tmp_path / "random"))
+    random = read_results(tmp_path / "random")
+    assert random["step"] is None and random["checkpoint"] is None
+    config = eval_config("eval_pastis_forecast", str(pretrain_dir), "finetune")
+    launcher.run(config, str(tmp_path / "pretrained"))
+    tuned = read_results(tmp_path / "pretrained")
+    for results in (random, tuned):
+        metrics = results["metrics"]
+        for prefix in ("", "ridge_1d_", "zero_"):
+            values = [metrics[f"{prefix}rmse_{name}"] for name in ("ndvi", "evi", "savi")]
+            assert all(np.isfinite(values)) and min(values) > 0
+            assert metrics[f"{prefix}rmse_mean"] == pytest.approx(np.mean(values))
+        assert results["data"]["num_test"] > 0
+    assert "cnn_1d_rmse_ndvi" in tuned["metrics"] and "cnn_1d_rmse_ndvi" not in random["metrics"]
+    # Encoder-free baselines do not depend on the encoder.
+    assert tuned["metrics"]["ridge_1d_rmse_evi"] == random["metrics"]["ridge_1d_rmse_evi"]
+    assert set(tuned["rmse_by_model"]) == {"pimc", "ridge_1d", "zero", "cnn_1d"}
+
+
+def test_eurosat_synthetic_linear_and_finetune(pretrain_dir, tmp_path):
+    config = eval_config("eval_eurosat", str(pretrain_dir), "linear")
+    launcher.run(config, str(tmp_path / "linear"))
+    check_classification(read_results(tmp_path / "linear"), num_classes=10)
+    config = eval_config("eval_eurosat", "random", "finetune")
+    launcher.run(config, str(tmp_path / "finetune"))
+    results = read_results(tmp_path / "finetune")
+    check_classification(results, num_classes=10)
+    assert results["data"]["image_shape"] == [16, 16, len(config.data.image_bands)]
+
+
+def test_eurosat_archives(tmp_path):
+    write_eurosat_archives(tmp_path / "eurosat", per_class=5)
+    config = eval_config("eval_eurosat", "random", "linear")
+    config.data.update(dict(name="eurosat", path=str(tmp_path / "eurosat"), eurosat_variant="all"))
+    launcher.run(config, str(tmp_path / "all"))
+    results = read_results(tmp_path / "all")
+    assert (results["data"]["num_train"], results["data"]["num_test"]) == (30, 10)
+    # The encoder's bands picked by name from the 13 (B8A last); reflectance like pre-training.
+    assert results["data"]["image_shape"] == [64, 64, len(config.data.image_bands)]
+    assert results["data"]["image_normalization"] == "checkpoint"
+    check_classification(results, num_classes=10)
+
+    config.data.eurosat_variant = "rgb"
+    with pytest.raises(ValueError, match="B8"):  # the default image bands include NIR
+        launcher.run(config, str(tmp_path / "rgb"))
+    config.data.image_bands = ("B4", "B3", "B2")
+    launcher.run(config, str(tmp_path / "rgb"))
+    results = read_results(tmp_path / "rgb")
+    assert results["data"]["image_shape"] == [64, 64, 3]
+    assert results["data"]["image_normalization"] == "train_split"  # 8-bit JPEG values
+
+
+def test_pixel_classification_user_npz_and_pastis(tmp_path):
+    write_user_npz(tmp_path / "pixels.npz", num_pixels=60, num_dates=8, num_classes=3)
+    write_user_npz(tmp_path / "test.npz", num_pixels=15, num_dates=8, num_classes=3, seed=1)
+    config = eval_config("eval_pastis_classification", "random", "linear")
+    config.data.update(dict(name="npz", path=str(tmp_path / "pixels.npz")))
+    config.exclude_classes = ()
+    launcher.run(config, str(tmp_path / "split"))
+    results = read_results(tmp_path / "split")
+    assert sum(results["data"][f"num_{s}"] for s in ("train", "val", "test")) == 60
+    assert results["per_class"][0]["name"].startswith("class_")
+    config.data.test_path = str(tmp_path / "test.npz")
+    launcher.run(config, str(tmp_path / "test_file"))
+    assert read_results(tmp_path / "test_file")["data"]["num_test"] == 15
+
+    # A patch folder without folds: seeded stratified split of its labelled pixels.
+    write_user_patch_folder(tmp_path / "patches", num_patches=2, size=8)
+    config = eval_config("eval_pastis_classification", "random", "linear")
+    config.data.update(dict(name="patches", path=str(tmp_path / "patches")))
+    launcher.run(config, str(tmp_path / "patches_eval"))
+    results = read_results(tmp_path / "patches_eval")
+    assert sum(results["data"][f"num_{s}"] for s in ("train", "val", "test")) == 24
+    check_classification(results, num_classes=5)
+
+    write_pastis_dir(tmp_path / "pastis", num_patches=5, size=16)
+    config = eval_config("eval_pastis_classification", "random", "linear")
+    config.data.update(dict(name="pastis", path=str(tmp_path / "pastis"), max_dates=16))
+    launcher.run(config, str(tmp_path / "pastis_eval"))
+    results = read_results(tmp_path / "pastis_eval")
+    check_classification(results, num_classes=20)
+    assert all(row["class"] not in (0, 19) for row in results["per_class"])
+
+
+def test_poll_evaluates_every_checkpoint(pretrain_dir, tmp_path):
+    config = eval_config("eval_pastis_classification", str(pretrain_dir), "linear")
+    config.poll = True
+    config.poll_interval_s = 0.1
+    config.poll_timeout_s = 30.0
+    launcher.run(config, str(tmp_path))
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    steps = list(range(CHECKPOINT_EVERY, TOTAL_STEPS + 1, CHECKPOINT_EVERY))
+    assert [entry["step"] for entry in history] == steps
+    assert read_results(tmp_path / "steps" / "3")["step"] == 3
+    assert read_results(tmp_path)["step"] == TOTAL_STEPS
+
+
+def test_cli_restores_four_device_checkpoint_on_one_device(pretrain_dir, tmp_path):
+    """The README command path, in a fresh process that has a single CPU device."""
+    config = eval_config("eval_pastis_classification", str(pretrain_dir), "linear")
+    launcher.run(config, str(tmp_path / "in_process"))
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = " ".join(
+        flag
+        for flag in env.get("XLA_FLAGS", "").split()
+        if not flag.startswith("--xla_force_host_platform_device_count")
+    )
+    env["JAX_PLATFORMS"] = "cpu"
+    overrides = [f"--config.data.{key}={value}" for key, value in TINY_DATA.items()]
+    overrides += ["--config.linear.steps=30", "--config.linear.l2_grid=(0.001, 0.1)"]
+    command = [
+        sys.executable,
+        "launch.py",
+        "--config=configs/eval_pastis_classification.py",
+        f"--config.init_from={pretrain_dir}",
+        f"--workdir={tmp_path / 'cli'}",
+        *overrides,
+    ]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = read_results(tmp_path / "cli")
+    assert results["num_devices"] == 1
+    assert results["step"] == TOTAL_STEPS
+    # Same parameters restored on 1 device as on 4: the same probe results.
+    expected = read_results(tmp_path / "in_process")["metrics"]
+    assert results["metrics"] == pytest.approx(expected, abs=1e-6)
