@@ -1,5 +1,5 @@
 # python launch.py --config=configs/eval_eurosat.py --config.init_from=workdirs/pretrain --workdir=workdirs/eval_eurosat  # noqa: E501
-"""Land-cover image classification with the image encoder (SPEC §6, EuroSAT).
+"""Land-cover image classification with the image encoder (EuroSAT).
 
 ``data.name``: ``synthetic`` (default; a EuroSAT stand-in of ten single-date land-cover
 scene classes built from the same spectra as the synthetic patches, no download) or

@@ -1,5 +1,5 @@
 # python launch.py --config=configs/eval_pastis_classification.py --config.init_from=workdirs/pretrain --workdir=workdirs/eval_pastis_classification  # noqa: E501
-"""Pixel classification with the recurrence-plot encoder (SPEC §6, PASTIS pixel classification).
+"""Pixel classification with the recurrence-plot encoder (PASTIS pixel classification).
 
 Labelled pixels are sampled per patch (``data.pixels_per_patch``) from the same source as
 pre-training (``configs.pretrain.data_config()``: the synthetic PASTIS-like set by default),

@@ -1,5 +1,5 @@
 # python launch.py --config=configs/eval_pastis_forecast.py --config.init_from=workdirs/pretrain --workdir=workdirs/eval_pastis_forecast  # noqa: E501
-"""Pixel index forecasting with the recurrence-plot encoder (SPEC §6, PASTIS forecasting).
+"""Pixel index forecasting with the recurrence-plot encoder (PASTIS forecasting).
 
 For each sampled pixel the NDVI/EVI/SAVI series is computed from the raw bands on its valid
 dates only (no-data and invalid-index dates dropped); pixels with fewer than

@@ -1,6 +1,6 @@
 """Pixel sampling, image crops and pair batches for pre-training; pixel sets for evaluation.
 
-Pre-training pairs (SPEC §3): from each patch a few pixels are sampled (uniformly at
+Pre-training pairs: from each patch a few pixels are sampled (uniformly at
 random by default, or spread along a Hilbert curve as in the paper); for each pixel the
 *time-series view* is its band series over all dates, padded to a fixed ``max_dates``,
 and the *image view* is a ``k × k`` crop centred on the pixel, taken from one acquisition

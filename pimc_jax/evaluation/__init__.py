@@ -1,4 +1,4 @@
-"""Downstream evaluations of PIMC encoders (SPEC §6), each run by its own config.
+"""Downstream evaluations of PIMC encoders, each run by its own config.
 
 =============================  ==============================  ================================
 ``config.task``                module                          encoder, metrics
