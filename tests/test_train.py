@@ -217,3 +217,18 @@ launcher.run(tiny_pretrain_config(total_steps=100000, checkpoint_every_steps=100
     saved = CheckpointStore(tmp_path).latest_step()
     assert saved is not None and saved >= 3
     assert read_meta(tmp_path)["step"] == saved
+
+
+def test_bfloat16_compute_trains_with_float32_params():
+    config = tiny_pretrain_config(**{"model.dtype": "bfloat16"})
+    setup = build_pretraining(config)
+    state = jax.device_get(create_train_state(setup.spec, setup.optimizer, jax.random.PRNGKey(0)))
+    batch = next(PairBatches(setup.sampler, batch_size=16, seed=0, end_step=1))
+    step = jax.jit(
+        lambda s, b: train_step(
+            s, b, jax.random.PRNGKey(1), spec=setup.spec, optimizer=setup.optimizer
+        )
+    )
+    new_state, metrics = step(state, batch)
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
+    assert all(x.dtype == np.float32 for x in jax.tree.leaves(new_state.params))
