@@ -19,7 +19,7 @@ encoder, logistic-regression probe) or ``finetune`` (encoder + linear head, Adam
 
 import ml_collections
 
-from configs import pretrain
+from configs import common, pretrain
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -45,17 +45,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.linear = ml_collections.ConfigDict(
         dict(steps=200, l2_grid=(1e-5, 1e-4, 1e-3, 1e-2))  # L-BFGS iterations
     )
-    config.finetune = ml_collections.ConfigDict(
-        dict(
-            steps=300,
-            batch_size=64,
-            learning_rate=1e-2,
-            weight_decay=1e-4,
-            warmup_steps=20,
-            log_every_steps=50,
-        )
-    )
-    config.poll = False  # keep evaluating new checkpoints of the init_from workdir
-    config.poll_interval_s = 30.0
-    config.poll_timeout_s = 3600.0  # stop after this long without a new checkpoint
+    config.finetune = common.finetune_config()
+    common.add_polling(config)
     return config

@@ -20,7 +20,7 @@ The synthetic data here has 44–56 dates per patch so that every pixel has the 
 
 import ml_collections
 
-from configs import pretrain
+from configs import common, pretrain
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -58,17 +58,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = pretrain.model_config()  # used by init_from=random only
 
     config.linear = ml_collections.ConfigDict(dict(l2_grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0)))
-    config.finetune = ml_collections.ConfigDict(
-        dict(
-            steps=300,
-            batch_size=64,
-            learning_rate=1e-2,
-            weight_decay=1e-4,
-            warmup_steps=20,
-            log_every_steps=50,
-        )
-    )
-    config.poll = False
-    config.poll_interval_s = 30.0
-    config.poll_timeout_s = 3600.0
+    config.finetune = common.finetune_config()
+    common.add_polling(config)
     return config

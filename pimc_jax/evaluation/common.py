@@ -30,6 +30,7 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from absl import logging
@@ -361,6 +362,20 @@ def _trainable_labels(params: Any, tower: str | None) -> Any:
         return "freeze"
 
     return jax.tree_util.tree_map_with_path(label, params)
+
+
+def finetune_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The :func:`train_supervised` keyword arguments an eval config's ``finetune`` block sets."""
+    tune = config.finetune
+    return dict(
+        steps=tune.steps,
+        batch_size=tune.batch_size,
+        learning_rate=tune.learning_rate,
+        weight_decay=tune.weight_decay,
+        warmup_steps=tune.warmup_steps,
+        seed=config.seed,
+        log_every_steps=tune.get("log_every_steps", 0),
+    )
 
 
 def train_supervised(

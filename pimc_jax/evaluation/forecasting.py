@@ -122,7 +122,8 @@ class SeriesCNN(nn.Module):
 
     ``(B, L, K)`` z-scored inputs → ``(B, num_outputs)``. The pooling keeps the temporal
     layout at a coarser step while cutting the dense layer's size: on a few thousand
-    windows an unpooled flatten overfits below the zero forecast.
+    windows an unpooled flatten overfits below the zero forecast. Series shorter than
+    ``pool`` are pooled over their whole length.
     """
 
     num_outputs: int
@@ -134,7 +135,8 @@ class SeriesCNN(nn.Module):
         chex.assert_rank(series, 3)
         x = nn.relu(nn.Conv(self.width, (5,))(series))
         x = nn.relu(nn.Conv(self.width, (5,))(x))
-        x = nn.avg_pool(x, (self.pool,), (self.pool,))
+        pool = min(self.pool, series.shape[1])
+        x = nn.avg_pool(x, (pool,), (pool,))
         return nn.Dense(self.num_outputs)(x.reshape(x.shape[0], -1))
 
 
@@ -202,7 +204,6 @@ class Forecasting:
             "zero": common.rmse(np.zeros_like(test["targets"]), test["targets"]),
         }
         if self.config.forecast.get("cnn_baseline", False):
-            tune = self.config.finetune
             model = SeriesCNN(num_outputs=self._flat_targets(train).shape[1])
             forward = lambda params, batch: model.apply(params, batch["inputs"])
             params = model.init(jax.random.key(self.config.seed), jnp.asarray(train["inputs"][:1]))
@@ -212,14 +213,11 @@ class Forecasting:
                 {"inputs": train["inputs"]},
                 self._flat_targets(train),
                 loss="mse",
-                steps=tune.steps,
-                batch_size=tune.batch_size,
-                learning_rate=self.config.forecast.cnn_learning_rate,
-                weight_decay=tune.weight_decay,
-                warmup_steps=tune.warmup_steps,
-                seed=self.config.seed,
-                log_every_steps=tune.get("log_every_steps", 0),
                 name="cnn_1d",
+                **{
+                    **common.finetune_settings(self.config),
+                    "learning_rate": self.config.forecast.cnn_learning_rate,
+                },
             )
             predictions = common.predict(forward, params, {"inputs": test["inputs"]})
             out["cnn_1d"] = common.rmse(self._shape_predictions(predictions), test["targets"])
@@ -249,7 +247,6 @@ class Forecasting:
             predictions = probe["test_predictions"]
             extra = {"linear_l2": probe["l2"]}
         else:
-            tune = config.finetune
             forward = common.tower_forward(params.spec, "rp", self.splits.band_names)
             inputs = lambda w: {key: w[key] for key in SERIES_KEYS}
             trained = common.train_supervised(
@@ -258,14 +255,8 @@ class Forecasting:
                 inputs(train),
                 self._flat_targets(train),
                 loss="mse",
-                steps=tune.steps,
-                batch_size=tune.batch_size,
-                learning_rate=tune.learning_rate,
-                weight_decay=tune.weight_decay,
-                warmup_steps=tune.warmup_steps,
-                seed=config.seed,
                 tower="rp",
-                log_every_steps=tune.get("log_every_steps", 0),
+                **common.finetune_settings(config),
             )
             predictions = common.predict(forward, trained, inputs(test))
             extra = {}

@@ -292,7 +292,6 @@ def classify(
         raise ValueError(
             f"config.protocol must be one of {common.PROTOCOLS}, got {config.protocol!r}"
         )
-    tune = config.finetune
     forward = common.tower_forward(params.spec, tower, band_names)
     trained = common.train_supervised(
         forward,
@@ -300,14 +299,8 @@ def classify(
         inputs_fn(train),
         train["labels"],
         loss="cross_entropy",
-        steps=tune.steps,
-        batch_size=tune.batch_size,
-        learning_rate=tune.learning_rate,
-        weight_decay=tune.weight_decay,
-        warmup_steps=tune.warmup_steps,
-        seed=config.seed,
         tower=tower,
-        log_every_steps=tune.get("log_every_steps", 0),
+        **common.finetune_settings(config),
     )
     out = {"test_predictions": np.argmax(common.predict(forward, trained, inputs_fn(test)), -1)}
     if val["labels"].size:
