@@ -56,8 +56,10 @@ def shard_batch(batch: Any) -> Any:
 def replicate(tree: Any) -> Any:
     """Stacks one copy of each leaf per local device (leading axis), placed on the devices."""
     devices = jax.local_devices()
-    mesh = jax.sharding.Mesh(np.array(devices), ("local_devices",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("local_devices"))
+    # The same layout the mapped step returns its outputs in, so that feeding them back
+    # does not trigger a second compilation.
+    mesh = jax.sharding.Mesh(np.array(devices), (AXIS_NAME,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS_NAME))
 
     def put(x: Any) -> jax.Array:
         x = np.asarray(x)

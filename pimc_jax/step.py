@@ -128,7 +128,8 @@ def train_step(
 
     Returns:
       The new state and float32 scalar metrics (identical on every device):
-      ``loss``, ``a2b_top1`` (RP → image retrieval), ``b2a_top1``, ``temperature``,
+      ``loss``, ``rp_to_image_top1`` and ``image_to_rp_top1`` (in-batch top-1 retrieval
+      accuracy; chance is 1 / global batch), ``temperature``,
       ``grad_norm`` and ``param_norm``.
     """
     chex.assert_rank(batch["bands"], 3)
@@ -153,7 +154,14 @@ def train_step(
         grads = jax.lax.pmean(grads, axis_name)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params))
+    metrics = {
+        "loss": metrics["loss"],
+        "rp_to_image_top1": metrics["a2b_top1"],
+        "image_to_rp_top1": metrics["b2a_top1"],
+        "temperature": metrics["temperature"],
+        "grad_norm": optax.tree.norm(grads),
+        "param_norm": optax.tree.norm(params),
+    }
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 

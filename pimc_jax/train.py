@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +153,19 @@ def _check_batch_size(config: ml_collections.ConfigDict) -> int:
     return config.global_batch_size // processes
 
 
+_METRIC_ORDER = (
+    "loss",
+    "rp_to_image_top1",
+    "image_to_rp_top1",
+    "temperature",
+    "grad_norm",
+    "param_norm",
+)
+
+
 def _host_metrics(metrics: Any) -> dict[str, float]:
-    values = {k: float(np.asarray(v[0])) for k, v in metrics.items()}
+    """First device's copy of the (replicated) step metrics, in display order; NaN → error."""
+    values = {k: float(np.asarray(metrics[k][0])) for k in _METRIC_ORDER}
     bad = [k for k, v in values.items() if not np.isfinite(v)]
     if bad:
         raise FloatingPointError(f"Non-finite training metrics {bad}: {values}")
@@ -209,12 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     parallel_step = make_parallel_step(spec, optimizer, augment=config.augment)
     replicated_state = parallel.replicate(state)
     replicated_rng = parallel.replicate(np.asarray(step_rng))
-    writer = MetricWriter(
-        workdir_path,
-        total_steps=config.total_steps,
-        enabled=is_main,
-        items_per_step=config.global_batch_size,
-    )
+    writer = MetricWriter(workdir_path, total_steps=config.total_steps, enabled=is_main)
     if is_main:
         logging.info(
             "Pre-training %d → %d steps, global batch %d over %d devices (%d processes)",
@@ -230,6 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         store.save(step, host.params, host.opt_state, spec, config.to_dict(), force=force)
 
     last_metrics: dict[str, float] = {}
+    last_log: tuple[int, float] | None = None
     # Whatever happens in the loop, let in-flight checkpoint writes finish.
     with _Preemption() as preemption:
         try:
@@ -241,6 +249,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if step % config.log_every_steps == 0 or step in (1, config.total_steps):
                     last_metrics = _host_metrics(metrics)
                     last_metrics["learning_rate"] = float(schedule(step - 1))
+                    # Throughput over the steps since the last log (the first includes
+                    # compilation, so it is left out).
+                    now = time.perf_counter()
+                    if last_log is not None:
+                        pairs = (step - last_log[0]) * config.global_batch_size
+                        last_metrics["pairs_per_second"] = pairs / (now - last_log[1])
+                    last_log = (step, now)
                     writer.write(step, last_metrics)
                 stop = preemption.agreed()
                 if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
