@@ -178,7 +178,8 @@ def load_params(path: str | os.PathLike) -> PIMCParams:
         ``checkpoints`` directory, or one ``checkpoints/<step>`` directory.
 
     Returns:
-      :class:`~pimc_jax.encode.PIMCParams` with NumPy variables and the saved spec.
+      :class:`~pimc_jax.encode.PIMCParams`: the variables on the default device and the
+      saved spec.
     """
     directory, step = _locate(path)
     meta = read_meta(directory / str(step))
@@ -187,4 +188,5 @@ def load_params(path: str | os.PathLike) -> PIMCParams:
     restored = _restore_items(
         directory, step, params=ocp.args.StandardRestore(_abstract(params_like))
     )
-    return PIMCParams(variables=_to_host(restored.params), spec=spec)
+    # On the default device once, so repeated encode() calls do not re-upload them.
+    return PIMCParams(variables=jax.device_put(_to_host(restored.params)), spec=spec)

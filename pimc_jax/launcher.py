@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging as py_logging
+import sys
 from pathlib import Path
 
 import jax
 import ml_collections
-from absl import logging
+from absl import app, logging
 
 from pimc_jax import parallel
 
@@ -38,6 +39,37 @@ def load_config(path: str | Path) -> ml_collections.ConfigDict:
 def default_workdir(config_path: str) -> str:
     """``workdirs/<config file stem>`` under the current directory."""
     return str(Path("workdirs") / Path(config_path.split(":")[0]).stem)
+
+
+def _unknown_key(error: BaseException, argv: list[str]) -> str | None:
+    """The message for an override of a key the config lacks, else None.
+
+    ml_collections reports such a key as a ``KeyError`` (possibly inside an
+    ``AttributeError``) whose text is the quoted key, then a "Did you mean" line.
+    """
+    while error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    lines = str(error.args[0] if error.args else error).splitlines() or [""]
+    key = lines[0].strip("'\"")
+    overrides = [arg.partition("=")[0] for arg in argv[1:] if arg.startswith("--config.")]
+    culprits = [flag for flag in overrides if key in flag.split(".")[1:]]
+    if not key or not culprits:
+        return None
+    hint = " ".join(line.strip() for line in lines[1:])
+    return f"flag {culprits[0]}: the config has no key {key!r}. {hint}".strip()
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing; an override of an unknown config key is a usage error too."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as error:
+        message = _unknown_key(error, argv)
+        if message is None:
+            raise
+        sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
+        sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
+        sys.exit(1)
 
 
 class _QuietLibraries(py_logging.Filter):
