@@ -45,6 +45,25 @@ def test_patches_match_the_files(pastis_dir):
     assert (path / "tfds" / "pastis" / "1.0.0").is_dir()
 
 
+def test_lazy_patches_and_host_shards_match_the_files(pastis_dir):
+    path, written = pastis_dir
+    lazy = pastis.load_pastis_patches(path, folds=(1, 2, 3, 4), lazy=True)
+    assert isinstance(lazy, pastis.LazyPatches) and len(lazy) == 4
+    assert sorted(p.patch_id for p in lazy) == ["10000", "10007", "10014", "10021"]
+    for patch in lazy[1:3]:
+        reference = written[patch.patch_id]
+        np.testing.assert_array_equal(
+            patch.bands, np.transpose(reference["dn"], (0, 2, 3, 1)) / np.float32(10_000)
+        )
+    shards = [
+        pastis.load_pastis_patches(path, folds=(1, 2, 3, 4), process_index=i, process_count=3)
+        for i in range(3)
+    ]
+    ids = sorted(p.patch_id for shard in shards for p in shard)
+    assert ids == ["10000", "10007", "10014", "10021"]  # disjoint and complete
+    assert [len(shard) for shard in shards] == [2, 1, 1]
+
+
 def test_fold_selection_and_splits(pastis_dir):
     path, written = pastis_dir
     patches = pastis.load_pastis_patches(path, folds=(3, 1))

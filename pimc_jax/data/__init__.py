@@ -24,7 +24,8 @@ def load_patches(
     folds: Sequence[int] | None = None,
     process_index: int = 0,
     process_count: int = 1,
-) -> list[Patch]:
+    lazy: bool = False,
+) -> Sequence[Patch]:
     """Loads this process's shard of SITS patches named by ``data_config``.
 
     Args:
@@ -34,6 +35,8 @@ def load_patches(
         when that is set.
       process_index / process_count: each process keeps every
         ``process_count``-th patch starting at ``process_index``.
+      lazy: where the source supports it (PASTIS), decode patches on access instead of
+        holding them all in memory: for passes that visit each patch once or twice.
     """
     name = data_config.name
     if folds is None and data_config.get("folds"):
@@ -64,6 +67,7 @@ def load_patches(
             folds=tuple(folds or (1, 2, 3, 4, 5)),
             process_index=process_index,
             process_count=process_count,
+            lazy=lazy,
         )
         folds, process_index, process_count = None, 0, 1  # already selected and sharded
     elif name == "patches":

@@ -41,6 +41,7 @@ prepared directory so that it is rebuilt.
 
 from __future__ import annotations
 
+import collections.abc
 import datetime
 import hashlib
 import json
@@ -366,6 +367,27 @@ def _check_folds(folds: Iterable[int]) -> tuple[int, ...]:
     return folds
 
 
+class LazyPatches(collections.abc.Sequence):
+    """PASTIS patches decoded from the prepared data source on access, never all at once.
+
+    For passes that visit each patch once or twice (pixel sampling for the evaluations,
+    band statistics), this keeps memory at one patch instead of the ~70 GB of the whole
+    dataset. Slicing gives another lazy view.
+    """
+
+    def __init__(self, source: Any, indices: Sequence[int]):
+        self._source = source
+        self._indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, item: int | slice) -> Any:
+        if isinstance(item, slice):
+            return LazyPatches(self._source, self._indices[item])
+        return patch_from_example(self._source[self._indices[item]])
+
+
 def load_pastis_patches(
     path: str | os.PathLike[str],
     folds: Sequence[int] = PASTIS_FOLDS,
@@ -373,7 +395,8 @@ def load_pastis_patches(
     *,
     process_index: int = 0,
     process_count: int = 1,
-) -> list[Patch]:
+    lazy: bool = False,
+) -> Sequence[Patch]:
     """Reads the PASTIS patches of the given official folds (this process's shard).
 
     Args:
@@ -384,12 +407,14 @@ def load_pastis_patches(
       process_index / process_count: decode only every ``process_count``-th record of
         the prepared dataset, starting at ``process_index`` (each host of a multi-host
         run reads its own shard).
+      lazy: return a :class:`LazyPatches` view that decodes each patch when it is
+        accessed (in the data source's order) instead of a list held in memory.
 
     Returns:
-      Patches sorted by (fold, ID_PATCH): bands (T, H, W, 10) float32 reflectance,
-      dates (T,) int32 days since 1970-01-01, labels (H, W) int32, band names
-      :data:`PASTIS_BAND_NAMES`. All patches are held in memory: the full dataset needs
-      about 70 GB, so use :func:`prepare_pastis` and its data source to stream it.
+      Patches: bands (T, H, W, 10) float32 reflectance, dates (T,) int32 days since
+      1970-01-01, labels (H, W) int32, band names :data:`PASTIS_BAND_NAMES`. Eagerly
+      loaded patches are sorted by (fold, ID_PATCH) and all held in memory (the full
+      dataset needs about 70 GB in float32: shard it over hosts, or use ``lazy``).
 
     Raises:
       ValueError naming the file when the directory is incomplete or malformed, or when
@@ -405,6 +430,8 @@ def load_pastis_patches(
         logging.warning("PASTIS at %s has no patch in folds %s", path, absent)
     source = builder.as_data_source(split="+".join(f"fold{fold}" for fold in present))
     indices = range(process_index, len(source), process_count)
+    if lazy:
+        return LazyPatches(source, indices)
     patches = [patch_from_example(source[index]) for index in indices]
     return sorted(patches, key=lambda p: (p.fold, *_patch_sort_key({"patch_id": p.patch_id})))
 

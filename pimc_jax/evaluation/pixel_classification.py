@@ -175,7 +175,8 @@ def _patch_splits(
         set(folds["val"]) & (set(folds["train"]) | set(folds["test"]))
     ):
         raise ValueError(f"train/val/test folds must be disjoint, got {folds}")
-    patches = load_patches(data, folds=folds["train"] + folds["val"] + folds["test"])
+    # Each patch is visited twice (statistics, pixel sampling): no need to hold them all.
+    patches = load_patches(data, folds=folds["train"] + folds["val"] + folds["test"], lazy=True)
     image_mean, image_std = image_statistics(patches, tuple(data.image_bands))
     pixels = pixel_dataset(
         patches,
