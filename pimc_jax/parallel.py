@@ -35,10 +35,6 @@ def map_over_devices(
     return jax.pmap(fn, axis_name=AXIS_NAME, donate_argnums=tuple(donate_argnums))
 
 
-def local_device_count() -> int:
-    return jax.local_device_count()
-
-
 def shard_batch(batch: Any) -> Any:
     """Splits each ``(B, ...)`` host array into ``(local_devices, B / local_devices, ...)``."""
     devices = jax.local_device_count()
@@ -127,4 +123,5 @@ def _in_multiprocess_environment() -> bool:
 
 
 def is_main_process() -> bool:
+    """True on the process that logs and writes metrics (process 0)."""
     return jax.process_index() == 0
