@@ -23,7 +23,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 import numpy as np
 
@@ -185,7 +185,28 @@ def _to_float(name: str, value: Any) -> float:
 # Writers.
 
 
-class TensorBoardWriter:
+class _AppendOnlyFile:
+    """Flush/close/context-manager plumbing shared by the file writers (``self._file``)."""
+
+    _file: Any
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class TensorBoardWriter(_AppendOnlyFile):
     """Writes scalar (and text) summaries to a TensorBoard event file, without TensorFlow.
 
     The file is ``<logdir>/events.out.tfevents.<unix time>.<hostname>`` (with a ``.<n>``
@@ -236,23 +257,8 @@ class TensorBoardWriter:
         self._write(_event(time.time(), int(step), summary=summary))
         self.flush()
 
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> TensorBoardWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class JsonlWriter:
+class JsonlWriter(_AppendOnlyFile):
     """Appends one JSON object per line, ``{"step": step, **metrics}``, flushed at each write.
 
     Opening an existing file appends to it (resuming a run keeps earlier lines); a last
@@ -288,21 +294,6 @@ class JsonlWriter:
         record.update({name: _to_python_scalar(name, value) for name, value in metrics.items()})
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> JsonlWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------------------
