@@ -232,3 +232,24 @@ def test_bfloat16_compute_trains_with_float32_params():
     new_state, metrics = step(state, batch)
     assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
     assert all(x.dtype == np.float32 for x in jax.tree.leaves(new_state.params))
+
+
+def test_loaded_params_encode_pixels_and_crops(tmp_path):
+    import pimc_jax
+    from pimc_jax.data.synthetic import make_patch
+
+    config = tiny_pretrain_config(total_steps=2)
+    launcher.run(config, str(tmp_path))
+    params = pimc_jax.load_params(tmp_path / "checkpoints" / "2")
+    patch = make_patch(5, 0, size=16)
+    series = patch.bands[:, :3, 0].transpose(1, 0, 2)  # 3 pixels, (N, T, C)
+    crops = np.random.default_rng(0).uniform(0, 0.3, (3, 8, 8, 4)).astype(np.float32)
+    out = pimc_jax.encode(
+        params,
+        {"bands": series, "dates": patch.dates, "band_names": patch.band_names, "image": crops},
+    )
+    assert out["rp"].shape == (3, config.model.embedding_dim)
+    assert out["image"].shape == (3, config.model.embedding_dim)
+    assert np.all(np.isfinite(out["rp"])) and np.all(np.isfinite(out["image"]))
+    # Different pixels of a trained model are embedded differently.
+    assert not np.allclose(out["rp"][0], out["rp"][1])
