@@ -100,6 +100,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, config_path: 
             num_processes=distributed.num_processes,
             process_id=distributed.process_id,
         )
+    if not parallel.is_main_process():
+        # Process 0 speaks for the run; the others only report problems.
+        logging.set_verbosity(logging.WARNING)
     workdir = workdir or default_workdir(config_path or task)
     logging.info("task=%s workdir=%s devices=%s", task, workdir, jax.devices())
     if task == "pretrain":
