@@ -195,9 +195,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         # Compare specs before touching arrays, so a changed model gets a clear message.
         saved_spec = ModelSpec.from_dict(read_meta(store.directory / str(latest))["spec"])
         if saved_spec != spec:
+            saved, now = saved_spec.to_dict(), spec.to_dict()
+            changed = {k: (saved[k], now[k]) for k in now if saved[k] != now[k]}
             raise ValueError(
                 f"The checkpoint in {store.directory} was trained with a different model or "
-                f"data spec; use a new --workdir. Saved: {saved_spec}; now: {spec}"
+                f"data spec (saved vs now: {changed}); use a new --workdir to start afresh."
             )
         params, opt_state, meta = store.restore(latest, state.params, state.opt_state)
         start_step = int(meta["step"])
