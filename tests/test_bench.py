@@ -1,0 +1,49 @@
+"""The README's benchmark commands run and print their ratios (tiny sizes; no timing asserted)."""
+
+import os
+import re
+import subprocess
+import sys
+
+from tiny_configs import ROOT
+
+
+def _run(*args: str) -> str:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _ratio(output: str, label: str) -> float:
+    match = re.search(re.escape(label) + r"\s*([0-9.]+)x", output)
+    assert match, output
+    return float(match.group(1))
+
+
+def test_recurrence_bench():
+    out = _run("bench/recurrence.py", "--n", "64", "--t", "12", "--repeats", "1")
+    assert _ratio(out, "speed-up JAX/pyts:") > 0
+    assert _ratio(out, "speed-up JAX/NumPy:") > 0
+
+
+def test_train_step_bench_one_and_two_devices():
+    out = _run(
+        "bench/train_step.py",
+        "--devices=1,2",
+        "--repeats=1",
+        "--set",
+        "global_batch_size=16",
+        "--set",
+        "data.num_patches=4",
+    )
+    assert _ratio(out, "pairs/s ratio 2 vs 1 device(s):") > 0
+    shares = re.findall(r"([0-9.]+)%", out)
+    assert len(shares) == 2 and all(0 < float(s) <= 100 for s in shares)
+
+
+def test_input_pipeline_bench():
+    out = _run("bench/input_pipeline.py", "--batches", "3", "--threads", "1")
+    assert _ratio(out, "ratio delivered/consumed:") > 0
