@@ -32,8 +32,12 @@ def test_patches_match_the_files(pastis_dir):
         expected = np.transpose(reference["dn"], (0, 2, 3, 1)).astype(np.float32) / np.float32(
             10_000
         )
-        assert patch.bands.dtype == np.float32
-        np.testing.assert_array_equal(patch.bands, expected)
+        # Stored as the int16 digital numbers; reflectance is DN / 10 000 on access.
+        assert patch.bands.dtype == np.int16
+        np.testing.assert_array_equal(patch.bands, np.transpose(reference["dn"], (0, 2, 3, 1)))
+        assert patch.reflectance().dtype == np.float32
+        np.testing.assert_array_equal(patch.reflectance(), expected)
+        np.testing.assert_array_equal(patch.reflectance(np.s_[:, 3, 4, 2]), expected[:, 3, 4, 2])
         assert patch.dates.dtype == np.int32
         np.testing.assert_array_equal(patch.dates, reference["days"])
         np.testing.assert_array_equal(patch.labels, reference["target"][0])
@@ -53,7 +57,7 @@ def test_lazy_patches_and_host_shards_match_the_files(pastis_dir):
     for patch in lazy[1:3]:
         reference = written[patch.patch_id]
         np.testing.assert_array_equal(
-            patch.bands, np.transpose(reference["dn"], (0, 2, 3, 1)) / np.float32(10_000)
+            patch.reflectance(), np.transpose(reference["dn"], (0, 2, 3, 1)) / np.float32(10_000)
         )
     shards = [
         pastis.load_pastis_patches(path, folds=(1, 2, 3, 4), process_index=i, process_count=3)

@@ -1,5 +1,7 @@
 """Pixel sampling, Hilbert order, crops, padding and pair batches against hand/NumPy references."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,7 @@ from pimc_jax.data.sampling import (
     sample_pixels,
     shard_patches,
 )
-from pimc_jax.data.synthetic import make_patches
+from pimc_jax.data.synthetic import make_patch, make_patches
 
 BANDS = ("B2", "B3", "B4", "B8")
 
@@ -269,3 +271,17 @@ def test_pixel_dataset_excludes_classes_and_reports_folds():
         pixel_dataset(
             [Patch(patches[0].bands, patches[0].dates, BANDS)], pixels_per_patch=2, max_dates=8
         )
+
+
+@pytest.mark.parametrize("image_date", ["random_clear", "median"])
+def test_digital_number_patches_sample_like_reflectance(image_date):
+    float_patch = make_patch(3, 0, size=16, min_dates=6, max_dates=8, nodata_probability=0.0)
+    numbers = np.round(float_patch.bands * 10_000).astype(np.int16)
+    dn_patch = dataclasses.replace(float_patch, bands=numbers, reflectance_scale=10_000.0)
+    reference = dataclasses.replace(float_patch, bands=numbers / np.float32(10_000))
+    kwargs = dict(pixels_per_patch=4, crop_size=5, max_dates=8, image_date=image_date)
+    got = PairSampler([dn_patch], **kwargs).sample_batch(8, np.random.default_rng(0))
+    want = PairSampler([reference], **kwargs).sample_batch(8, np.random.default_rng(0))
+    for key in want:
+        assert got[key].dtype == want[key].dtype
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, equal_nan=True)

@@ -34,9 +34,9 @@ The builder :class:`Pastis` stores one example per patch with the features
 in one split per fold, ``fold1`` ... ``fold5`` (TFDS split arithmetic such as
 ``"fold1+fold2"`` selects several). The number of dates stays variable, as in the files.
 :func:`load_pastis_patches` prepares the builder once (by default into ``<manual dir>/tfds``)
-and returns :class:`~pimc_jax.data.patches.Patch` objects in reflectance units
-(digital numbers / 10 000). After the files in the manual directory change, delete the
-prepared directory so that it is rebuilt.
+and returns :class:`~pimc_jax.data.patches.Patch` objects that keep the int16 digital
+numbers (``reflectance_scale`` 10 000; ``patch.reflectance()`` converts). After the
+files in the manual directory change, delete the prepared directory so that it is rebuilt.
 """
 
 from __future__ import annotations
@@ -345,17 +345,22 @@ def prepare_pastis(
 
 
 def patch_from_example(example: Mapping[str, Any]) -> Patch:
-    """One stored example -> :class:`Patch` with bands in reflectance (DN / 10 000)."""
+    """One stored example -> :class:`Patch` keeping the int16 digital numbers.
+
+    ``patch.reflectance()`` gives DN / 10 000; keeping the integers quarters the memory
+    of a loaded dataset.
+    """
     patch_id = example["patch_id"]
     if isinstance(patch_id, bytes):
         patch_id = patch_id.decode()
     return Patch(
-        bands=np.asarray(example["bands"], np.float32) / np.float32(REFLECTANCE_SCALE),
+        bands=np.asarray(example["bands"], np.int16),
         dates=np.asarray(example["dates"], np.int32),
         band_names=PASTIS_BAND_NAMES,
         labels=np.asarray(example["labels"], np.int32),
         patch_id=str(patch_id),
         fold=int(example["fold"]),
+        reflectance_scale=REFLECTANCE_SCALE,
     )
 
 
@@ -411,10 +416,11 @@ def load_pastis_patches(
         accessed (in the data source's order) instead of a list held in memory.
 
     Returns:
-      Patches: bands (T, H, W, 10) float32 reflectance, dates (T,) int32 days since
-      1970-01-01, labels (H, W) int32, band names :data:`PASTIS_BAND_NAMES`. Eagerly
-      loaded patches are sorted by (fold, ID_PATCH) and all held in memory (the full
-      dataset needs about 70 GB in float32: shard it over hosts, or use ``lazy``).
+      Patches: bands (T, H, W, 10) int16 digital numbers with ``reflectance_scale``
+      10 000 (``patch.reflectance()`` gives float32 reflectance), dates (T,) int32 days
+      since 1970-01-01, labels (H, W) int32, band names :data:`PASTIS_BAND_NAMES`.
+      Eagerly loaded patches are sorted by (fold, ID_PATCH) and all held in memory
+      (about 24 GB for the whole dataset as int16: shard it over hosts, or use ``lazy``).
 
     Raises:
       ValueError naming the file when the directory is incomplete or malformed, or when

@@ -8,6 +8,7 @@ pre-training or the pixel evaluations produce ``Patch`` objects; pair sampling
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -17,9 +18,11 @@ class Patch:
     """One satellite image time series patch.
 
     Attributes:
-      bands: ``(T, H, W, C)`` float32 surface reflectance, nominally in [0, 1]
-        (PASTIS digital numbers are divided by 10 000 by the loader). No-data
-        pixels/dates are NaN.
+      bands: ``(T, H, W, C)`` band values as stored: either float32 surface reflectance,
+        nominally in [0, 1], with NaN for no-data, or integer digital numbers (PASTIS
+        keeps its int16 values: a quarter of the memory) with ``reflectance_scale``
+        digital numbers per unit of reflectance. Read reflectance with
+        :meth:`reflectance`, which converts only the part asked for.
       dates: ``(T,)`` int32 acquisition dates as days since 1970-01-01,
         strictly increasing.
       band_names: ``C`` band names, e.g. ``("B2", "B3", ...)``; indices are looked
@@ -27,6 +30,8 @@ class Patch:
       labels: ``(H, W)`` int32 semantic class per pixel, or ``None``.
       patch_id: identifier of the patch in its source.
       fold: cross-validation fold (PASTIS: 1..5), or 0 when the source has none.
+      reflectance_scale: ``reflectance = bands / reflectance_scale`` (1 for float
+        reflectance, 10 000 for Sentinel-2 L2A digital numbers).
     """
 
     bands: np.ndarray
@@ -35,8 +40,14 @@ class Patch:
     labels: np.ndarray | None = None
     patch_id: str = ""
     fold: int = 0
+    reflectance_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.reflectance_scale <= 0:
+            raise ValueError(
+                f"Patch {self.patch_id!r}: reflectance_scale must be positive, got "
+                f"{self.reflectance_scale}"
+            )
         if self.bands.ndim != 4:
             raise ValueError(
                 f"Patch {self.patch_id!r}: bands must be (T, H, W, C), got shape {self.bands.shape}"
@@ -59,6 +70,18 @@ class Patch:
                 f"Patch {self.patch_id!r}: labels must have shape ({height}, {width}), "
                 f"got {self.labels.shape}"
             )
+
+    def reflectance(self, index: Any = ...) -> np.ndarray:
+        """``bands[index]`` as float32 reflectance (a view when already reflectance).
+
+        Args:
+          index: any NumPy index into the ``(T, H, W, C)`` array, e.g.
+            ``np.s_[:, rows, cols, :]``; the whole patch by default.
+        """
+        values = self.bands[index]
+        if self.reflectance_scale == 1.0 and values.dtype == np.float32:
+            return values
+        return values.astype(np.float32) / np.float32(self.reflectance_scale)
 
     @property
     def num_dates(self) -> int:

@@ -195,9 +195,9 @@ def clear_date_scores(patch: Patch, blue_band: str = "B2") -> np.ndarray:
       ``(T,)`` float64 scores.
     """
     try:
-        blue = patch.bands[..., band_index(patch.band_names, blue_band)]
+        blue = patch.reflectance(np.s_[..., band_index(patch.band_names, blue_band)])
     except ValueError:
-        blue = patch.bands.mean(axis=-1)
+        blue = patch.reflectance().mean(axis=-1)
     valid = np.isfinite(blue)
     count = valid.sum(axis=(1, 2))
     total = np.where(valid, blue, 0.0).sum(axis=(1, 2), dtype=np.float64)
@@ -346,7 +346,7 @@ def band_statistics(
     count = np.zeros(num_bands)
     for patch in chosen:
         columns = [band_index(patch.band_names, name) for name in band_names]
-        values = patch.bands[..., columns].reshape(-1, num_bands).astype(np.float64)
+        values = patch.reflectance(np.s_[..., columns]).reshape(-1, num_bands).astype(np.float64)
         valid = np.isfinite(values)
         values = np.where(valid, values, 0.0)
         total += values.sum(axis=0)
@@ -495,7 +495,8 @@ class PairSampler:
         if patch_number not in self._composites:
             patch = self.patches[patch_number]
             columns = self._image_columns[patch_number]
-            self._composites.setdefault(patch_number, median_composite(patch.bands[..., columns]))
+            composite = median_composite(patch.reflectance(np.s_[..., columns]))
+            self._composites.setdefault(patch_number, composite)
         return self._composites[patch_number]
 
     def _pairs(
@@ -505,7 +506,9 @@ class PairSampler:
         pixels = sample_pixels(rng, patch.height, patch.width, num, self.sampling)
         rows, cols = pixels[:, 0], pixels[:, 1]
         series = pad_series(
-            np.swapaxes(patch.bands[:, rows, cols, :], 0, 1), patch.dates, self.max_dates
+            np.swapaxes(patch.reflectance(np.s_[:, rows, cols, :]), 0, 1),
+            patch.dates,
+            self.max_dates,
         )
         crop_rows, crop_cols = _crop_indices(pixels, self.crop_size, patch.height, patch.width)
         columns = self._image_columns[patch_number]
@@ -516,6 +519,8 @@ class PairSampler:
                 rng, patch, num, self.image_date, scores=self._date_scores(patch_number)
             )
             crops = _gather_crops(patch.bands, date, crop_rows, crop_cols, columns)
+            if patch.reflectance_scale != 1.0 or crops.dtype != np.float32:
+                crops = crops.astype(np.float32) / np.float32(patch.reflectance_scale)
         if self.mean is None:
             series["image"] = np.asarray(crops, dtype=np.float32)
         else:
@@ -591,7 +596,7 @@ def pixel_dataset(
         flat = rng.choice(eligible, size=min(pixels_per_patch, eligible.size), replace=False)
         rows, cols = np.divmod(flat, patch.width)
         series = pad_series(
-            np.swapaxes(patch.bands[:, rows, cols, :], 0, 1), patch.dates, max_dates
+            np.swapaxes(patch.reflectance(np.s_[:, rows, cols, :]), 0, 1), patch.dates, max_dates
         )
         series["labels"] = patch.labels[rows, cols].astype(np.int32)
         series["fold"] = np.full(flat.size, patch.fold, dtype=np.int32)
