@@ -17,12 +17,10 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
+from _harness import median_seconds, parallel_step_runner
 
-from pimc_jax import parallel
 from pimc_jax.data.pipeline import PairBatches
 from pimc_jax.launcher import load_config
-from pimc_jax.step import create_train_state, make_parallel_step
 from pimc_jax.train import build_pretraining
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +36,7 @@ def main() -> None:
     threads = args.threads or config.data.num_threads
 
     setup = build_pretraining(config)
-    spec, optimizer, sampler = setup.spec, setup.optimizer, setup.sampler
+    sampler = setup.sampler
     batch_size = config.global_batch_size
     # Warm the sampler's per-patch caches (composites, date scores) as a long run would.
     next(PairBatches(sampler, batch_size=batch_size, seed=1, end_step=1, num_threads=1))
@@ -56,19 +54,8 @@ def main() -> None:
     loader.close()
     delivered = args.batches * batch_size / (time.perf_counter() - start)
 
-    state = parallel.replicate(
-        jax.device_get(create_train_state(spec, optimizer, jax.random.PRNGKey(0)))
-    )
-    step = make_parallel_step(spec, optimizer, augment=config.augment)
-    sharded = parallel.shard_batch(batch)
-    rng = parallel.replicate(np.asarray(jax.random.PRNGKey(1)))
-    times = []
-    for _ in range(12):
-        t0 = time.perf_counter()
-        state, metrics = step(state, sharded, rng)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - t0)
-    consumed = batch_size / float(np.median(times[2:]))
+    run_step, _ = parallel_step_runner(config, setup, batch)
+    consumed = batch_size / median_seconds(run_step, repeats=10)
 
     print(
         f"config: {args.config}  global batch {batch_size}  loader threads {threads}  "

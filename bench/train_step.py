@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,42 +25,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _child(config_path: str, repeats: int, overrides: list[str]) -> dict:
     import jax
-    import numpy as np
+    from _harness import median_seconds, parallel_step_runner
 
-    from pimc_jax import parallel
     from pimc_jax.data.pipeline import PairBatches
     from pimc_jax.encode import series_to_plots
-    from pimc_jax.step import create_train_state, make_parallel_step
     from pimc_jax.train import build_pretraining
 
     config = _load_config(config_path, overrides)
     setup = build_pretraining(config)
-    spec, optimizer, sampler = setup.spec, setup.optimizer, setup.sampler
-    state = parallel.replicate(
-        jax.device_get(create_train_state(spec, optimizer, jax.random.PRNGKey(0)))
+    batch = next(
+        PairBatches(setup.sampler, batch_size=config.global_batch_size, seed=0, end_step=1)
     )
-    batch = next(PairBatches(sampler, batch_size=config.global_batch_size, seed=0, end_step=1))
-    sharded = parallel.shard_batch(batch)
-    rng = parallel.replicate(np.asarray(jax.random.PRNGKey(1)))
-    step = make_parallel_step(spec, optimizer, augment=config.augment)
-
-    def timed(fn, *args):
-        times = []
-        for _ in range(repeats + 2):  # two warm-up calls (compilation)
-            start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times.append(time.perf_counter() - start)
-        return float(np.median(times[2:]))
-
-    def run_step(s):
-        nonlocal state
-        state, metrics = step(state, sharded, rng)
-        return metrics
-
-    step_time = timed(run_step, None)
+    run_step, sharded = parallel_step_runner(config, setup, batch)
+    step_time = median_seconds(run_step, repeats)
     local = {k: v[0] for k, v in sharded.items()}
-    plots = jax.jit(lambda b, d, m: series_to_plots(spec, b, d, m))
-    rp_time = timed(plots, local["bands"], local["dates"], local["mask"])
+    plots = jax.jit(lambda b, d, m: series_to_plots(setup.spec, b, d, m))
+    rp_time = median_seconds(lambda: plots(local["bands"], local["dates"], local["mask"]), repeats)
     return {
         "devices": jax.local_device_count(),
         "global_batch": config.global_batch_size,
@@ -77,13 +56,12 @@ def _load_config(config_path: str, overrides: list[str]):
     from pimc_jax.launcher import load_config
 
     config = load_config(ROOT / config_path)
+    values = {}
     for item in overrides:
         key, value = item.split("=", 1)
-        node = config
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = type(node[leaf])(json.loads(value)) if node[leaf] is not None else value
+        value = json.loads(value)
+        values[key] = tuple(value) if isinstance(value, list) else value
+    config.update_from_flattened_dict(values)
     return config
 
 

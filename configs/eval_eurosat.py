@@ -20,17 +20,12 @@ Metrics: top-1 (overall) accuracy, macro-F1, per-class table.
 
 import ml_collections
 
-from configs import common, pretrain
+from configs import common
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.task = "eval_eurosat"
-    config.init_from = "random"  # pre-training workdir | checkpoints/<step> dir | random
-    config.protocol = "linear"  # linear | finetune
-    config.seed = 0
-
-    config.data = pretrain.data_config()  # image_bands / crop_size shape a random model
+    config = common.evaluation_config("eval_eurosat", protocol="linear")
+    # data.image_bands / crop_size shape a random model.
     config.data.name = "synthetic"  # synthetic | eurosat
     config.data.path = ""  # EuroSAT archive directory for data.name=eurosat
     config.data.eurosat_variant = "rgb"  # rgb | all
@@ -39,14 +34,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.num_val = 250
     config.data.num_test = 500
     config.data.max_train_examples = 0  # 0 = all; else a seeded stratified subset
-    config.data.eval_seed = 0
     config.data.image_normalization = "auto"  # auto | train_split | checkpoint
-
-    config.model = pretrain.model_config()  # used by init_from=random only
-
-    config.linear = ml_collections.ConfigDict(
-        dict(steps=200, l2_grid=(1e-5, 1e-4, 1e-3, 1e-2))  # L-BFGS iterations
-    )
-    config.finetune = common.finetune_config()
-    common.add_polling(config)
+    config.linear = common.classification_probe()
     return config

@@ -19,32 +19,12 @@ encoder, logistic-regression probe) or ``finetune`` (encoder + linear head, Adam
 
 import ml_collections
 
-from configs import common, pretrain
+from configs import common
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.task = "eval_pastis_classification"
-    config.init_from = "random"  # pre-training workdir | checkpoints/<step> dir | random
-    config.protocol = "linear"  # linear | finetune
-    config.seed = 0
-
-    config.data = pretrain.data_config()
+    config = common.evaluation_config("eval_pastis_classification", protocol="linear")
     config.data.pixels_per_patch = 64  # labelled pixels drawn per patch
-    config.data.eval_seed = 0  # pixel sampling and seeded splits (the same for every model)
-    config.data.test_path = ""  # data.name=npz: separate test file (else a seeded split)
-    config.data.val_fraction = 0.2  # data.name=npz, or patches without folds
-    config.data.test_fraction = 0.2  # data.name=npz, or patches without folds
-    config.train_folds = (1, 2, 3)
-    config.val_folds = (4,)
-    config.test_folds = (5,)
-    config.exclude_classes = (0, 19)  # background and void
-
-    config.model = pretrain.model_config()  # used by init_from=random only
-
-    config.linear = ml_collections.ConfigDict(
-        dict(steps=200, l2_grid=(1e-5, 1e-4, 1e-3, 1e-2))  # L-BFGS iterations
-    )
-    config.finetune = common.finetune_config()
-    common.add_polling(config)
+    common.add_pixel_splits(config, exclude_classes=(0, 19))  # background and void
+    config.linear = common.classification_probe()
     return config

@@ -20,30 +20,17 @@ The synthetic data here has 44–56 dates per patch so that every pixel has the 
 
 import ml_collections
 
-from configs import common, pretrain
+from configs import common
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.task = "eval_pastis_forecast"
-    config.init_from = "random"  # pre-training workdir | checkpoints/<step> dir | random
-    config.protocol = "finetune"  # linear | finetune
-    config.seed = 0
-
-    config.data = pretrain.data_config()
+    config = common.evaluation_config("eval_pastis_forecast", protocol="finetune")
     config.data.synthetic_min_dates = 44
     config.data.synthetic_max_dates = 56
     config.data.max_dates = 64
     config.data.pixels_per_patch = 64
-    config.data.eval_seed = 0
-    config.data.test_path = ""  # data.name=npz: separate test file (else a seeded split)
-    config.data.val_fraction = 0.2  # data.name=npz, or patches without folds
-    config.data.test_fraction = 0.2  # data.name=npz, or patches without folds
-    config.train_folds = (1, 2, 3)
-    config.val_folds = (4,)
-    config.test_folds = (5,)
-    config.exclude_classes = (19,)  # void; background pixels are fine series to forecast
-
+    # Void only: background pixels are fine series to forecast.
+    common.add_pixel_splits(config, exclude_classes=(19,))
     config.forecast = ml_collections.ConfigDict(
         dict(
             input_length=32,
@@ -55,9 +42,5 @@ def get_config() -> ml_collections.ConfigDict:
             cnn_learning_rate=1e-3,  # the 1-D CNN reference (finetune steps and batch)
         )
     )
-    config.model = pretrain.model_config()  # used by init_from=random only
-
     config.linear = ml_collections.ConfigDict(dict(l2_grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0)))
-    config.finetune = common.finetune_config()
-    common.add_polling(config)
     return config

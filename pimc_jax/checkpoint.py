@@ -105,22 +105,13 @@ class CheckpointStore:
         ``params_like``/``opt_state_like`` give the structure, shapes and dtypes
         (e.g. a fresh state); the device layout of the saving run does not matter.
         """
-        path = self.directory / str(step)
-        try:
-            restored = self.manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    params=ocp.args.StandardRestore(_abstract(params_like)),
-                    opt_state=ocp.args.StandardRestore(_abstract(opt_state_like)),
-                    meta=ocp.args.JsonRestore(),
-                ),
-            )
-        except Exception as error:  # Orbax raises many types; name the path either way.
-            raise ValueError(
-                f"Checkpoint {path} could not be restored ({type(error).__name__}: {error}). "
-                "It may be incomplete or corrupt; it was left untouched. Move it aside to "
-                "resume from an earlier step."
-            ) from error
+        restored = _restore(
+            self.manager,
+            self.directory / str(step),
+            params=ocp.args.StandardRestore(_abstract(params_like)),
+            opt_state=ocp.args.StandardRestore(_abstract(opt_state_like)),
+            meta=ocp.args.JsonRestore(),
+        )
         return _to_host(restored.params), _to_host(restored.opt_state), dict(restored.meta)
 
     def wait(self) -> None:
@@ -131,43 +122,93 @@ class CheckpointStore:
         self.manager.close()
 
 
-def _locate(path: str | os.PathLike) -> tuple[Path, int]:
-    """Resolves a workdir, its checkpoints dir or one step dir to (checkpoints dir, step)."""
+def checkpoint_steps(path: str | os.PathLike) -> list[int]:
+    """Steps of the completed checkpoints under a workdir or its checkpoints directory.
+
+    Orbax writes a step to a temporary directory and renames it to ``<step>`` when
+    complete, so only finished checkpoints are listed. A missing directory gives ``[]``.
+    """
+    path = Path(path)
+    if (path / CHECKPOINT_SUBDIR).is_dir():
+        path = path / CHECKPOINT_SUBDIR
+    if not path.is_dir():
+        return []
+    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def locate_checkpoint(path: str | os.PathLike, step: int | None = None) -> Path:
+    """The ``checkpoints/<step>`` directory a path names.
+
+    Args:
+      path: a pre-training workdir, its ``checkpoints`` directory, or one
+        ``checkpoints/<step>`` directory.
+      step: which step under a workdir or checkpoints directory; default the latest.
+    """
     path = Path(path).absolute()
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint or workdir at {path}")
-    if (path / CHECKPOINT_SUBDIR).is_dir():
-        path = path / CHECKPOINT_SUBDIR
     if (path / "params").is_dir() and path.name.isdigit():
-        return path.parent, int(path.name)
-    steps = sorted(int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir())
+        if step is not None and step != int(path.name):
+            raise FileNotFoundError(f"{path} is the checkpoint of step {path.name}, not {step}")
+        return path
+    directory = path / CHECKPOINT_SUBDIR if (path / CHECKPOINT_SUBDIR).is_dir() else path
+    steps = checkpoint_steps(directory)
     if not steps:
         raise FileNotFoundError(
             f"{path} holds no checkpoint (expected a workdir with '{CHECKPOINT_SUBDIR}/', a "
             "checkpoints directory, or a '<step>' directory)"
         )
-    return path, steps[-1]
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise FileNotFoundError(f"No checkpoint of step {step} under {path}")
+    return directory / str(step)
 
 
-def _restore_items(directory: Path, step: int, **items: Any) -> Any:
-    """Restores the named items of one step with a read-only manager; clear errors."""
-    manager = ocp.CheckpointManager(directory, item_names=("params", "opt_state", "meta"))
+def _restore(manager: ocp.CheckpointManager, step_dir: Path, **items: Any) -> Any:
+    """``manager.restore`` of the named items of one step; any failure names the path."""
     try:
-        return manager.restore(step, args=ocp.args.Composite(**items))
+        return manager.restore(int(step_dir.name), args=ocp.args.Composite(**items))
     except Exception as error:  # Orbax raises many types; name the path either way.
         raise ValueError(
-            f"Checkpoint {directory / str(step)} could not be restored "
-            f"({type(error).__name__}: {error}). It may be incomplete or corrupt; it was left "
-            "untouched."
+            f"Checkpoint {step_dir} could not be restored ({type(error).__name__}: {error}). "
+            "It may be incomplete or corrupt; it was left untouched. Move it aside to "
+            "resume from an earlier step."
         ) from error
+
+
+def _restore_items(step_dir: Path, **items: Any) -> Any:
+    """Restores the named items of one step directory with a read-only manager."""
+    manager = ocp.CheckpointManager(step_dir.parent, item_names=("params", "opt_state", "meta"))
+    try:
+        return _restore(manager, step_dir, **items)
     finally:
         manager.close()
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The ``meta`` JSON (step, spec, config) of the checkpoint ``path`` resolves to."""
-    directory, step = _locate(path)
-    return dict(_restore_items(directory, step, meta=ocp.args.JsonRestore()).meta)
+    return dict(_restore_items(locate_checkpoint(path), meta=ocp.args.JsonRestore()).meta)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[PIMCParams, dict[str, Any], Path]:
+    """Encoder parameters, ``meta`` and the step directory of a checkpoint, in one read.
+
+    Args:
+      path: as for :func:`load_params`.
+
+    Returns:
+      ``(params, meta, step_dir)``: :class:`~pimc_jax.encode.PIMCParams` (variables on
+      the default device, so repeated ``encode`` calls do not re-upload them), the meta
+      JSON (``step``, ``spec``, ``config``) and the ``checkpoints/<step>`` directory.
+    """
+    step_dir = locate_checkpoint(path)
+    meta = read_meta(step_dir)
+    spec = ModelSpec.from_dict(meta["spec"])
+    params_like = jax.eval_shape(lambda: init_params(spec, 0).variables)
+    restored = _restore_items(step_dir, params=ocp.args.StandardRestore(_abstract(params_like)))
+    params = PIMCParams(variables=jax.device_put(_to_host(restored.params)), spec=spec)
+    return params, meta, step_dir
 
 
 def load_params(path: str | os.PathLike) -> PIMCParams:
@@ -181,12 +222,4 @@ def load_params(path: str | os.PathLike) -> PIMCParams:
       :class:`~pimc_jax.encode.PIMCParams`: the variables on the default device and the
       saved spec.
     """
-    directory, step = _locate(path)
-    meta = read_meta(directory / str(step))
-    spec = ModelSpec.from_dict(meta["spec"])
-    params_like = jax.eval_shape(lambda: init_params(spec, 0).variables)
-    restored = _restore_items(
-        directory, step, params=ocp.args.StandardRestore(_abstract(params_like))
-    )
-    # On the default device once, so repeated encode() calls do not re-upload them.
-    return PIMCParams(variables=jax.device_put(_to_host(restored.params)), spec=spec)
+    return load_checkpoint(path)[0]

@@ -265,7 +265,7 @@ def encode_patch(
       ``crop_size`` crop around it from the per-pixel median over dates, so the
       embedding is independent of any single (possibly cloudy) acquisition.
     """
-    from pimc_jax.data.sampling import extract_crops
+    from pimc_jax.data.sampling import extract_crops, median_composite
 
     spec = params.spec
     bands = np.asarray(bands, np.float32)
@@ -283,8 +283,7 @@ def encode_patch(
         if name not in canonical:
             raise ValueError(f"image band {wanted!r} is not among the patch bands {names}")
         image_channels.append(canonical.index(name))
-    with np.errstate(all="ignore"):
-        composite = np.nanmedian(bands[..., image_channels] / spec.reflectance_scale, axis=0)
+    composite = median_composite(bands[..., image_channels] / spec.reflectance_scale)
     rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     centers = np.stack([rows.ravel(), cols.ravel()], axis=1)
     crops = extract_crops(composite, centers, spec.crop_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging as py_logging
 import sys
 from pathlib import Path
@@ -20,9 +21,6 @@ def load_config(path: str | Path) -> ml_collections.ConfigDict:
 
     ``PATH:arg`` passes ``arg`` to ``get_config(arg)``.
     """
-    import importlib.util
-    import sys
-
     path, _, arg = str(path).partition(":")
     file = Path(path).resolve()
     if not file.is_file():

@@ -44,6 +44,11 @@ def _embedding(value: int | float, n_timestamps: int, name: str) -> int:
     return math.ceil(value * n_timestamps)
 
 
+def _check_size(size: int) -> None:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+
+
 def _check_threshold(threshold: Threshold, percentage: float) -> None:
     if isinstance(threshold, str):
         if threshold not in ("point", "distance"):
@@ -329,8 +334,7 @@ def resample_series(
     Returns:
       ``(..., S)`` float32. All three inputs are broadcast to a common shape first.
     """
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    _check_size(size)
     values = jnp.asarray(values, dtype=jnp.float32)
     dates = jnp.asarray(dates, dtype=jnp.float32)
     mask = jnp.asarray(mask, dtype=bool)
@@ -380,8 +384,7 @@ def index_recurrence_plots(
     Returns:
       ``(N, S', S', K)`` float32 with ``S' = S − (m − 1)τ``.
     """
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    _check_size(size)
     # Tuples, so that the configuration is hashable as static jit arguments.
     if not isinstance(band_names, str):
         band_names = tuple(band_names)

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def _tuples(values: dict[str, Any]) -> dict[str, Any]:
 class PretrainingSetup:
     """What a pre-training run is built from: this process's data, the model, the optimizer."""
 
-    patches: list[Patch]
+    patches: Sequence[Patch]
     spec: ModelSpec
     sampler: PairSampler
     optimizer: optax.GradientTransformation
@@ -133,10 +134,17 @@ class _Preemption:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
 
-    def agreed(self) -> bool:
-        """True once any process was asked to stop (a collective when multi-process)."""
+    def agreed(self, check_peers: bool) -> bool:
+        """True once any process was asked to stop.
+
+        Alone, the local flag is enough. With several processes they must stop at the
+        same step, which takes a collective: it runs only when ``check_peers`` (the
+        loop passes logging steps) so it stays off the per-step path.
+        """
         if jax.process_count() == 1:
             return self.requested
+        if not check_peers:
+            return False
         from jax.experimental import multihost_utils
 
         return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
@@ -248,7 +256,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 replicated_state, metrics = parallel_step(
                     replicated_state, parallel.shard_batch(batch), replicated_rng
                 )
-                if step % config.log_every_steps == 0 or step in (1, config.total_steps):
+                log_step = step % config.log_every_steps == 0 or step in (1, config.total_steps)
+                if log_step:
                     last_metrics = _host_metrics(metrics)
                     last_metrics["learning_rate"] = float(schedule(step - 1))
                     # Throughput over the steps since the last log (the first includes
@@ -259,7 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         last_metrics["pairs_per_second"] = pairs / (now - last_log[1])
                     last_log = (step, now)
                     writer.write(step, last_metrics)
-                stop = preemption.agreed()
+                stop = preemption.agreed(check_peers=log_step)
                 if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
                     save(step, force=stop)
                 if stop:

@@ -39,10 +39,5 @@ def tiny_pretrain_config(**overrides) -> ml_collections.ConfigDict:
     model.head_hidden_dims = (16,)
     model.embedding_dim = 8
     model.rp_size = 8
-    for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = value
+    config.update_from_flattened_dict(overrides)
     return config

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import ml_collections
 
 from pimc_jax.data.patches import Patch
+from pimc_jax.data.sampling import shard_patches
 
 PATCH_SOURCES = ("synthetic", "pastis", "patches")
 
@@ -79,7 +80,7 @@ def load_patches(
         raise ValueError(f"Unknown data.name {name!r} for patches; choose one of {PATCH_SOURCES}")
     if folds is not None:
         patches = [p for p in patches if p.fold in set(folds) or p.fold == 0]
-    patches = patches[process_index::process_count]
+    patches = shard_patches(patches, process_index, process_count)
     if not patches:
         raise ValueError(
             f"No patches for data.name={name!r} (folds={folds}) on process {process_index} of "

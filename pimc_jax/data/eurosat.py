@@ -58,6 +58,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from pimc_jax.data import splits
 from pimc_jax.data.pastis import default_data_dir
 from pimc_jax.indices import BAND_TABLES
 
@@ -175,6 +176,9 @@ def _read_split_lists(manual_dir: Path) -> dict[str, tuple[Path, list[str]]] | N
 def stratified_split(labels: Sequence[int], seed: int = SPLIT_SEED) -> np.ndarray:
     """Seeded stratified 60/20/20 assignment (the method in the module docstring).
 
+    Per class, :func:`pimc_jax.data.splits.stratified_split` with fractions (0.2, 0.2):
+    the first 20 % of the permuted images go to validation, the next 20 % to test.
+
     Args:
       labels: (N,) class index of each image, images of a class in their canonical order.
       seed: seed of the one generator shared across classes.
@@ -182,15 +186,10 @@ def stratified_split(labels: Sequence[int], seed: int = SPLIT_SEED) -> np.ndarra
     Returns:
       (N,) int array: 0 = train, 1 = validation, 2 = test.
     """
-    labels = np.asarray(labels)
-    assignment = np.zeros(labels.shape, np.int32)
-    rng = np.random.default_rng(seed)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        permuted = members[rng.permutation(len(members))]
-        num_holdout = round(0.2 * len(members))
-        assignment[permuted[:num_holdout]] = 1
-        assignment[permuted[num_holdout : 2 * num_holdout]] = 2
+    validation, test, _ = splits.stratified_split(np.asarray(labels), (0.2, 0.2), seed)
+    assignment = np.zeros(len(labels), np.int32)
+    assignment[validation] = 1
+    assignment[test] = 2
     return assignment
 
 

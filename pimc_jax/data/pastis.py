@@ -55,8 +55,9 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from pimc_jax.data.patches import Patch
+from pimc_jax.indices import BAND_TABLES
 
-PASTIS_BAND_NAMES: tuple[str, ...] = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+PASTIS_BAND_NAMES: tuple[str, ...] = BAND_TABLES["pastis"]
 PASTIS_CLASS_NAMES: tuple[str, ...] = (
     "Background",
     "Meadow",
@@ -335,12 +336,17 @@ def prepare_pastis(
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"PASTIS directory not found: {path}")
-    read_pastis_metadata(path)  # fail early, with the file's name, before TFDS starts
     builder = Pastis(
         data_dir=str(data_dir if data_dir is not None else default_data_dir(path)),
         file_format="array_record",
     )
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(path)))
+    if not builder.is_prepared():
+        # Fail early, naming the file, before TFDS starts; a prepared dataset is not
+        # re-checked (that would stat every patch file on each load).
+        read_pastis_metadata(path)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(path))
+        )
     return builder
 
 

@@ -374,16 +374,19 @@ def normalize_image(crops: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.
     return np.nan_to_num((crops - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def shard_patches(patches: Sequence[Patch], process_index: int, process_count: int) -> list[Patch]:
+def shard_patches(
+    patches: Sequence[Patch], process_index: int, process_count: int
+) -> Sequence[Patch]:
     """Patches of host ``process_index`` out of ``process_count``: every ``count``-th one.
 
-    The shards are disjoint and cover all patches; their sizes differ by at most one.
+    The shards are disjoint and cover all patches; their sizes differ by at most one. A
+    slice of ``patches``, so a lazy sequence stays lazy.
     """
     if process_count < 1 or not 0 <= process_index < process_count:
         raise ValueError(
             f"need 0 <= process_index < process_count, got {process_index} and {process_count}"
         )
-    return list(patches)[process_index::process_count]
+    return patches[process_index::process_count]
 
 
 def _gather_crops(

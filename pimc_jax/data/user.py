@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 
 from pimc_jax.data.patches import Patch
-from pimc_jax.indices import BAND_TABLES, canonical_band_name
+from pimc_jax.indices import BAND_TABLES, canonical_band_name, resolve_band_names
 
 _S2_BANDS = frozenset({*(f"B{number}" for number in range(1, 13)), "B8A"})
 #: Canonical names accepted in user files: Sentinel-2 bands, every name of the band
@@ -142,9 +142,10 @@ def _band_names(value: Any, num_bands: int, where: str) -> tuple[str, ...]:
             f"{where}: unknown band names {unknown}; use Sentinel-2 names (B1..B12, B8A, "
             "or zero-padded B01..B12, B08A) or BLUE, GREEN, RED, NIR, MIR"
         )
-    if len({canonical_band_name(name) for name in names}) != len(names):
-        raise ValueError(f"{where}: band names {names} name the same band twice")
-    return names
+    try:
+        return resolve_band_names(names)  # rejects two names for the same band
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 def _dates_to_days(value: np.ndarray, where: str) -> np.ndarray:
@@ -181,6 +182,16 @@ def _numeric(value: np.ndarray, key: str, where: str) -> np.ndarray:
     if value.dtype.kind not in "iuf":
         raise ValueError(f"{where}: {key} must be numeric, got dtype {value.dtype}")
     return value
+
+
+def _labels(value: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """Integer class labels of the given shape, as int32."""
+    labels = _numeric(value, "labels", where)
+    if labels.shape != shape:
+        raise ValueError(f"{where}: labels must have shape {shape}, got {labels.shape}")
+    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
+        raise ValueError(f"{where}: labels must be integers")
+    return labels.astype(np.int32)
 
 
 def load_pixel_npz(path: str | os.PathLike[str]) -> PixelSeries:
@@ -259,12 +270,7 @@ def load_pixel_npz(path: str | os.PathLike[str]) -> PixelSeries:
         if "labels" not in arrays:
             raise ValueError(f"{where}: class_names given without labels")
     if "labels" in arrays:
-        labels = _numeric(arrays["labels"], "labels", where)
-        if labels.shape != (num_pixels,):
-            raise ValueError(f"{where}: labels must have shape ({num_pixels},), got {labels.shape}")
-        if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
-            raise ValueError(f"{where}: labels must be integers")
-        labels = labels.astype(np.int32)
+        labels = _labels(arrays["labels"], (num_pixels,), where)
         if class_names is not None and (labels.min() < 0 or labels.max() >= len(class_names)):
             raise ValueError(
                 f"{where}: labels must lie in 0..{len(class_names) - 1} "
@@ -351,14 +357,7 @@ def _read_patch_file(path: Path, defaults: Mapping[str, Any]) -> Patch:
 
     labels = None
     if "labels" in arrays:
-        labels = _numeric(arrays["labels"], "labels", where)
-        if labels.shape != (height, width):
-            raise ValueError(
-                f"{where}: labels must have shape ({height}, {width}), got {labels.shape}"
-            )
-        if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
-            raise ValueError(f"{where}: labels must be integers")
-        labels = labels.astype(np.int32)
+        labels = _labels(arrays["labels"], (height, width), where)
     fold = 0
     if "fold" in arrays:
         fold_value = arrays["fold"]

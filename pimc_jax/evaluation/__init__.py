@@ -31,7 +31,7 @@ import ml_collections
 from absl import logging
 
 from pimc_jax import parallel
-from pimc_jax.checkpoint import load_params, read_meta
+from pimc_jax.checkpoint import checkpoint_steps, load_checkpoint, locate_checkpoint
 from pimc_jax.encode import PIMCParams
 from pimc_jax.evaluation import common
 from pimc_jax.evaluation.common import EncoderSource
@@ -98,12 +98,11 @@ def _poll(config: ml_collections.ConfigDict, workdir: Path, evaluator: Any) -> d
     last: dict[str, Any] = {}
     last_new = time.time()
     while True:
-        pending = [s for s in common.checkpoint_steps(source_dir) if s not in done]
+        pending = [s for s in checkpoint_steps(source_dir) if s not in done]
         for step in pending:
             try:
-                directory = common.step_directory(source_dir, step)
-                params = load_params(directory)
-                total_steps = read_meta(directory).get("config", {}).get("total_steps")
+                params, meta, directory = load_checkpoint(locate_checkpoint(source_dir, step))
+                total_steps = meta.get("config", {}).get("total_steps")
             except (FileNotFoundError, ValueError) as error:  # deleted by keep-N meanwhile
                 logging.warning("Skipping checkpoint %d: %s", step, error)
                 done.add(step)

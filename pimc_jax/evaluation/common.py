@@ -35,9 +35,10 @@ import numpy as np
 import optax
 from absl import logging
 
-from pimc_jax.checkpoint import CHECKPOINT_SUBDIR, load_params, read_meta
+from pimc_jax.checkpoint import load_checkpoint
 from pimc_jax.encode import PIMCParams, normalize_crops, series_to_plots
 from pimc_jax.models import PIMC, ModelSpec
+from pimc_jax.step import adamw, warmup_cosine
 
 PROTOCOLS: tuple[str, ...] = ("linear", "finetune")
 TOWERS: tuple[str, ...] = ("rp", "image")
@@ -66,30 +67,6 @@ class EncoderSource:
     step: int | None = None
 
 
-def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
-    """Steps of the completed checkpoints of a pre-training workdir, ascending.
-
-    ``workdir`` may also be its ``checkpoints`` directory. Orbax writes a step to a
-    temporary directory and renames it to ``<step>`` when complete, so only finished
-    checkpoints are listed. A missing directory gives ``[]``.
-    """
-    path = Path(workdir)
-    if (path / CHECKPOINT_SUBDIR).is_dir():
-        path = path / CHECKPOINT_SUBDIR
-    if not path.is_dir():
-        return []
-    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir())
-
-
-def step_directory(path: str | os.PathLike, step: int) -> Path:
-    """``checkpoints/<step>`` of a workdir, a checkpoints directory or the step directory itself."""
-    path = Path(path).absolute()
-    for candidate in (path / CHECKPOINT_SUBDIR / str(step), path / str(step), path):
-        if candidate.name == str(step) and candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"No checkpoint of step {step} under {path}")
-
-
 def load_encoder(
     init_from: str, random_params: Callable[[], PIMCParams]
 ) -> tuple[PIMCParams, EncoderSource]:
@@ -108,9 +85,8 @@ def load_encoder(
         )
     if init_from == RANDOM_INIT:
         return random_params(), EncoderSource(init_from=RANDOM_INIT)
-    step = int(read_meta(init_from)["step"])
-    directory = step_directory(init_from, step)
-    params = load_params(directory)
+    params, meta, directory = load_checkpoint(init_from)
+    step = int(meta["step"])
     logging.info("Evaluating %s (step %d)", directory, step)
     return params, EncoderSource(init_from=str(init_from), checkpoint=str(directory), step=step)
 
@@ -424,19 +400,9 @@ def train_supervised(
         raise ValueError(f"{name}: empty training set")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"{name}: steps and batch_size must be >= 1, got {steps}, {batch_size}")
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, learning_rate, min(warmup_steps, steps - 1), max(steps, 1), 0.0
-    )
-    adamw = optax.chain(
-        optax.clip_by_global_norm(1.0),
-        optax.adamw(
-            schedule,
-            weight_decay=weight_decay,
-            mask=lambda tree: jax.tree.map(lambda p: p.ndim > 1, tree),
-        ),
-    )
+    trainer = adamw(warmup_cosine(learning_rate, steps, warmup_steps), weight_decay=weight_decay)
     optimizer = optax.multi_transform(
-        {"train": adamw, "freeze": optax.set_to_zero()}, _trainable_labels(params, tower)
+        {"train": trainer, "freeze": optax.set_to_zero()}, _trainable_labels(params, tower)
     )
     opt_state = optimizer.init(params)
     data = jax.device_put({key: np.asarray(value) for key, value in inputs.items()})

@@ -41,9 +41,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from pimc_jax.encode import PIMCParams, encode
+from pimc_jax.encode import PIMCParams
 from pimc_jax.evaluation import common
-from pimc_jax.evaluation.pixel_classification import SERIES_KEYS, load_pixel_splits, random_params
+from pimc_jax.evaluation.pixel_classification import (
+    load_pixel_splits,
+    random_params,
+    series_features,
+    series_inputs,
+)
 from pimc_jax.indices import vegetation_indices
 
 ZSCORE_MODES: tuple[str, ...] = ("input", "window")
@@ -224,41 +229,36 @@ class Forecasting:
         self._baselines = out
         return out
 
-    def _features(self, params: PIMCParams, windows: dict[str, np.ndarray]) -> np.ndarray:
-        batch = {key: windows[key] for key in SERIES_KEYS}
-        return encode(params, {**batch, "band_names": self.splits.band_names})["rp_features"]
-
     def run(self, params: PIMCParams) -> dict[str, Any]:
         config = self.config
         train, val, test = self.windows
         if config.protocol == "linear":
-            train_x = self._features(params, train)
+            train_x = series_features(params, train, self.splits.band_names)
             val_x = (
-                self._features(params, val)
+                series_features(params, val, self.splits.band_names)
                 if val["targets"].size
                 else np.zeros((0, train_x.shape[1]))
             )
             probe = common.ridge_probe(
                 (train_x, self._flat_targets(train)),
                 (val_x, self._flat_targets(val)),
-                self._features(params, test),
+                series_features(params, test, self.splits.band_names),
                 l2_grid=tuple(config.linear.l2_grid),
             )
             predictions = probe["test_predictions"]
             extra = {"linear_l2": probe["l2"]}
         else:
             forward = common.tower_forward(params.spec, "rp", self.splits.band_names)
-            inputs = lambda w: {key: w[key] for key in SERIES_KEYS}
             trained = common.train_supervised(
                 forward,
                 common.tower_params(params, "rp", self._flat_targets(train).shape[1]),
-                inputs(train),
+                series_inputs(train),
                 self._flat_targets(train),
                 loss="mse",
                 tower="rp",
                 **common.finetune_settings(config),
             )
-            predictions = common.predict(forward, trained, inputs(test))
+            predictions = common.predict(forward, trained, series_inputs(test))
             extra = {}
         pimc = common.rmse(self._shape_predictions(predictions), test["targets"])
         table = {"pimc": pimc, **self.baselines()}

@@ -28,6 +28,7 @@ import numpy as np
 from pimc_jax.data import load_patches
 from pimc_jax.data.pipeline import image_statistics
 from pimc_jax.data.sampling import pixel_dataset
+from pimc_jax.data.splits import stratified_split
 from pimc_jax.encode import PIMCParams, encode, init_params
 from pimc_jax.evaluation import common
 
@@ -72,32 +73,6 @@ class PixelSplits:
 
 def _subset(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     return {key: value[rows] for key, value in arrays.items()}
-
-
-def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
-    """Seeded stratified split of ``range(N)`` into ``len(fractions) + 1`` parts.
-
-    Within each class (in label order) the rows are permuted by one
-    ``numpy.random.default_rng(seed)`` generator; part ``i < len(fractions)`` takes the next
-    ``round(fractions[i] · count)`` rows, the last part the rest.
-
-    Returns:
-      sorted row indices (int64) of each part.
-    """
-    labels = np.asarray(labels)
-    if any(f < 0 for f in fractions) or sum(fractions) > 1:
-        raise ValueError(f"split fractions must be >= 0 and sum to <= 1, got {tuple(fractions)}")
-    rng = np.random.default_rng(seed)
-    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
-    for label in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == label))
-        start = 0
-        for part, fraction in enumerate(fractions):
-            size = int(round(fraction * rows.size))
-            parts[part].append(rows[start : start + size])
-            start += size
-        parts[-1].append(rows[start:])
-    return [np.sort(np.concatenate(p)) if p else np.zeros((0,), np.int64) for p in parts]
 
 
 def _class_names(name: str, num_classes: int, given: Sequence[str] | None) -> tuple[str, ...]:
@@ -248,10 +223,15 @@ def random_params(
     return init_params(spec, config.seed)
 
 
+def series_inputs(split: Split) -> dict[str, np.ndarray]:
+    """The RP tower's inputs of a split: ``bands``, ``dates``, ``mask``."""
+    return {key: split[key] for key in SERIES_KEYS}
+
+
 def series_features(params: PIMCParams, split: Split, band_names: Sequence[str]) -> np.ndarray:
     """Frozen ``rp_features`` ``(N, F)`` of a split's series."""
-    batch = {key: split[key] for key in SERIES_KEYS}
-    return encode(params, {**batch, "band_names": tuple(band_names)})["rp_features"]
+    batch = {**series_inputs(split), "band_names": tuple(band_names)}
+    return encode(params, batch)["rp_features"]
 
 
 def classify(
@@ -350,7 +330,7 @@ class PixelClassification:
             splits,
             s.num_classes,
             features_fn=lambda split: series_features(params, split, s.band_names),
-            inputs_fn=lambda split: {key: split[key] for key in SERIES_KEYS},
+            inputs_fn=series_inputs,
             band_names=s.band_names,
         )
         results = classification_results(outputs, splits, s.class_names)
