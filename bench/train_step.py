@@ -28,7 +28,7 @@ def _child(config_path: str, repeats: int, overrides: list[str]) -> dict:
     from _harness import median_seconds, parallel_step_runner
 
     from pimc_jax.data.pipeline import PairBatches
-    from pimc_jax.encode import series_to_plots
+    from pimc_jax.preprocessing import series_to_plots
     from pimc_jax.train import build_pretraining
 
     config = _load_config(config_path, overrides)

@@ -5,7 +5,7 @@ import ml_collections
 from configs import pretrain
 
 
-def evaluation_config(task: str, protocol: str) -> ml_collections.ConfigDict:
+def evaluation_config(task: str, protocol: str, variant: str = "") -> ml_collections.ConfigDict:
     """What every evaluation config holds; each then adds its task's keys.
 
     ``init_from``: a pre-training workdir (latest checkpoint), a ``checkpoints/<step>``
@@ -20,32 +20,57 @@ def evaluation_config(task: str, protocol: str) -> ml_collections.ConfigDict:
     config.seed = 0
     config.data = pretrain.data_config()
     config.data.eval_seed = 0  # data sampling and seeded splits (the same for every model)
-    config.model = pretrain.model_config()  # used by init_from=random only
-    config.finetune = ml_collections.ConfigDict(
-        dict(
-            steps=300,
-            batch_size=64,
-            learning_rate=1e-2,
-            weight_decay=1e-4,
-            warmup_steps=20,
-            log_every_steps=50,
-        )
-    )
+    config.model = pretrain.model_config(variant)  # used by init_from=random only
+    config.finetune = finetune_config()
     config.poll = False
     config.poll_interval_s = 30.0
     config.poll_timeout_s = 3600.0  # stop after this long without a new checkpoint
     return config
 
 
-def add_pixel_splits(config: ml_collections.ConfigDict, exclude_classes: tuple[int, ...]) -> None:
-    """How labelled pixels are split: by fold for patches, seeded for pixel files."""
+def finetune_config() -> ml_collections.ConfigDict:
+    """``protocol=finetune``: the tower's backbone plus a linear head, AdamW, warmup-cosine.
+
+    Chosen with ``bench/pixel_benchmark.py`` on the validation splits of real pixel sets
+    (README, "How the defaults were chosen"): the best validation step is kept, classes are
+    weighted by ``1/sqrt(count)``, band series are augmented (date dropout, date jitter,
+    relative noise).
+    """
+    return ml_collections.ConfigDict(
+        dict(
+            steps=600,
+            batch_size=64,
+            learning_rate=3e-3,
+            head_learning_rate=0.0,  # 0 = learning_rate
+            weight_decay=1e-4,
+            warmup_steps=20,
+            eval_every_steps=25,  # select the best validation step; 0 = keep the last
+            class_weighting="sqrt_inverse",  # none | sqrt_inverse | inverse
+            date_dropout=0.0,  # series augmentation (plot tower only)
+            date_jitter_days=0.0,
+            noise_std=0.0,
+            log_every_steps=50,
+        )
+    )
+
+
+def add_pixel_splits(config: ml_collections.ConfigDict, pastis_excluded: tuple[int, ...]) -> None:
+    """How labelled pixels are split (by fold for patches, seeded for pixel files) and which
+    classes are left out."""
     config.data.test_path = ""  # data.name=npz: separate test file (else a seeded split)
     config.data.val_fraction = 0.2  # data.name=npz, or patches without folds
     config.data.test_fraction = 0.2  # data.name=npz, or patches without folds
+    # data.name=npz: stratified k-fold instead of test_fraction (the test split is fold
+    # cv_fold of cv_folds; bench/pixel_benchmark.py runs every fold). 0 = off.
+    config.data.cv_folds = 0
+    config.data.cv_fold = 0
     config.train_folds = (1, 2, 3)
     config.val_folds = (4,)
     config.test_folds = (5,)
-    config.exclude_classes = exclude_classes
+    # Classes left out. None: PASTIS's convention for data.name=pastis|synthetic
+    # (pastis_exclude_classes); pixel files and patch folders keep every class.
+    config.exclude_classes = ml_collections.config_dict.placeholder(tuple)
+    config.pastis_exclude_classes = pastis_excluded
 
 
 def classification_probe() -> ml_collections.ConfigDict:

@@ -23,8 +23,10 @@ import ml_collections
 from configs import common
 
 
-def get_config() -> ml_collections.ConfigDict:
-    config = common.evaluation_config("eval_eurosat", protocol="linear")
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = common.evaluation_config(
+        "eval_eurosat", protocol="linear", variant=variant
+    )
     # data.image_bands / crop_size shape a random model.
     config.data.name = "synthetic"  # synthetic | eurosat
     config.data.path = ""  # EuroSAT archive directory for data.name=eurosat

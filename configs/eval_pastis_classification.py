@@ -10,7 +10,11 @@ reported metrics (PASTIS official folds 1..5; synthetic patches get folds 1..5 r
 Sources (``data.name``): ``synthetic`` | ``pastis`` (``data.path`` = PASTIS root) |
 ``patches`` (your patch folder) | ``npz`` (your pixel series, ``data.path``; optional
 ``data.test_path``, else a seeded stratified split by ``data.val_fraction`` /
-``data.test_fraction``; class 0 is then a real class: pass ``--config.exclude_classes="()"``).
+``data.test_fraction``). Classes left out: ``exclude_classes`` if given, else PASTIS's
+background and void for ``pastis``/``synthetic`` and none for your own files.
+
+Variants: ``configs/eval_pastis_classification.py:paper`` gives a random-init encoder the
+paper's exact plot representation (see ``configs/pretrain.py``).
 
 ``init_from``: a pre-training workdir (latest checkpoint), a ``checkpoints/<step>`` directory,
 or ``random`` (the baseline: fresh parameters from ``model``). ``protocol``: ``linear`` (frozen
@@ -22,9 +26,11 @@ import ml_collections
 from configs import common
 
 
-def get_config() -> ml_collections.ConfigDict:
-    config = common.evaluation_config("eval_pastis_classification", protocol="linear")
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = common.evaluation_config(
+        "eval_pastis_classification", protocol="linear", variant=variant
+    )
     config.data.pixels_per_patch = 64  # labelled pixels drawn per patch
-    common.add_pixel_splits(config, exclude_classes=(0, 19))  # background and void
+    common.add_pixel_splits(config, pastis_excluded=(0, 19))  # background and void
     config.linear = common.classification_probe()
     return config

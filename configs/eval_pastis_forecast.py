@@ -23,14 +23,16 @@ import ml_collections
 from configs import common
 
 
-def get_config() -> ml_collections.ConfigDict:
-    config = common.evaluation_config("eval_pastis_forecast", protocol="finetune")
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = common.evaluation_config(
+        "eval_pastis_forecast", protocol="finetune", variant=variant
+    )
     config.data.synthetic_min_dates = 44
     config.data.synthetic_max_dates = 56
     config.data.max_dates = 64
     config.data.pixels_per_patch = 64
     # Void only: background pixels are fine series to forecast.
-    common.add_pixel_splits(config, exclude_classes=(19,))
+    common.add_pixel_splits(config, pastis_excluded=(19,))
     config.forecast = ml_collections.ConfigDict(
         dict(
             input_length=32,

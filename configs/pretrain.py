@@ -4,6 +4,13 @@
 Finishes in a few minutes on a 2-core laptop CPU and learns: in-batch retrieval
 accuracy ends far above chance (1 / global_batch_size). Every key can be
 overridden from the command line, e.g. ``--config.total_steps=50``.
+
+Variants (``--config=configs/pretrain.py:VARIANT``):
+
+- ``""`` (default): the library's plot representation (``model.indices``,
+  ``model.rp_channels`` below), chosen with ``bench/pixel_benchmark.py`` on real pixels.
+- ``paper``: the paper's exact representation: NDVI, EVI and SAVI, one unthresholded
+  ``|x_i − x_j|`` plot each.
 """
 
 import ml_collections
@@ -36,7 +43,13 @@ def data_config() -> ml_collections.ConfigDict:
     return data
 
 
-def model_config() -> ml_collections.ConfigDict:
+VARIANTS: tuple[str, ...] = ("", "paper")
+
+
+def model_config(variant: str = "") -> ml_collections.ConfigDict:
+    """The ``model`` block shared by pre-training and the evaluations (``variant``: see top)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown config variant {variant!r}; known: {VARIANTS}")
     model = ml_collections.ConfigDict()
     # Two-stage ResNets, 16 and 32 channels: compiles in seconds and trains on a laptop CPU.
     small_resnet = dict(
@@ -55,7 +68,14 @@ def model_config() -> ml_collections.ConfigDict:
     model.learnable_temperature = True
     model.temperature = 0.1
     model.dtype = "float32"  # bfloat16 for accelerators
-    model.indices = ("ndvi", "evi", "savi")
+    # Spectral indices turned into plots: "auto" = every index of pimc_jax.indices.INDEX_NAMES
+    # the data's bands allow (ready-made index bands included), or a tuple of names.
+    model.indices = ("auto",)
+    # Plot kinds per index: distance |x_i - x_j|, difference x_j - x_i, level (x_i + x_j) / 2.
+    model.rp_channels = ("distance", "difference", "level")
+    if variant == "paper":
+        model.indices = ("ndvi", "evi", "savi")
+        model.rp_channels = ("distance",)
     model.rp_size = 24
     model.rp_normalize = False  # unthresholded |x_i - x_j| plots
     model.rp_dimension = 1
@@ -65,7 +85,7 @@ def model_config() -> ml_collections.ConfigDict:
     return model
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.task = "pretrain"
     config.seed = 0
@@ -76,7 +96,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3
     config.augment = True
     config.data = data_config()
-    config.model = model_config()
+    config.model = model_config(variant)
     config.optimizer = ml_collections.ConfigDict(
         dict(
             name="adamw",

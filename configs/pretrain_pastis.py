@@ -5,13 +5,19 @@ Meant for accelerators (a TPU pod slice or a multi-GPU node): bfloat16 compute, 
 pairs per step split over every device of every host, Hilbert-curve pixel sampling
 (what the paper reports), 32×32 crops of all ten bands. Override the batch or schedule
 from the command line to fit smaller machines.
+
+Plot representation: the library's default (all seven indices PASTIS's ten bands allow,
+distance + difference + level plots; see ``configs/pretrain.py``). The paper's exact
+NDVI/EVI/SAVI distance plots: ``--config=configs/pretrain_pastis.py:paper``.
 """
 
 from configs import pretrain
 
 
-def get_config():
-    config = pretrain.get_config()
+def get_config(variant: str = ""):
+    """``variant``: ``""`` (the library's plot representation) or ``paper`` (NDVI/EVI/SAVI
+    distance plots, the paper's exact method); see ``configs/pretrain.py``."""
+    config = pretrain.get_config(variant)
     config.total_steps = 100_000
     config.global_batch_size = 4096
     config.log_every_steps = 100

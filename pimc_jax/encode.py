@@ -5,10 +5,8 @@
 the model. :func:`init_params` makes fresh ones; :func:`pimc_jax.load_params`
 restores them from a pre-training workdir or checkpoint.
 
-The two views are turned into model inputs here and only here
-(:func:`series_to_plots`, :func:`normalize_crops`); the training step and the
-evaluations call the same functions, so a model sees identical preprocessing
-wherever it runs.
+The two views become model inputs through :mod:`pimc_jax.preprocessing`, the same
+functions the training step and the evaluations call.
 """
 
 from __future__ import annotations
@@ -17,15 +15,14 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pimc_jax import indices as indices_lib
-from pimc_jax import recurrence
 from pimc_jax.models import PIMC, ModelSpec
+from pimc_jax.preprocessing import normalize_crops, series_to_plots
 
 # Batches are padded up to a power of two of at least this many rows (and split
 # into chunks of at most ``_MAX_CHUNK``), so any N reuses a handful of compilations.
@@ -51,55 +48,10 @@ def init_params(spec: ModelSpec, rng: jax.Array | int = 0) -> PIMCParams:
     """Freshly initialised parameters for ``spec``."""
     if isinstance(rng, int):
         rng = jax.random.key(rng)
-    rp = jnp.zeros((1, spec.rp_plot_size, spec.rp_plot_size, len(spec.indices)), jnp.float32)
+    rp = jnp.zeros((1, spec.rp_plot_size, spec.rp_plot_size, spec.rp_input_channels), jnp.float32)
     image = jnp.zeros((1, spec.crop_size, spec.crop_size, len(spec.image_bands)), jnp.float32)
     variables = jax.jit(PIMC(spec).init)(rng, rp, image)
     return PIMCParams(variables=variables, spec=spec)
-
-
-def series_to_plots(
-    spec: ModelSpec,
-    bands: jax.Array,
-    dates: jax.Array,
-    mask: jax.Array,
-    band_names: Sequence[str] | None = None,
-) -> jax.Array:
-    """Raw band series → index recurrence plots, the RP tower's input (jittable).
-
-    Args:
-      spec: model spec (indices, plot size and options, reflectance scale).
-      bands: ``(N, T, C)`` float band values (divided by ``spec.reflectance_scale``
-        to give reflectance); NaN marks no-data.
-      dates: ``(N, T)`` float days (only differences matter).
-      mask: ``(N, T)`` bool, True for real acquisitions.
-      band_names: names of the ``C`` bands; default ``spec.band_names``.
-
-    Returns:
-      ``(N, S', S', K)`` float32 plots, ``K = len(spec.indices)``.
-    """
-    return recurrence.index_recurrence_plots(
-        bands,
-        dates,
-        mask,
-        band_names=tuple(band_names if band_names is not None else spec.band_names),
-        size=spec.rp_size,
-        indices=spec.indices,
-        scale=spec.reflectance_scale,
-        normalize=spec.rp_normalize,
-        dimension=spec.rp_dimension,
-        time_delay=spec.rp_time_delay,
-        threshold=spec.rp_threshold,
-        percentage=spec.rp_percentage,
-    )
-
-
-def normalize_crops(spec: ModelSpec, image: jax.Array) -> jax.Array:
-    """``(N, k, k, C)`` reflectance crops → per-band standardised float32; NaN → 0 (the mean)."""
-    chex.assert_rank(image, 4)
-    mean = jnp.asarray(spec.image_mean, jnp.float32)
-    std = jnp.asarray(spec.image_std, jnp.float32)
-    normalized = (image.astype(jnp.float32) - mean) / std
-    return jnp.where(jnp.isfinite(normalized), normalized, 0.0)
 
 
 @functools.partial(jax.jit, static_argnames=("band_names",))

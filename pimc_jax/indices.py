@@ -1,13 +1,18 @@
-"""Band tables and vegetation indices (NDVI, EVI, SAVI) as pure ``jax.numpy`` functions.
+"""Band tables and spectral indices (NDVI, EVI, SAVI, NDMI, NBR, NDRE, NDWI) in ``jax.numpy``.
 
 Bands are always looked up by *name* through a band table, never by a hard-coded
 position: PASTIS, EuroSAT-all and MODIS store their bands in different orders.
 
 Names are compared in a canonical form (:func:`canonical_band_name`): upper case,
 Sentinel-2 band numbers without leading zeros (``"B02" == "B2"``, ``"b8a" == "B8A"``),
-and the aliases ``BLUE``/``GREEN``/``RED``/``NIR`` standing for ``B2``/``B3``/``B4``/``B8``.
-So the indices find ``NIR``, ``RED`` and ``BLUE`` in a MODIS stack just as they find
-``B8``, ``B4`` and ``B2`` in a Sentinel-2 one.
+and the aliases ``BLUE``/``GREEN``/``RED``/``NIR`` standing for ``B2``/``B3``/``B4``/``B8``,
+``SWIR1``/``SWIR2`` for ``B11``/``B12`` and ``MIR`` (MODIS band 7, 2.1 µm, as in the MOD13
+products) for ``B12``. So the indices find ``NIR``, ``RED`` and ``BLUE`` in a MODIS stack
+just as they find ``B8``, ``B4`` and ``B2`` in a Sentinel-2 one.
+
+A stack may also hold **ready-made index series**: a band named like an index (``NDVI``,
+``EVI``, ...) is that index, read as it is (divided by ``scale`` like every band), so data
+that arrive as an NDVI stack need no reflectance at all.
 """
 
 from __future__ import annotations
@@ -41,18 +46,33 @@ BAND_TABLES: dict[str, tuple[str, ...]] = {
 }
 
 # Sensor-neutral aliases, mapped onto the Sentinel-2 band they stand for.
-_ALIASES: dict[str, str] = {"BLUE": "B2", "GREEN": "B3", "RED": "B4", "NIR": "B8"}
+_ALIASES: dict[str, str] = {
+    "BLUE": "B2",
+    "GREEN": "B3",
+    "RED": "B4",
+    "NIR": "B8",
+    "SWIR1": "B11",
+    "SWIR2": "B12",
+    "MIR": "B12",
+}
 
 _SENTINEL2_NAME = re.compile(r"^B0*(\d+)(A?)$")
 
-# Bands each index reads, as canonical names.
+# Bands each index reads, as canonical names. The last four are normalised differences
+# (a − b) / (a + b) of the two bands listed, in that order.
 _INDEX_BANDS: dict[str, tuple[str, ...]] = {
     "ndvi": ("B8", "B4"),
     "evi": ("B8", "B4", "B2"),
     "savi": ("B8", "B4"),
+    "ndmi": ("B8", "B11"),  # moisture (Gao's NDWI): NIR against SWIR 1.6 µm
+    "nbr": ("B8", "B12"),  # normalised burn ratio: NIR against SWIR 2.2 µm
+    "ndre": ("B8", "B5"),  # red edge: NIR against B5 (705 nm)
+    "ndwi": ("B3", "B8"),  # open water (McFeeters): green against NIR
 }
 
 INDEX_NAMES: tuple[str, ...] = tuple(_INDEX_BANDS)
+#: The three indices of the paper, in its channel order.
+PAPER_INDICES: tuple[str, ...] = ("ndvi", "evi", "savi")
 
 
 def canonical_band_name(name: str) -> str:
@@ -95,6 +115,65 @@ def resolve_band_names(band_names: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def ready_made_index(band_names: str | Sequence[str], index: str) -> int | None:
+    """Position of a band that *is* ``index`` (named e.g. ``"NDVI"``), or None."""
+    names = resolve_band_names(band_names)
+    wanted = index.strip().upper()
+    for position, candidate in enumerate(names):
+        if canonical_band_name(candidate) == wanted:
+            return position
+    return None
+
+
+def available_indices(
+    band_names: str | Sequence[str], candidates: Sequence[str] = INDEX_NAMES
+) -> tuple[str, ...]:
+    """The ``candidates`` computable from ``band_names``: ready-made, or all bands present."""
+    names = resolve_band_names(band_names)
+    have = {canonical_band_name(n) for n in names}
+    return tuple(
+        index
+        for index in candidates
+        if index.upper() in have or all(band in have for band in _INDEX_BANDS[index])
+    )
+
+
+def resolve_indices(
+    requested: str | Sequence[str], band_names: str | Sequence[str]
+) -> tuple[str, ...]:
+    """Index names a model computes from ``band_names``.
+
+    ``requested`` is a sequence of index names, or ``"auto"`` (alone or as the only item):
+    every index of :data:`INDEX_NAMES` that ``band_names`` can give (ready-made bands
+    included), in that order. So one configuration serves Sentinel-2 (all seven), MODIS
+    with blue, red, NIR and MIR (NDVI, EVI, SAVI, NBR) and an NDVI-only stack (NDVI).
+
+    Raises:
+      ValueError: an unknown index, an index whose bands are missing (the message names
+        the bands), or ``"auto"`` finding none.
+    """
+    items = (requested,) if isinstance(requested, str) else tuple(requested)
+    items = tuple(str(item).strip().lower() for item in items)
+    if items == ("auto",):
+        found = available_indices(band_names)
+        if not found:
+            raise ValueError(
+                f"no spectral index can be computed from bands {resolve_band_names(band_names)}"
+                f"; indices need {dict(_INDEX_BANDS)} or a ready-made index band"
+            )
+        return found
+    unknown = [item for item in items if item not in _INDEX_BANDS]
+    if unknown or not items:
+        raise ValueError(f"unknown index {unknown or items}; known: {INDEX_NAMES} or 'auto'")
+    missing = [item for item in items if item not in available_indices(band_names, (item,))]
+    if missing:
+        raise ValueError(
+            f"indices {missing} need bands {[_INDEX_BANDS[m] for m in missing]} (or a "
+            f"ready-made band of that name), not all in {resolve_band_names(band_names)}"
+        )
+    return items
+
+
 def band_index(band_names: str | Sequence[str], name: str) -> int:
     """Position of band ``name`` in ``band_names`` (a table name or a sequence of names).
 
@@ -130,26 +209,34 @@ def _safe_ratio(
 def vegetation_indices(
     bands: jnp.ndarray,
     band_names: str | Sequence[str],
-    indices: Sequence[str] = ("ndvi", "evi", "savi"),
+    indices: Sequence[str] = PAPER_INDICES,
     *,
     scale: float = 1.0,
     nodata: float | None = None,
     eps: float = 1e-6,
     return_mask: bool = False,
 ) -> jnp.ndarray | tuple[jnp.ndarray, jnp.ndarray]:
-    """Computes vegetation indices from a band stack.
+    """Computes spectral indices from a band stack.
 
-    With reflectance ``ρ = bands / scale`` and NIR = B8, R = B4, B = B2 (looked up by name):
+    With reflectance ``ρ = bands / scale`` and NIR = B8, R = B4, B = B2, G = B3, RE = B5,
+    SWIR1 = B11, SWIR2 = B12 (looked up by name):
 
     - NDVI = (NIR − R) / (NIR + R)
     - EVI  = 2.5 (NIR − R) / (NIR + 6 R − 7.5 B + 1)
     - SAVI = 1.5 (NIR − R) / (NIR + R + 0.5)
+    - NDMI = (NIR − SWIR1) / (NIR + SWIR1)   (moisture)
+    - NBR  = (NIR − SWIR2) / (NIR + SWIR2)   (burn ratio)
+    - NDRE = (NIR − RE) / (NIR + RE)         (red edge)
+    - NDWI = (G − NIR) / (G + NIR)           (open water)
+
+    A band named like an index (``"NDVI"``) is taken as that index, ``band / scale``,
+    instead of computing it (so a ready-made NDVI stack needs no reflectance bands).
 
     Args:
       bands: ``(..., C)`` array, bands on the last axis, any leading shape; cast to float32.
       band_names: ``C`` band names, or a table name from :data:`BAND_TABLES`.
-      indices: names of the indices to compute, in output order; any of ``"ndvi"``,
-        ``"evi"``, ``"savi"`` (case-insensitive).
+      indices: names of the indices to compute, in output order; any of
+        :data:`INDEX_NAMES` (case-insensitive).
       scale: ``bands`` are divided by it to get reflectance (10 000 for PASTIS digital
         numbers; 1 for data already in [0, 1]).
       nodata: raw band value (before scaling) marking missing data, e.g. ``-10000``;
@@ -162,22 +249,20 @@ def vegetation_indices(
       ``values``: ``(..., K)`` float32, ``K = len(indices)``. ``values[..., k]`` is index
       ``k`` where it is valid and exactly ``0.0`` where it is not. Index ``k`` is invalid
       at a sample when one of the bands it reads is NaN or equal to ``nodata``, or its
-      denominator is below ``eps`` in magnitude. Values are not clipped (NDVI and SAVI
-      lie in [−1, 1] and [−1.5, 1.5] for reflectance in [0, 1]; EVI is unbounded).
-      If ``return_mask``: ``(values, valid)`` with ``valid`` ``(...,)`` bool, True where
-      *all* ``K`` indices are valid. Values and gradients are always finite.
+      denominator is below ``eps`` in magnitude. Values are not clipped (the normalised
+      differences and SAVI lie in [−1, 1] and [−1.5, 1.5] for reflectance in [0, 1]; EVI
+      is unbounded). If ``return_mask``: ``(values, valid)`` with ``valid`` ``(...,)``
+      bool, True where *all* ``K`` indices are valid. Values and gradients are always
+      finite.
 
     Raises:
       ValueError: unknown index name, a needed band missing from ``band_names``, or
         ``len(band_names)`` not matching ``bands.shape[-1]``.
     """
     names = resolve_band_names(band_names)
-    requested = tuple(str(name).lower() for name in indices)
+    requested = resolve_indices(tuple(indices), names) if len(indices) else ()
     if not requested:
         raise ValueError("indices must name at least one index")
-    unknown = [name for name in requested if name not in _INDEX_BANDS]
-    if unknown:
-        raise ValueError(f"unknown vegetation index {unknown}; known indices: {INDEX_NAMES}")
     bands = jnp.asarray(bands, dtype=jnp.float32)
     if bands.ndim < 1 or bands.shape[-1] != len(names):
         raise ValueError(
@@ -185,35 +270,44 @@ def vegetation_indices(
             f"one per band name {names}"
         )
 
-    needed = sorted({band for name in requested for band in _INDEX_BANDS[name]})
-    reflectance: dict[str, jnp.ndarray] = {}
-    band_ok: dict[str, jnp.ndarray] = {}
-    for band in needed:
-        raw = bands[..., band_index(names, band)]
+    def read(position: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+        raw = bands[..., position]
         ok = jnp.isfinite(raw)
         if nodata is not None:
             ok = ok & (raw != nodata)
         # Zero out missing samples before any arithmetic so no NaN enters a gradient.
-        reflectance[band] = jnp.where(ok, raw, 0.0) / scale
-        band_ok[band] = ok
+        return jnp.where(ok, raw, 0.0) / scale, ok
 
-    nir, red = reflectance["B8"], reflectance["B4"]
-    nir_red_ok = band_ok["B8"] & band_ok["B4"]
+    reflectance: dict[str, tuple[jnp.ndarray, jnp.ndarray]] = {}
+
+    def band(name: str) -> tuple[jnp.ndarray, jnp.ndarray]:
+        if name not in reflectance:
+            reflectance[name] = read(band_index(names, name))
+        return reflectance[name]
+
     outputs = []
     mask = None
     for name in requested:
-        if name == "ndvi":
-            value, ok = _safe_ratio(nir - red, nir + red, nir_red_ok, eps)
-        elif name == "evi":
-            blue = reflectance["B2"]
-            value, ok = _safe_ratio(
-                2.5 * (nir - red),
-                nir + 6.0 * red - 7.5 * blue + 1.0,
-                nir_red_ok & band_ok["B2"],
-                eps,
-            )
-        else:  # savi
-            value, ok = _safe_ratio(1.5 * (nir - red), nir + red + 0.5, nir_red_ok, eps)
+        ready = ready_made_index(names, name)
+        if ready is not None:
+            value, ok = read(ready)
+        elif name in ("ndvi", "evi", "savi"):
+            (nir, nir_ok), (red, red_ok) = band("B8"), band("B4")
+            if name == "ndvi":
+                value, ok = _safe_ratio(nir - red, nir + red, nir_ok & red_ok, eps)
+            elif name == "evi":
+                blue, blue_ok = band("B2")
+                value, ok = _safe_ratio(
+                    2.5 * (nir - red),
+                    nir + 6.0 * red - 7.5 * blue + 1.0,
+                    nir_ok & red_ok & blue_ok,
+                    eps,
+                )
+            else:
+                value, ok = _safe_ratio(1.5 * (nir - red), nir + red + 0.5, nir_ok & red_ok, eps)
+        else:  # a normalised difference of two bands
+            (a, a_ok), (b, b_ok) = (band(n) for n in _INDEX_BANDS[name])
+            value, ok = _safe_ratio(a - b, a + b, a_ok & b_ok, eps)
         outputs.append(value)
         mask = ok if mask is None else mask & ok
     values = jnp.stack(outputs, axis=-1).astype(jnp.float32)

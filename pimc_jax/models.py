@@ -23,7 +23,11 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+
+from pimc_jax.indices import resolve_indices
+from pimc_jax.recurrence import PLOT_CHANNELS
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -163,11 +167,13 @@ class ModelSpec:
       temperature: initial (or fixed) τ. max_logit_scale: clip of 1/τ.
       dtype: compute dtype name.
       band_names: band order of the raw series the model expects.
-      indices: vegetation indices turned into recurrence plots, in channel order.
+      indices: spectral indices turned into recurrence plots, in channel order.
       reflectance_scale: raw series are divided by it to give reflectance.
       rp_size: S, the series are resampled to S regular steps → S×S plots.
       rp_normalize / rp_dimension / rp_time_delay / rp_threshold / rp_percentage:
         recurrence-plot options (:func:`pimc_jax.recurrence.recurrence_plot`).
+      rp_channels: plot kinds per index (:data:`pimc_jax.recurrence.PLOT_CHANNELS`);
+        ``("distance",)`` is the paper's plot (and what a checkpoint without the field has).
       image_bands: bands of the image view, in channel order.
       crop_size: k of the k×k image crops.
       image_mean / image_std: per-band statistics used to normalise image crops.
@@ -190,6 +196,7 @@ class ModelSpec:
     rp_time_delay: int = 1
     rp_threshold: str | float | None = None
     rp_percentage: float = 10.0
+    rp_channels: tuple[str, ...] = ("distance",)
     image_bands: tuple[str, ...] = ("B4", "B3", "B2")
     crop_size: int = 32
     image_mean: tuple[float, ...] = (0.0, 0.0, 0.0)
@@ -203,6 +210,11 @@ class ModelSpec:
                 f"image_mean ({len(self.image_mean)}) and image_std ({len(self.image_std)}) "
                 f"need one value per image band {self.image_bands}"
             )
+        unknown = [c for c in self.rp_channels if c not in PLOT_CHANNELS]
+        if unknown or not self.rp_channels:
+            raise ValueError(
+                f"rp_channels must name kinds from {PLOT_CHANNELS}, got {self.rp_channels}"
+            )
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         compute_dtype(self.dtype)
@@ -211,6 +223,53 @@ class ModelSpec:
     def rp_plot_size(self) -> int:
         """Side of the recurrence plot after time-delay embedding."""
         return self.rp_size - (self.rp_dimension - 1) * self.rp_time_delay
+
+    @property
+    def rp_input_channels(self) -> int:
+        """Channels of the RP tower's input: one plot per index and plot kind."""
+        return len(self.indices) * len(self.rp_channels)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ml_collections.ConfigDict,
+        *,
+        band_names: Sequence[str],
+        image_mean: Sequence[float],
+        image_std: Sequence[float],
+    ) -> ModelSpec:
+        """The spec a run builds from ``config.model`` / ``config.data`` and facts of its data.
+
+        ``model.indices`` may be ``"auto"``: it is resolved here, against ``band_names``
+        (:func:`pimc_jax.indices.resolve_indices`), so the spec always lists concrete indices.
+        """
+        model = config.model
+        encoder = lambda block: EncoderSpec(**{k: _tuple(v) for k, v in block.to_dict().items()})
+        indices = model.indices if isinstance(model.indices, str) else tuple(model.indices)
+        channels = model.get("rp_channels", ("distance",))
+        return cls(
+            rp_encoder=encoder(model.rp_encoder),
+            image_encoder=encoder(model.image_encoder),
+            head_hidden_dims=tuple(model.head_hidden_dims),
+            embedding_dim=model.embedding_dim,
+            learnable_temperature=model.learnable_temperature,
+            temperature=model.temperature,
+            dtype=model.dtype,
+            band_names=tuple(band_names),
+            indices=resolve_indices(indices, band_names),
+            reflectance_scale=1.0,
+            rp_size=model.rp_size,
+            rp_normalize=model.rp_normalize,
+            rp_dimension=model.rp_dimension,
+            rp_time_delay=model.rp_time_delay,
+            rp_threshold=model.rp_threshold,
+            rp_percentage=model.rp_percentage,
+            rp_channels=(channels,) if isinstance(channels, str) else tuple(channels),
+            image_bands=tuple(config.data.image_bands),
+            crop_size=config.data.crop_size,
+            image_mean=tuple(float(v) for v in image_mean),
+            image_std=tuple(float(v) for v in image_std),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,6 +28,12 @@ from pimc_jax.indices import vegetation_indices
 
 Threshold = float | str | None
 
+#: Plot channel kinds of :func:`index_recurrence_plots`, each ``(S', S')`` per series:
+#: ``distance`` ``|x_i − x_j|`` (the paper's plot, with the embedding/threshold options),
+#: ``difference`` ``x_j − x_i`` (keeps the direction of change) and ``level``
+#: ``(x_i + x_j) / 2`` (keeps the level; its diagonal is the series itself).
+PLOT_CHANNELS: tuple[str, ...] = ("distance", "difference", "level")
+
 
 def _embedding(value: int | float, n_timestamps: int, name: str) -> int:
     """An embedding parameter as an int, with pyts's rules (a float is a fraction of T)."""
@@ -360,16 +366,27 @@ def index_recurrence_plots(
     time_delay: int | float = 1,
     threshold: Threshold = None,
     percentage: float = 10,
+    channels: Sequence[str] = ("distance",),
 ) -> jnp.ndarray:
-    """Vegetation-index recurrence plots of a batch of pixel series: bands → ``(N, S', S', K)``.
+    """Spectral-index recurrence plots of a batch of pixel series: bands → ``(N, S', S', K·P)``.
 
     Steps, all on device: (1) :func:`~pimc_jax.indices.vegetation_indices`; a sample
     counts if ``mask`` is True, its date is finite and all ``K`` indices are valid (no
     NaN band, no near-zero denominator); (2) the ``K`` index series are resampled with
     :func:`resample_series` onto ``size`` regular steps spanning the pixel's first to
-    last counted date (no counted sample → zeros); (3) :func:`recurrence_plot` per index
-    channel, channels last, with the given embedding/threshold options; ``normalize``
-    scales each unthresholded plot to [0, 1] by its maximum.
+    last counted date (no counted sample → zeros); (3) per index series ``x`` (length
+    ``S``), the ``P = len(channels)`` plot kinds of :data:`PLOT_CHANNELS`:
+
+    - ``distance``: :func:`recurrence_plot` with the given embedding/threshold options
+      (``normalize`` scales each unthresholded plot to [0, 1] by its maximum);
+    - ``difference``: ``R[i, j] = x_j − x_i`` for ``i, j < S'``;
+    - ``level``: ``R[i, j] = (x_i + x_j) / 2`` for ``i, j < S'``.
+
+    ``distance`` alone is the paper's plot. It is blind to the level of the series (a flat
+    forest and a flat bare field give the same zero plot) and to the direction of change
+    (green-up and senescence look alike); ``difference`` and ``level`` keep both, and
+    together they hold the series itself (``x_i = level − difference / 2`` on row ``i``).
+    ``normalize`` and thresholds apply to ``distance`` only.
 
     Args:
       bands: ``(N, T, C)`` reflectance (any leading shape ``(..., T, C)``), NaN = no data.
@@ -401,6 +418,7 @@ def index_recurrence_plots(
         time_delay=time_delay,
         threshold=threshold,
         percentage=percentage,
+        channels=channels,
     )
 
 
@@ -416,6 +434,7 @@ def index_recurrence_plots(
         "time_delay",
         "threshold",
         "percentage",
+        "channels",
     ),
 )
 def _index_recurrence_plots(
@@ -432,6 +451,7 @@ def _index_recurrence_plots(
     time_delay: int | float,
     threshold: Threshold,
     percentage: float,
+    channels: tuple[str, ...],
 ) -> jnp.ndarray:
     bands = jnp.asarray(bands, dtype=jnp.float32)
     dates = jnp.asarray(dates, dtype=jnp.float32)
@@ -446,15 +466,28 @@ def _index_recurrence_plots(
     # One interpolation plan per pixel, shared by its K index channels.
     plan = _interpolation_plan(dates, valid, size)
     series = _apply_plan(values, valid, plan, channels_last=True)  # (..., S, K)
-    return recurrence_plot(
-        series,
-        dimension=dimension,
-        time_delay=time_delay,
-        threshold=threshold,
-        percentage=percentage,
-        normalize=normalize,
-        channels_last=True,
-    )
+    plots = []
+    for kind in channels:
+        if kind == "distance":
+            plots.append(
+                recurrence_plot(
+                    series,
+                    dimension=dimension,
+                    time_delay=time_delay,
+                    threshold=threshold,
+                    percentage=percentage,
+                    normalize=normalize,
+                    channels_last=True,
+                )
+            )
+            continue
+        # Same S' as the embedded distance plot, so the channels stack.
+        m = _embedding(dimension, size, "dimension")
+        tau = _embedding(time_delay, size, "time_delay")
+        states = series[..., : size - (m - 1) * tau, :]
+        rows, cols = states[..., :, None, :], states[..., None, :, :]
+        plots.append(cols - rows if kind == "difference" else 0.5 * (rows + cols))
+    return plots[0] if len(plots) == 1 else jnp.concatenate(plots, axis=-1)
 
 
 __all__ = ["index_recurrence_plots", "recurrence_plot", "resample_series"]

@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from pimc_jax.encode import normalize_crops, series_to_plots
 from pimc_jax.loss import symmetric_infonce
 from pimc_jax.models import PIMC, ModelSpec
+from pimc_jax.preprocessing import normalize_crops, series_to_plots
 
 
 @flax.struct.dataclass

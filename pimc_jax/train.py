@@ -33,7 +33,7 @@ from pimc_jax.data.patches import Patch
 from pimc_jax.data.pipeline import PairBatches, image_statistics
 from pimc_jax.data.sampling import PairSampler
 from pimc_jax.metrics import MetricWriter
-from pimc_jax.models import EncoderSpec, ModelSpec
+from pimc_jax.models import ModelSpec
 from pimc_jax.step import (
     TrainState,
     create_train_state,
@@ -41,43 +41,6 @@ from pimc_jax.step import (
     make_optimizer,
     make_parallel_step,
 )
-
-
-def model_spec_from_config(
-    config: ml_collections.ConfigDict,
-    *,
-    band_names: tuple[str, ...],
-    image_mean: tuple[float, ...],
-    image_std: tuple[float, ...],
-) -> ModelSpec:
-    """Builds the static :class:`ModelSpec` from ``config.model``/``config.data`` and data facts."""
-    model = config.model
-    return ModelSpec(
-        rp_encoder=EncoderSpec(**_tuples(model.rp_encoder.to_dict())),
-        image_encoder=EncoderSpec(**_tuples(model.image_encoder.to_dict())),
-        head_hidden_dims=tuple(model.head_hidden_dims),
-        embedding_dim=model.embedding_dim,
-        learnable_temperature=model.learnable_temperature,
-        temperature=model.temperature,
-        dtype=model.dtype,
-        band_names=tuple(band_names),
-        indices=tuple(model.indices),
-        reflectance_scale=1.0,
-        rp_size=model.rp_size,
-        rp_normalize=model.rp_normalize,
-        rp_dimension=model.rp_dimension,
-        rp_time_delay=model.rp_time_delay,
-        rp_threshold=model.rp_threshold,
-        rp_percentage=model.rp_percentage,
-        image_bands=tuple(config.data.image_bands),
-        crop_size=config.data.crop_size,
-        image_mean=tuple(float(v) for v in image_mean),
-        image_std=tuple(float(v) for v in image_std),
-    )
-
-
-def _tuples(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +59,7 @@ def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
         config.data, process_index=jax.process_index(), process_count=jax.process_count()
     )
     image_mean, image_std = image_statistics(patches, tuple(config.data.image_bands))
-    spec = model_spec_from_config(
+    spec = ModelSpec.from_config(
         config, band_names=patches[0].band_names, image_mean=image_mean, image_std=image_std
     )
     sampler = PairSampler(

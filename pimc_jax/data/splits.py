@@ -37,3 +37,34 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) 
             start += size
         parts[-1].append(rows[start:])
     return [np.sort(np.concatenate(p)) if p else np.zeros((0,), np.int64) for p in parts]
+
+
+def stratified_folds(labels: np.ndarray, num_folds: int, seed: int) -> list[np.ndarray]:
+    """Seeded stratified k-fold: ``range(N)`` dealt into ``num_folds`` disjoint folds.
+
+    Within each class (in label order) the rows are permuted by one
+    ``numpy.random.default_rng(seed)`` generator shared across classes and dealt round
+    robin, continuing from the fold where the previous class stopped, so every fold gets
+    ``⌊n_k / F⌋`` or ``⌈n_k / F⌉`` rows of class ``k`` and the fold sizes differ by at most
+    one. A class with fewer than ``num_folds`` rows is missing from some folds.
+
+    Args:
+      labels: ``(N,)`` class of each row.
+      num_folds: ``F >= 2``.
+      seed: seed of the generator.
+
+    Returns:
+      ``F`` sorted int64 index arrays whose union is ``range(N)``.
+    """
+    labels = np.asarray(labels)
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int | np.integer) or num_folds < 2:
+        raise ValueError(f"num_folds must be an int >= 2, got {num_folds!r}")
+    rng = np.random.default_rng(seed)
+    folds: list[list[np.ndarray]] = [[] for _ in range(num_folds)]
+    offset = 0
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        for position, row in enumerate(rows):
+            folds[(offset + position) % num_folds].append(np.asarray([row]))
+        offset = (offset + rows.size) % num_folds
+    return [np.sort(np.concatenate(f)) if f else np.zeros((0,), np.int64) for f in folds]

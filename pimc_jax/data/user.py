@@ -9,9 +9,13 @@ One NumPy ``.npz`` file (``numpy.savez``; no pickled objects) with the arrays
     ``band_names``   (C,) strings naming the bands, e.g. ``["B2", "B3", "B4", "B8"]``:
                      Sentinel-2 names (``B1``..``B12``, ``B8A``; zero-padded forms such
                      as ``B02`` too) or ``BLUE``, ``GREEN``, ``RED``, ``NIR``, ``MIR``
-                     (e.g. for MODIS), any case; ``BLUE``/``GREEN``/``RED``/``NIR`` stand
-                     for B2/B3/B4/B8, so a name may appear once only. Vegetation indices
-                     need blue, red and NIR.
+                     (e.g. for MODIS), ``SWIR1``/``SWIR2``, any case; ``BLUE``/``GREEN``/
+                     ``RED``/``NIR``/``SWIR1``/``SWIR2`` stand for B2/B3/B4/B8/B11/B12 and
+                     ``MIR`` for B12, so a name may appear once only. A band may also be a
+                     ready-made index series named ``NDVI``, ``EVI``, ``SAVI``, ``NDMI``,
+                     ``NBR``, ``NDRE`` or ``NDWI`` (e.g. an NDVI-only stack). Indices are
+                     computed from the bands they need where those exist
+                     (:mod:`pimc_jax.indices`).
     ``dates``        (T,) dates shared by all pixels, or (N, T) one row per pixel, either
                      as integer days (any origin, e.g. days since 1970-01-01 or day of
                      year) or as ISO date strings ``"2019-04-01"`` (converted to days
@@ -68,20 +72,23 @@ from typing import Any
 import numpy as np
 
 from pimc_jax.data.patches import Patch
-from pimc_jax.indices import BAND_TABLES, canonical_band_name, resolve_band_names
+from pimc_jax.indices import BAND_TABLES, INDEX_NAMES, canonical_band_name, resolve_band_names
 
 _S2_BANDS = frozenset({*(f"B{number}" for number in range(1, 13)), "B8A"})
 #: Canonical names accepted in user files: Sentinel-2 bands, every name of the band
-#: tables (MODIS ``BLUE``, ``RED``, ``NIR``, ``MIR``) and the aliases, which
-#: :func:`~pimc_jax.indices.canonical_band_name` maps onto Sentinel-2 bands.
-_KNOWN_BANDS = _S2_BANDS | {
-    canonical_band_name(name) for names in BAND_TABLES.values() for name in names
-}
+#: tables (MODIS ``BLUE``, ``RED``, ``NIR``, ``MIR``), the aliases, which
+#: :func:`~pimc_jax.indices.canonical_band_name` maps onto Sentinel-2 bands, and
+#: ready-made index series (``NDVI``, ``EVI``, ...; :data:`~pimc_jax.indices.INDEX_NAMES`).
+_KNOWN_BANDS = (
+    _S2_BANDS
+    | {canonical_band_name(name) for names in BAND_TABLES.values() for name in names}
+    | {name.upper() for name in INDEX_NAMES}
+)
 _LAYOUTS = ("THWC", "TCHW")
 
 
 def is_known_band_name(name: str) -> bool:
-    """Whether ``name`` is a Sentinel-2 or MODIS band name or an alias (module docstring)."""
+    """Whether ``name`` is a Sentinel-2 or MODIS band, an alias or an index (module docstring)."""
     return canonical_band_name(name) in _KNOWN_BANDS
 
 
@@ -140,7 +147,8 @@ def _band_names(value: Any, num_bands: int, where: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(
             f"{where}: unknown band names {unknown}; use Sentinel-2 names (B1..B12, B8A, "
-            "or zero-padded B01..B12, B08A) or BLUE, GREEN, RED, NIR, MIR"
+            "or zero-padded B01..B12, B08A), BLUE, GREEN, RED, NIR, SWIR1, SWIR2, MIR, "
+            "or an index name (NDVI, EVI, ...)"
         )
     try:
         return resolve_band_names(names)  # rejects two names for the same band

@@ -16,7 +16,7 @@ large target values, which dominate the RMSE.
 Models, all scored on the same test windows:
 
 * ``pimc``: the recurrence plot of the input observations (raw bands on the input dates →
-  :func:`pimc_jax.encode.series_to_plots`) → RP backbone → linear head predicting
+  :func:`pimc_jax.preprocessing.series_to_plots`) → RP backbone → linear head predicting
   ``horizon × K`` values; ``protocol="linear"`` fits the head by ridge on frozen
   features, ``"finetune"`` trains backbone and head (MSE, AdamW).
 * ``ridge_1d``: ridge regression on the raw z-scored 1-D input series (``input_length × K``

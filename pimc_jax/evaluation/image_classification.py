@@ -39,6 +39,7 @@ from pimc_jax.evaluation.pixel_classification import (
     stratified_split,
 )
 from pimc_jax.indices import BAND_TABLES, canonical_band_name
+from pimc_jax.models import ModelSpec
 
 IMAGE_SOURCES: tuple[str, ...] = ("synthetic", "eurosat")
 NORMALIZATIONS: tuple[str, ...] = ("auto", "train_split", "checkpoint")
@@ -156,11 +157,10 @@ class ImageClassification:
 
     def random_params(self) -> PIMCParams:
         """Fresh parameters: config.model, ``data.image_bands``, train-split statistics."""
-        from pimc_jax.train import model_spec_from_config
 
         bands = tuple(self.config.data.image_bands)
         mean, std = band_mean_std(self.splits(bands)[0]["image"])
-        spec = model_spec_from_config(
+        spec = ModelSpec.from_config(
             self.config, band_names=BAND_TABLES["pastis"], image_mean=mean, image_std=std
         )
         return init_params(spec, self.config.seed)

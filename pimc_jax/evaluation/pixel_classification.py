@@ -28,9 +28,10 @@ import numpy as np
 from pimc_jax.data import load_patches
 from pimc_jax.data.pipeline import image_statistics
 from pimc_jax.data.sampling import pixel_dataset
-from pimc_jax.data.splits import stratified_split
+from pimc_jax.data.splits import stratified_folds, stratified_split
 from pimc_jax.encode import PIMCParams, encode, init_params
 from pimc_jax.evaluation import common
+from pimc_jax.models import ModelSpec
 
 SERIES_KEYS: tuple[str, ...] = ("bands", "dates", "mask")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -110,15 +111,40 @@ def _npz_arrays(path: str, require_labels: bool) -> tuple[dict[str, np.ndarray],
     return arrays, pixels
 
 
+def seeded_split_rows(
+    labels: np.ndarray, data: ml_collections.ConfigDict, *, with_test: bool
+) -> list[np.ndarray]:
+    """Row indices of train, val[, test], seeded and stratified by class.
+
+    With ``data.cv_folds = F > 1`` the test split is fold ``data.cv_fold`` of
+    :func:`stratified_folds`; otherwise it takes ``data.test_fraction`` of each class. Val
+    then takes ``data.val_fraction`` of each class of the rest (:func:`stratified_split`).
+    """
+    labels = np.asarray(labels)
+    seed = data.eval_seed
+    val_fraction = float(data.get("val_fraction", 0.2))
+    num_folds = int(data.get("cv_folds", 0))
+    if with_test and num_folds > 1:
+        fold = int(data.get("cv_fold", 0))
+        if not 0 <= fold < num_folds:
+            raise ValueError(f"data.cv_fold must be in [0, {num_folds}), got {fold}")
+        test_rows = stratified_folds(labels, num_folds, seed)[fold]
+        rest = np.setdiff1d(np.arange(labels.shape[0]), test_rows)
+        val_part, train_part = stratified_split(labels[rest], [val_fraction], seed)
+        return [rest[train_part], rest[val_part], test_rows]
+    fractions = [val_fraction]
+    if with_test:
+        fractions.append(float(data.get("test_fraction", 0.2)))
+    *held_out, train_rows = stratified_split(labels, fractions, seed)
+    return [train_rows, *held_out]
+
+
 def _seeded_split(
     arrays: dict[str, np.ndarray], data: ml_collections.ConfigDict, *, with_test: bool
 ) -> list[dict[str, np.ndarray]]:
-    """Train, val[, test] by :func:`stratified_split` (``data.val_fraction``, ``test_fraction``)."""
-    fractions = [float(data.get("val_fraction", 0.2))]
-    if with_test:
-        fractions.append(float(data.get("test_fraction", 0.2)))
-    *held_out, train_rows = stratified_split(arrays["labels"], fractions, data.eval_seed)
-    return [_subset(arrays, rows) for rows in (train_rows, *held_out)]
+    """Train, val[, test] subsets of ``arrays`` by :func:`seeded_split_rows`."""
+    rows = seeded_split_rows(arrays["labels"], data, with_test=with_test)
+    return [_subset(arrays, r) for r in rows]
 
 
 def _npz_splits(
@@ -168,6 +194,20 @@ def _patch_splits(
     return splits, patches[0].band_names, image_mean, image_std
 
 
+def excluded_classes(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """Classes left out: ``exclude_classes``, else PASTIS's convention for PASTIS-like sources.
+
+    Labels of the user's own files (``npz``, ``patches``) are the user's: nothing is left
+    out unless ``exclude_classes`` says so.
+    """
+    given = config.get("exclude_classes")
+    if given is not None:
+        return tuple(int(k) for k in given)
+    if config.data.name in ("pastis", "synthetic"):
+        return tuple(int(k) for k in config.get("pastis_exclude_classes", ()))
+    return ()
+
+
 def load_pixel_splits(
     config: ml_collections.ConfigDict, *, require_labels: bool = True
 ) -> PixelSplits:
@@ -178,7 +218,7 @@ def load_pixel_splits(
         folds that overlap.
     """
     data = config.data
-    exclude = tuple(config.get("exclude_classes", ()))
+    exclude = excluded_classes(config)
     if data.name == "npz":
         splits, band_names, given_names = _npz_splits(config, exclude, require_labels)
         # Pixel files hold no images; the image tower is unused here anyway.
@@ -212,9 +252,8 @@ def random_params(
     image_std: Sequence[float],
 ) -> PIMCParams:
     """The ``init_from=random`` baseline: fresh parameters from ``config.model``/``config.data``."""
-    from pimc_jax.train import model_spec_from_config
 
-    spec = model_spec_from_config(
+    spec = ModelSpec.from_config(
         config,
         band_names=tuple(band_names),
         image_mean=tuple(image_mean),
@@ -274,6 +313,7 @@ def classify(
             f"config.protocol must be one of {common.PROTOCOLS}, got {config.protocol!r}"
         )
     forward = common.tower_forward(params.spec, tower, band_names)
+    tune = config.finetune
     trained = common.train_supervised(
         forward,
         common.tower_params(params, tower, num_classes),
@@ -281,12 +321,29 @@ def classify(
         train["labels"],
         loss="cross_entropy",
         tower=tower,
+        class_weights=common.class_weights(
+            train["labels"], num_classes, tune.get("class_weighting", "none")
+        ),
+        augment=common.series_augmentation(config) if tower == "rp" else None,
+        validation=(inputs_fn(val), val["labels"]) if val["labels"].size else None,
+        score_fn=lambda logits, labels: selection_score(labels, np.argmax(logits, -1), num_classes),
         **common.finetune_settings(config),
     )
     out = {"test_predictions": np.argmax(common.predict(forward, trained, inputs_fn(test)), -1)}
     if val["labels"].size:
         out["val_predictions"] = np.argmax(common.predict(forward, trained, inputs_fn(val)), -1)
     return out
+
+
+def selection_score(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
+    """Validation score for model selection: the mean of overall accuracy and macro-F1.
+
+    Accuracy alone favours the majority class of an imbalanced set; macro-F1 alone is
+    noisy on small validation splits; their mean keeps both in view.
+    """
+    confusion = common.confusion_matrix(labels, predictions, num_classes)
+    scores = common.classification_metrics(confusion)
+    return 0.5 * (scores["overall_accuracy"] + scores["macro_f1"])
 
 
 def classification_results(

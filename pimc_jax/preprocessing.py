@@ -1,0 +1,119 @@
+"""Model inputs from raw views, one definition for training, evaluation and inference.
+
+* :func:`series_to_plots`: raw band series → the RP tower's input plots.
+* :func:`normalize_crops`: reflectance crops → the image tower's standardised input.
+* :func:`augment_series`: random, label-preserving changes of a batch of band series
+  (date dropout, date jitter, reflectance noise), a pure function of its key.
+
+All are pure ``jax.numpy`` and jittable; the :class:`~pimc_jax.models.ModelSpec` says how
+to preprocess, so a model sees identical inputs wherever it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from pimc_jax import recurrence
+from pimc_jax.models import ModelSpec
+
+
+def series_to_plots(
+    spec: ModelSpec,
+    bands: jax.Array,
+    dates: jax.Array,
+    mask: jax.Array,
+    band_names: Sequence[str] | None = None,
+) -> jax.Array:
+    """Raw band series → index recurrence plots, the RP tower's input (jittable).
+
+    Args:
+      spec: model spec (indices, plot size, kinds and options, reflectance scale).
+      bands: ``(N, T, C)`` float band values (divided by ``spec.reflectance_scale``
+        to give reflectance); NaN marks no-data.
+      dates: ``(N, T)`` float days (only differences matter).
+      mask: ``(N, T)`` bool, True for real acquisitions.
+      band_names: names of the ``C`` bands; default ``spec.band_names``.
+
+    Returns:
+      ``(N, S', S', K·P)`` float32 plots, ``K = len(spec.indices)``,
+      ``P = len(spec.rp_channels)``.
+    """
+    return recurrence.index_recurrence_plots(
+        bands,
+        dates,
+        mask,
+        band_names=tuple(band_names if band_names is not None else spec.band_names),
+        size=spec.rp_size,
+        indices=spec.indices,
+        scale=spec.reflectance_scale,
+        normalize=spec.rp_normalize,
+        dimension=spec.rp_dimension,
+        time_delay=spec.rp_time_delay,
+        threshold=spec.rp_threshold,
+        percentage=spec.rp_percentage,
+        channels=spec.rp_channels,
+    )
+
+
+def normalize_crops(spec: ModelSpec, image: jax.Array) -> jax.Array:
+    """``(N, k, k, C)`` reflectance crops → per-band standardised float32; NaN → 0 (the mean)."""
+    chex.assert_rank(image, 4)
+    mean = jnp.asarray(spec.image_mean, jnp.float32)
+    std = jnp.asarray(spec.image_std, jnp.float32)
+    normalized = (image.astype(jnp.float32) - mean) / std
+    return jnp.where(jnp.isfinite(normalized), normalized, 0.0)
+
+
+def augment_series(
+    rng: jax.Array,
+    bands: jax.Array,
+    dates: jax.Array,
+    mask: jax.Array,
+    *,
+    date_dropout: float = 0.0,
+    date_jitter_days: float = 0.0,
+    noise_std: float = 0.0,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Random label-preserving changes of band series; a pure function of ``rng``.
+
+    - ``date_dropout``: each real acquisition is dropped (``mask`` False) with this
+      probability, as a cloud would; a series keeps at least its two best-drawn dates,
+      so none is emptied.
+    - ``date_jitter_days``: each date moves by ``U(−j, j)`` days (keep ``j`` under half the
+      revisit interval so dates stay ordered).
+    - ``noise_std``: each band value is multiplied by ``1 + N(0, noise_std)`` (relative
+      radiometric noise; the index ratios are unchanged by a common factor, so the noise
+      is drawn per band).
+
+    Args:
+      rng: PRNG key.
+      bands: ``(N, T, C)`` float band values (NaN = no data).
+      dates: ``(N, T)`` float days.
+      mask: ``(N, T)`` bool.
+
+    Returns:
+      ``(bands, dates, mask)`` with the input shapes; dtypes float32, float32, bool.
+    """
+    chex.assert_rank(bands, 3)
+    chex.assert_rank([dates, mask], 2)
+    dropout_key, jitter_key, noise_key = jax.random.split(rng, 3)
+    bands = jnp.asarray(bands, jnp.float32)
+    dates = jnp.asarray(dates, jnp.float32)
+    mask = jnp.asarray(mask, bool)
+    if date_dropout > 0:
+        draw = jax.random.uniform(dropout_key, mask.shape)
+        # The two largest draws of each series are never dropped.
+        second_largest = jnp.sort(jnp.where(mask, draw, -1.0), axis=-1)[..., -2:-1]
+        mask = mask & ((draw >= date_dropout) | (draw >= second_largest))
+    if date_jitter_days > 0:
+        shift = jax.random.uniform(
+            jitter_key, dates.shape, minval=-date_jitter_days, maxval=date_jitter_days
+        )
+        dates = dates + shift
+    if noise_std > 0:
+        bands = bands * (1.0 + noise_std * jax.random.normal(noise_key, bands.shape))
+    return bands, dates, mask
