@@ -425,7 +425,7 @@ class PairSampler:
       mean, std: ``(Ci,)`` per-band image statistics. When given, crops are normalised
         here with :func:`normalize_image` (zero mean, unit std, no-data → 0). When both
         are None the crops stay reflectance (NaN = no-data) for a model that normalises
-        them itself (:func:`pimc_jax.encode.normalize_crops`, whose statistics come from
+        them itself (:func:`pimc_jax.preprocessing.normalize_crops`, whose statistics come from
         :func:`band_statistics`), so training and dense encoding see the same input.
       seed: seed of the generator used when :meth:`sample_batch` gets no ``rng``.
     """
