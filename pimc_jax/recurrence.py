@@ -394,14 +394,25 @@ def index_recurrence_plots(
       mask: ``(N, T)`` bool, True = real acquisition.
       band_names: table name or ``C`` band names.
       size: number of resampled steps ``S``.
-      indices: index names, one output channel each.
+      indices: index names (:data:`pimc_jax.indices.INDEX_NAMES`).
       scale, normalize, dimension, time_delay, threshold, percentage: see
         :func:`~pimc_jax.indices.vegetation_indices` and :func:`recurrence_plot`.
+      channels: plot kinds, in output order, each at most once.
 
     Returns:
-      ``(N, S', S', K)`` float32 with ``S' = S − (m − 1)τ``.
+      ``(N, S', S', K·P)`` float32 with ``S' = S − (m − 1)τ``; channel ``p·K + k`` is kind
+      ``channels[p]`` of index ``k``.
+
+    Raises:
+      ValueError: an unknown or repeated plot kind, or see the functions above.
     """
     _check_size(size)
+    channels = tuple(channels)
+    unknown = [c for c in channels if c not in PLOT_CHANNELS]
+    if unknown or not channels or len(set(channels)) != len(channels):
+        raise ValueError(
+            f"plot channels must be distinct names from {PLOT_CHANNELS}, got {channels}"
+        )
     # Tuples, so that the configuration is hashable as static jit arguments.
     if not isinstance(band_names, str):
         band_names = tuple(band_names)

@@ -30,7 +30,9 @@ from tiny_configs import ROOT, load_config, tiny_pretrain_config
 from pimc_jax import launcher
 from pimc_jax.evaluation import common
 from pimc_jax.evaluation.forecasting import forecast_windows
-from pimc_jax.evaluation.pixel_classification import stratified_split
+from pimc_jax.data.splits import stratified_folds
+from pimc_jax.data.user import load_pixel_npz
+from pimc_jax.evaluation.pixel_classification import load_pixel_splits, stratified_split
 
 TOTAL_STEPS = 6
 CHECKPOINT_EVERY = 3
@@ -374,3 +376,107 @@ def test_cli_restores_four_device_checkpoint_on_one_device(pretrain_dir, tmp_pat
     # Same parameters restored on 1 device as on 4: the same probe results.
     expected = read_results(tmp_path / "in_process")["metrics"]
     assert results["metrics"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_stratified_folds_partition_and_balance():
+    labels = np.repeat(np.arange(4), [23, 7, 3, 11])
+    folds = stratified_folds(labels, 5, seed=2)
+    joined = np.concatenate(folds)
+    np.testing.assert_array_equal(np.sort(joined), np.arange(labels.size))  # disjoint, complete
+    counts = np.stack([np.bincount(labels[f], minlength=4) for f in folds])
+    assert (counts.max(axis=0) - counts.min(axis=0) <= 1).all()  # each class spread evenly
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    assert [list(f) for f in stratified_folds(labels, 5, seed=2)] == [list(f) for f in folds]
+
+
+def test_class_weights_match_sklearn_balanced():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.repeat([0, 2, 3], [50, 5, 20])
+    balanced = compute_class_weight("balanced", classes=np.array([0, 2, 3]), y=labels)
+    got = common.class_weights(labels, 5, "inverse")
+    np.testing.assert_allclose(got[[0, 2, 3]], balanced, rtol=1e-6)
+    assert got[1] == got[4] == 0  # absent classes
+    sqrt = common.class_weights(labels, 5, "sqrt_inverse")
+    expected = np.array([50, 5, 20]) ** -0.5
+    np.testing.assert_allclose(sqrt[[0, 2, 3]], expected * 75 / (expected * [50, 5, 20]).sum())
+    np.testing.assert_array_equal(common.class_weights(labels, 5, "none")[[0, 2, 3]], 1.0)
+
+
+def test_train_supervised_keeps_the_best_validation_step():
+    rng = np.random.default_rng(0)
+    inputs = {"x": rng.normal(size=(32, 3)).astype(np.float32)}
+    targets = (inputs["x"] @ np.array([[1.0], [-2.0], [0.5]])).astype(np.float32)
+    forward = lambda params, batch: batch["x"] @ params["w"]
+    start = {"w": np.zeros((3, 1), np.float32)}
+    settings = dict(
+        loss="mse", batch_size=8, learning_rate=0.05, weight_decay=0.0, warmup_steps=0, seed=0
+    )
+    seen = []
+
+    def prefers_the_second_check(outputs, y):
+        seen.append(np.array(outputs))
+        return 1.0 if len(seen) == 2 else 0.0
+
+    chosen = common.train_supervised(
+        forward,
+        start,
+        inputs,
+        targets,
+        steps=20,
+        validation=(inputs, targets),
+        score_fn=prefers_the_second_check,
+        eval_every_steps=4,
+        **settings,
+    )
+    assert len(seen) == 5  # steps 4, 8, 12, 16, 20
+    # The returned parameters are those scored at the second check (step 8).
+    np.testing.assert_allclose(inputs["x"] @ np.asarray(chosen["w"]), seen[1], rtol=1e-6)
+    last = common.train_supervised(forward, start, inputs, targets, steps=20, **settings)
+    np.testing.assert_allclose(inputs["x"] @ np.asarray(last["w"]), seen[-1], rtol=1e-6)
+    assert not np.allclose(seen[1], seen[-1])
+    # Ties keep the latest; the default score is minus the validation loss.
+    tied = common.train_supervised(
+        forward,
+        start,
+        inputs,
+        targets,
+        steps=20,
+        validation=(inputs, targets),
+        score_fn=lambda outputs, y: 0.0,
+        eval_every_steps=4,
+        **settings,
+    )
+    np.testing.assert_allclose(tied["w"], last["w"], rtol=1e-6)
+    best_loss = common.train_supervised(
+        forward,
+        start,
+        inputs,
+        targets,
+        steps=20,
+        validation=(inputs, targets),
+        eval_every_steps=4,
+        **settings,
+    )  # the loss falls all the way on this convex problem: the last step
+    np.testing.assert_allclose(best_loss["w"], last["w"], rtol=1e-6)
+
+
+def test_npz_keeps_every_class_and_cv_fold_splits(tmp_path):
+    write_user_npz(tmp_path / "pixels.npz", num_pixels=50, num_dates=6, num_classes=3)
+    config = eval_config("eval_pastis_classification", "random", "linear")
+    config.data.update(dict(name="npz", path=str(tmp_path / "pixels.npz"), cv_folds=5))
+    labels = load_pixel_npz(tmp_path / "pixels.npz").labels
+    seen = []
+    for fold in range(5):
+        config.data.cv_fold = fold
+        splits = load_pixel_splits(config)
+        assert set(np.unique(splits.train["labels"])) == set(np.unique(labels))  # 0 kept
+        assert (
+            len(splits.train["labels"]) + len(splits.val["labels"]) + len(splits.test["labels"])
+            == labels.size
+        )
+        seen.append(splits.test["bands"])
+    # The five test folds hold every pixel once.
+    assert sum(len(s) for s in seen) == labels.size
+    config.exclude_classes = (0,)
+    assert 0 not in load_pixel_splits(config).train["labels"]

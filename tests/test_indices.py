@@ -9,8 +9,10 @@ import pytest
 
 from pimc_jax.indices import (
     BAND_TABLES,
+    INDEX_NAMES,
     band_index,
     canonical_band_name,
+    resolve_indices,
     vegetation_indices,
 )
 
@@ -161,3 +163,52 @@ def test_jit_with_static_names():
         np.asarray(vegetation_indices(bands, "eurosat", ("ndvi",))),
         rtol=1e-6,
     )
+
+
+# Positions in the PASTIS table (B2,B3,B4,B5,B6,B7,B8,B8A,B11,B12), written out by hand.
+_PASTIS = {"B3": 1, "B5": 3, "B8": 6, "B11": 8, "B12": 9}
+
+
+@pytest.mark.parametrize(
+    "index, a, b",
+    [("ndmi", "B8", "B11"), ("nbr", "B8", "B12"), ("ndre", "B8", "B5"), ("ndwi", "B3", "B8")],
+)
+def test_normalised_difference_indices_match_numpy(index, a, b):
+    bands = np.random.default_rng(3).uniform(0.01, 0.6, (4, 7, 10)).astype(np.float32)
+    first, second = bands[..., _PASTIS[a]].astype(np.float64), bands[..., _PASTIS[b]]
+    expected = (first - second) / (first + second)
+    got = vegetation_indices(bands * 10_000, "pastis", (index,), scale=10_000.0)
+    np.testing.assert_allclose(np.asarray(got)[..., 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ready_made_index_band_is_read_as_is():
+    ndvi = np.random.default_rng(4).uniform(-0.2, 0.9, (5, 6, 1)).astype(np.float32)
+    ndvi[0, 2, 0] = np.nan
+    values, valid = vegetation_indices(ndvi, ("NDVI",), ("ndvi",), return_mask=True)
+    expected = np.where(np.isnan(ndvi[..., 0]), 0.0, ndvi[..., 0])
+    np.testing.assert_array_equal(np.asarray(values)[..., 0], expected)
+    assert not bool(valid[0, 2]) and int(np.asarray(valid).sum()) == 29
+    # Scaled integer NDVI (MODIS stores NDVI × 10 000).
+    scaled = vegetation_indices(np.round(ndvi * 10_000), ("ndvi",), ("ndvi",), scale=10_000.0)
+    np.testing.assert_allclose(np.asarray(scaled)[1:, ..., 0], ndvi[1:, ..., 0], atol=1e-4)
+
+
+def test_resolve_indices_auto_follows_the_bands():
+    assert resolve_indices("auto", "pastis") == INDEX_NAMES
+    # MODIS MOD13: blue, red, NIR and MIR (2.1 µm, an alias of B12): no SWIR1, green or B5.
+    assert resolve_indices(("auto",), "modis") == ("ndvi", "evi", "savi", "nbr")
+    assert resolve_indices("auto", ("NDVI",)) == ("ndvi",)
+    assert resolve_indices(("auto",), ("B4", "B8")) == ("ndvi", "savi")
+    assert resolve_indices(("ndvi", "nbr"), ("RED", "NIR", "SWIR2")) == ("ndvi", "nbr")
+    with pytest.raises(ValueError, match=r"\['evi'\] need bands"):
+        resolve_indices(("ndvi", "evi"), ("B4", "B8"))
+    with pytest.raises(ValueError, match="no spectral index"):
+        resolve_indices("auto", ("B11", "B12"))
+    with pytest.raises(ValueError, match="unknown index"):
+        resolve_indices(("lai",), "pastis")
+
+
+def test_swir_and_mir_aliases():
+    assert canonical_band_name("SWIR1") == "B11"
+    assert canonical_band_name("swir2") == "B12" == canonical_band_name("MIR")
+    assert band_index("modis", "B12") == 3

@@ -261,3 +261,75 @@ def test_index_recurrence_plots_shape_errors():
         index_recurrence_plots(
             bands, np.zeros((2, 5)), np.ones((2, 5), bool), band_names="pastis", size=0
         )
+
+
+def test_plot_channels_difference_and_level_match_numpy():
+    rng = np.random.default_rng(8)
+    n, t, size = 5, 11, 9
+    dates, mask = _irregular_batch(rng, n, t)
+    bands = rng.uniform(0.02, 0.5, size=(n, t, 10)).astype(np.float32)
+    distance = numpy_index_plots(bands, dates, mask, size)  # normalised |x_i - x_j|
+    # The resampled index series, written out with np.interp.
+    blue, red, nir = (bands[..., p].astype(np.float64) for p in (0, 2, 6))  # PASTIS B2, B4, B8
+    indices = np.stack(
+        [
+            (nir - red) / (nir + red),
+            2.5 * (nir - red) / (nir + 6 * red - 7.5 * blue + 1),
+            1.5 * (nir - red) / (nir + red + 0.5),
+        ],
+        axis=-1,
+    )
+    series = np.stack(
+        [
+            np.stack([numpy_resample(indices[i, :, k], dates[i], mask[i], size) for k in range(3)])
+            for i in range(n)
+        ]
+    ).transpose(0, 2, 1)  # (n, S, K)
+    difference = series[:, None, :, :] - series[:, :, None, :]  # [i, j] = x_j - x_i
+    level = (series[:, :, None, :] + series[:, None, :, :]) / 2
+    got = index_recurrence_plots(
+        bands,
+        dates,
+        mask,
+        band_names="pastis",
+        size=size,
+        channels=("level", "distance", "difference"),
+    )
+    assert got.shape == (n, size, size, 9)
+    np.testing.assert_allclose(np.asarray(got[..., 0:3]), level, atol=ATOL)
+    np.testing.assert_allclose(np.asarray(got[..., 3:6]), distance, atol=ATOL)
+    np.testing.assert_allclose(np.asarray(got[..., 6:9]), difference, atol=ATOL)
+    # Level's diagonal is the series itself; a flat series has a zero distance plot but not
+    # a zero level plot (what the paper's plot cannot tell apart).
+    np.testing.assert_allclose(
+        np.diagonal(np.asarray(got[..., 0]), axis1=1, axis2=2), series[..., 0], atol=ATOL
+    )
+
+
+def test_plot_channels_follow_the_embedding_size():
+    bands = np.random.default_rng(9).uniform(0.02, 0.5, (2, 8, 10)).astype(np.float32)
+    dates, mask = np.tile(np.arange(8.0), (2, 1)), np.ones((2, 8), bool)
+    got = index_recurrence_plots(
+        bands,
+        dates,
+        mask,
+        band_names="pastis",
+        size=8,
+        dimension=2,
+        time_delay=2,
+        channels=("distance", "level"),
+    )
+    assert got.shape == (2, 6, 6, 6)
+
+
+@pytest.mark.parametrize("channels", [(), ("distance", "distance"), ("slope",)])
+def test_bad_plot_channels_raise(channels):
+    with pytest.raises(ValueError, match="plot channels"):
+        index_recurrence_plots(
+            np.zeros((1, 4, 10), np.float32),
+            np.zeros((1, 4)),
+            np.ones((1, 4), bool),
+            band_names="pastis",
+            size=4,
+            channels=channels,
+        )
