@@ -28,10 +28,10 @@ from sklearn.metrics import f1_score
 from tiny_configs import ROOT, load_config, tiny_pretrain_config
 
 from pimc_jax import launcher
-from pimc_jax.evaluation import common
-from pimc_jax.evaluation.forecasting import forecast_windows
 from pimc_jax.data.splits import stratified_folds
 from pimc_jax.data.user import load_pixel_npz
+from pimc_jax.evaluation import common
+from pimc_jax.evaluation.forecasting import forecast_windows
 from pimc_jax.evaluation.pixel_classification import load_pixel_splits, stratified_split
 
 TOTAL_STEPS = 6
