@@ -15,8 +15,9 @@ with fewer members than folds are dropped and listed. Every row sees the same fo
   ``configs/eval_pastis_classification.py`` with ``data.name=npz``, ``protocol=finetune``,
   ``data.cv_folds=F`` and ``data.cv_fold=i`` does it (the defaults of that config).
 - ``pimc_paper``: the same with the paper's representation (the ``:paper`` variant).
-- with ``--init_from``: ``pimc_pretrained`` (fine-tuned from that checkpoint) and
-  ``pimc_pretrained_linear`` (its frozen features, logistic-regression probe).
+- with ``--init_from``: ``pimc_pretrained`` (fine-tuned from that checkpoint),
+  ``pimc_pretrained_linear`` (its frozen features, logistic-regression probe) and
+  ``pimc_linear`` (the same probe on a random-init encoder, the baseline of the last).
 
 The learned rows hold out ``data.val_fraction`` of the training folds for their own model
 selection (the best validation step, the probe's L2), so they fit on less data than the
@@ -169,7 +170,7 @@ def main() -> None:
 
     rows = [r for r in args.rows.split(",") if r]
     if args.init_from:
-        rows += ["pimc_pretrained", "pimc_pretrained_linear"]
+        rows += ["pimc_linear", "pimc_pretrained", "pimc_pretrained_linear"]
     results: dict[str, list[tuple[float, float]]] = {row: [] for row in rows}
     seconds: dict[str, float] = dict.fromkeys(rows, 0.0)
     folds = stratified_folds(labels[kept], args.folds, args.eval_seed)
@@ -180,7 +181,7 @@ def main() -> None:
                 start = time.perf_counter()
                 variant = "paper" if row == "pimc_paper" else ""
                 config = _config(variant, args, fold, seed)
-                if row == "pimc_pretrained_linear":
+                if row.endswith("_linear"):
                     config.protocol = "linear"
                 if row == "rf":
                     train_rows = np.setdiff1d(kept, test_rows)

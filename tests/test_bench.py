@@ -47,3 +47,27 @@ def test_train_step_bench_one_and_two_devices():
 def test_input_pipeline_bench():
     out = _run("bench/input_pipeline.py", "--batches", "3", "--threads", "1")
     assert _ratio(out, "ratio delivered/consumed:") > 0
+
+
+def test_pixel_benchmark_rows_share_folds(tmp_path):
+    from fixtures import write_user_npz
+
+    path = tmp_path / "pixels.npz"
+    write_user_npz(path, num_pixels=40, num_dates=6, num_classes=3)
+    out = _run(
+        "bench/pixel_benchmark.py",
+        str(path),
+        "--folds=2",
+        "--set=finetune.steps=4",
+        "--set=finetune.eval_every_steps=2",
+        "--set=model.rp_size=8",
+    )
+    table = {
+        line.split("|")[1].strip(): line
+        for line in out.splitlines()
+        if line.startswith("| ") and "±" in line
+    }
+    assert set(table) == {"rf", "cnn_1d", "pimc", "pimc_paper"}
+    for line in table.values():
+        accuracy = float(line.split("|")[2].split("±")[0])
+        assert 0.0 <= accuracy <= 1.0
