@@ -184,8 +184,16 @@ def pretrain(data, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("pretrain_pastis")
     flags = tiny_pretrain_flags(total_steps=PRETRAIN_STEPS, global_batch_size=BATCH)
     pastis = data["root"] / "pastis"
+    # Indices that need only blue, red and NIR, so that the 4-band user pixel files of the
+    # `data` fixture can be embedded by this encoder ("auto" would also use SWIR and B5).
+    indices = "--config.model.indices=('ndvi','evi','savi')"
     launch_ok(
-        "pretrain", workdir, "--config.data.name=pastis", f"--config.data.path={pastis}", *flags
+        "pretrain",
+        workdir,
+        "--config.data.name=pastis",
+        f"--config.data.path={pastis}",
+        indices,
+        *flags,
     )
     return workdir
 
