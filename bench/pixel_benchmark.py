@@ -48,6 +48,7 @@ from pimc_jax.evaluation.forecasting import SeriesCNN  # noqa: E402
 from pimc_jax.evaluation.pixel_classification import (  # noqa: E402
     PixelClassification,
     seeded_split_rows,
+    selection_score,
 )
 from pimc_jax.launcher import load_config  # noqa: E402
 
@@ -130,7 +131,7 @@ def _cnn_row(config, bands, labels, splits, num_classes) -> tuple[float, float]:
             labels[train_rows], num_classes, config.finetune.class_weighting
         ),
         validation=({"series": series[val_rows]}, labels[val_rows]),
-        score_fn=lambda logits, y: float(np.mean(_scores(y, np.argmax(logits, -1), num_classes))),
+        score_fn=lambda logits, y: selection_score(y, np.argmax(logits, -1), num_classes),
         **common.finetune_settings(config),
         name="cnn_1d",
     )

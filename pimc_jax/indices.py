@@ -115,14 +115,15 @@ def resolve_band_names(band_names: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def _find_band(names: Sequence[str], name: str) -> int | None:
+    """Position of ``name`` among ``names``, compared in canonical form, or None."""
+    wanted = canonical_band_name(name)
+    return next((p for p, c in enumerate(names) if canonical_band_name(c) == wanted), None)
+
+
 def ready_made_index(band_names: str | Sequence[str], index: str) -> int | None:
     """Position of a band that *is* ``index`` (named e.g. ``"NDVI"``), or None."""
-    names = resolve_band_names(band_names)
-    wanted = index.strip().upper()
-    for position, candidate in enumerate(names):
-        if canonical_band_name(candidate) == wanted:
-            return position
-    return None
+    return _find_band(resolve_band_names(band_names), index)
 
 
 def available_indices(
@@ -185,11 +186,13 @@ def band_index(band_names: str | Sequence[str], name: str) -> int:
         the names given.
     """
     names = resolve_band_names(band_names)
-    wanted = canonical_band_name(name)
-    for position, candidate in enumerate(names):
-        if canonical_band_name(candidate) == wanted:
-            return position
-    raise ValueError(f"band {name!r} (canonical {wanted!r}) not found in band names {names}")
+    position = _find_band(names, name)
+    if position is None:
+        raise ValueError(
+            f"band {name!r} (canonical {canonical_band_name(name)!r}) not found in band "
+            f"names {names}"
+        )
+    return position
 
 
 def _safe_ratio(

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 
 from pimc_jax.indices import resolve_indices
-from pimc_jax.recurrence import PLOT_CHANNELS
+from pimc_jax.recurrence import check_plot_channels
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -152,6 +152,11 @@ class EncoderSpec:
     stem_pool: bool = False
     norm_groups: int = 32
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EncoderSpec:
+        """From a dict of its fields (lists from JSON or a config become tuples)."""
+        return cls(**{key: _tuple(value) for key, value in values.items()})
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -210,11 +215,7 @@ class ModelSpec:
                 f"image_mean ({len(self.image_mean)}) and image_std ({len(self.image_std)}) "
                 f"need one value per image band {self.image_bands}"
             )
-        unknown = [c for c in self.rp_channels if c not in PLOT_CHANNELS]
-        if unknown or not self.rp_channels:
-            raise ValueError(
-                f"rp_channels must name kinds from {PLOT_CHANNELS}, got {self.rp_channels}"
-            )
+        check_plot_channels(self.rp_channels)
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         compute_dtype(self.dtype)
@@ -244,19 +245,16 @@ class ModelSpec:
         (:func:`pimc_jax.indices.resolve_indices`), so the spec always lists concrete indices.
         """
         model = config.model
-        encoder = lambda block: EncoderSpec(**{k: _tuple(v) for k, v in block.to_dict().items()})
-        indices = model.indices if isinstance(model.indices, str) else tuple(model.indices)
-        channels = model.get("rp_channels", ("distance",))
         return cls(
-            rp_encoder=encoder(model.rp_encoder),
-            image_encoder=encoder(model.image_encoder),
+            rp_encoder=EncoderSpec.from_dict(model.rp_encoder.to_dict()),
+            image_encoder=EncoderSpec.from_dict(model.image_encoder.to_dict()),
             head_hidden_dims=tuple(model.head_hidden_dims),
             embedding_dim=model.embedding_dim,
             learnable_temperature=model.learnable_temperature,
             temperature=model.temperature,
             dtype=model.dtype,
             band_names=tuple(band_names),
-            indices=resolve_indices(indices, band_names),
+            indices=resolve_indices(model.indices, band_names),
             reflectance_scale=1.0,
             rp_size=model.rp_size,
             rp_normalize=model.rp_normalize,
@@ -264,7 +262,8 @@ class ModelSpec:
             rp_time_delay=model.rp_time_delay,
             rp_threshold=model.rp_threshold,
             rp_percentage=model.rp_percentage,
-            rp_channels=(channels,) if isinstance(channels, str) else tuple(channels),
+            # A config written before the key existed gets the paper's plot, like a checkpoint.
+            rp_channels=tuple(model.get("rp_channels", cls.rp_channels)),
             image_bands=tuple(config.data.image_bands),
             crop_size=config.data.crop_size,
             image_mean=tuple(float(v) for v in image_mean),
@@ -284,7 +283,7 @@ class ModelSpec:
         converted = {}
         for key, value in values.items():
             if key in ("rp_encoder", "image_encoder"):
-                value = EncoderSpec(**{k: _tuple(v) for k, v in value.items()})
+                value = EncoderSpec.from_dict(value)
             converted[key] = _tuple(value)
         return cls(**converted)
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pimc_jax.indices import vegetation_indices
+from pimc_jax.indices import PAPER_INDICES, vegetation_indices
 
 Threshold = float | str | None
 
@@ -33,6 +33,21 @@ Threshold = float | str | None
 #: ``difference`` ``x_j − x_i`` (keeps the direction of change) and ``level``
 #: ``(x_i + x_j) / 2`` (keeps the level; its diagonal is the series itself).
 PLOT_CHANNELS: tuple[str, ...] = ("distance", "difference", "level")
+
+
+def check_plot_channels(channels: Sequence[str]) -> tuple[str, ...]:
+    """``channels`` as a tuple, if they are distinct kinds of :data:`PLOT_CHANNELS`.
+
+    Raises:
+      ValueError: no kind, an unknown kind, or a kind given twice.
+    """
+    channels = tuple(channels)
+    unknown = [c for c in channels if c not in PLOT_CHANNELS]
+    if unknown or not channels or len(set(channels)) != len(channels):
+        raise ValueError(
+            f"plot channels must be distinct names from {PLOT_CHANNELS}, got {channels}"
+        )
+    return channels
 
 
 def _embedding(value: int | float, n_timestamps: int, name: str) -> int:
@@ -359,7 +374,7 @@ def index_recurrence_plots(
     *,
     band_names: str | Sequence[str],
     size: int,
-    indices: Sequence[str] = ("ndvi", "evi", "savi"),
+    indices: Sequence[str] = PAPER_INDICES,
     scale: float = 1.0,
     normalize: bool = True,
     dimension: int | float = 1,
@@ -407,12 +422,7 @@ def index_recurrence_plots(
       ValueError: an unknown or repeated plot kind, or see the functions above.
     """
     _check_size(size)
-    channels = tuple(channels)
-    unknown = [c for c in channels if c not in PLOT_CHANNELS]
-    if unknown or not channels or len(set(channels)) != len(channels):
-        raise ValueError(
-            f"plot channels must be distinct names from {PLOT_CHANNELS}, got {channels}"
-        )
+    channels = check_plot_channels(channels)
     # Tuples, so that the configuration is hashable as static jit arguments.
     if not isinstance(band_names, str):
         band_names = tuple(band_names)
@@ -477,28 +487,31 @@ def _index_recurrence_plots(
     # One interpolation plan per pixel, shared by its K index channels.
     plan = _interpolation_plan(dates, valid, size)
     series = _apply_plan(values, valid, plan, channels_last=True)  # (..., S, K)
-    plots = []
-    for kind in channels:
-        if kind == "distance":
-            plots.append(
-                recurrence_plot(
-                    series,
-                    dimension=dimension,
-                    time_delay=time_delay,
-                    threshold=threshold,
-                    percentage=percentage,
-                    normalize=normalize,
-                    channels_last=True,
-                )
-            )
-            continue
-        # Same S' as the embedded distance plot, so the channels stack.
-        m = _embedding(dimension, size, "dimension")
-        tau = _embedding(time_delay, size, "time_delay")
-        states = series[..., : size - (m - 1) * tau, :]
-        rows, cols = states[..., :, None, :], states[..., None, :, :]
-        plots.append(cols - rows if kind == "difference" else 0.5 * (rows + cols))
-    return plots[0] if len(plots) == 1 else jnp.concatenate(plots, axis=-1)
+    # difference/level use the first S' states: the size of the embedded distance plot.
+    m = _embedding(dimension, size, "dimension")
+    tau = _embedding(time_delay, size, "time_delay")
+    states = series[..., : size - (m - 1) * tau, :]
+    rows, cols = states[..., :, None, :], states[..., None, :, :]
+    plots = {
+        "distance": lambda: recurrence_plot(
+            series,
+            dimension=dimension,
+            time_delay=time_delay,
+            threshold=threshold,
+            percentage=percentage,
+            normalize=normalize,
+            channels_last=True,
+        ),
+        "difference": lambda: cols - rows,
+        "level": lambda: 0.5 * (rows + cols),
+    }
+    return jnp.concatenate([plots[kind]() for kind in channels], axis=-1)
 
 
-__all__ = ["index_recurrence_plots", "recurrence_plot", "resample_series"]
+__all__ = [
+    "PLOT_CHANNELS",
+    "check_plot_channels",
+    "index_recurrence_plots",
+    "recurrence_plot",
+    "resample_series",
+]

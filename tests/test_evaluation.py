@@ -7,6 +7,7 @@ References: hand-computed confusion matrices and F1 values, scikit-learn (``f1_s
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -409,55 +410,38 @@ def test_train_supervised_keeps_the_best_validation_step():
     targets = (inputs["x"] @ np.array([[1.0], [-2.0], [0.5]])).astype(np.float32)
     forward = lambda params, batch: batch["x"] @ params["w"]
     start = {"w": np.zeros((3, 1), np.float32)}
-    settings = dict(
-        loss="mse", batch_size=8, learning_rate=0.05, weight_decay=0.0, warmup_steps=0, seed=0
+    fit = functools.partial(
+        common.train_supervised,
+        forward,
+        start,
+        inputs,
+        targets,
+        loss="mse",
+        steps=20,
+        batch_size=8,
+        learning_rate=0.05,
+        weight_decay=0.0,
+        warmup_steps=0,
+        seed=0,
     )
+    selected = functools.partial(fit, validation=(inputs, targets), eval_every_steps=4)
     seen = []
 
     def prefers_the_second_check(outputs, y):
         seen.append(np.array(outputs))
         return 1.0 if len(seen) == 2 else 0.0
 
-    chosen = common.train_supervised(
-        forward,
-        start,
-        inputs,
-        targets,
-        steps=20,
-        validation=(inputs, targets),
-        score_fn=prefers_the_second_check,
-        eval_every_steps=4,
-        **settings,
-    )
+    chosen = selected(score_fn=prefers_the_second_check)
     assert len(seen) == 5  # steps 4, 8, 12, 16, 20
     # The returned parameters are those scored at the second check (step 8).
     np.testing.assert_allclose(inputs["x"] @ np.asarray(chosen["w"]), seen[1], rtol=1e-6)
-    last = common.train_supervised(forward, start, inputs, targets, steps=20, **settings)
+    last = fit()
     np.testing.assert_allclose(inputs["x"] @ np.asarray(last["w"]), seen[-1], rtol=1e-6)
     assert not np.allclose(seen[1], seen[-1])
     # Ties keep the latest; the default score is minus the validation loss.
-    tied = common.train_supervised(
-        forward,
-        start,
-        inputs,
-        targets,
-        steps=20,
-        validation=(inputs, targets),
-        score_fn=lambda outputs, y: 0.0,
-        eval_every_steps=4,
-        **settings,
-    )
+    tied = selected(score_fn=lambda outputs, y: 0.0)
     np.testing.assert_allclose(tied["w"], last["w"], rtol=1e-6)
-    best_loss = common.train_supervised(
-        forward,
-        start,
-        inputs,
-        targets,
-        steps=20,
-        validation=(inputs, targets),
-        eval_every_steps=4,
-        **settings,
-    )  # the loss falls all the way on this convex problem: the last step
+    best_loss = selected()  # the loss falls all the way on this convex problem: the last step
     np.testing.assert_allclose(best_loss["w"], last["w"], rtol=1e-6)
 
 

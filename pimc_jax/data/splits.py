@@ -60,11 +60,10 @@ def stratified_folds(labels: np.ndarray, num_folds: int, seed: int) -> list[np.n
     if isinstance(num_folds, bool) or not isinstance(num_folds, int | np.integer) or num_folds < 2:
         raise ValueError(f"num_folds must be an int >= 2, got {num_folds!r}")
     rng = np.random.default_rng(seed)
-    folds: list[list[np.ndarray]] = [[] for _ in range(num_folds)]
+    fold_of = np.zeros(labels.shape[0], np.int64)
     offset = 0
     for label in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == label))
-        for position, row in enumerate(rows):
-            folds[(offset + position) % num_folds].append(np.asarray([row]))
+        fold_of[rows] = (offset + np.arange(rows.size)) % num_folds
         offset = (offset + rows.size) % num_folds
-    return [np.sort(np.concatenate(f)) if f else np.zeros((0,), np.int64) for f in folds]
+    return [np.flatnonzero(fold_of == fold) for fold in range(num_folds)]

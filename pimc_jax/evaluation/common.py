@@ -534,11 +534,11 @@ def train_supervised(
             logging.info("%s step %d/%d loss %.4f", name, step, steps, value)
         if select and (step % eval_every_steps == 0 or step == steps):
             score = float(score_fn(predict(forward, params, validation[0]), validation[1]))
-            if score >= best_score:
-                best_score, best_step, best_params = score, step, jax.device_get(params)
+            if score >= best_score:  # arrays are immutable: keeping a reference is enough
+                best_score, best_step, best_params = score, step, params
     if select:
         logging.info("%s: kept step %d (validation score %.4f)", name, best_step, best_score)
-        return jax.tree.map(jnp.asarray, best_params)
+        return best_params
     return params
 
 
