@@ -4,7 +4,8 @@
         [--rows rf,cnn_1d,pimc,pimc_paper] [--seeds 1] [--set finetune.steps=300 ...]
 
 ``DATA.npz`` is a user pixel file (:func:`pimc_jax.data.user.load_pixel_npz`). Seeded
-stratified k-fold (:func:`pimc_jax.data.splits.stratified_folds`, ``--eval_seed``); classes
+stratified k-fold (:func:`pimc_jax.data.splits.stratified_folds` through the evaluator's
+:func:`~pimc_jax.evaluation.pixel_classification.seeded_split_rows`, ``--eval_seed``); classes
 with fewer members than folds are dropped and listed. Every row sees the same folds:
 
 - ``rf``: scikit-learn RandomForest, 300 trees, on the raw band values (T × C features),
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,7 +41,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pimc_jax.data.splits import stratified_folds  # noqa: E402
 from pimc_jax.data.user import load_pixel_npz  # noqa: E402
 from pimc_jax.evaluation import common  # noqa: E402
 from pimc_jax.evaluation.forecasting import SeriesCNN  # noqa: E402
@@ -149,7 +148,6 @@ def main() -> None:
     parser.add_argument("--init_from", default="", help="pre-training workdir or checkpoint")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
     args = parser.parse_args()
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
     pixels = load_pixel_npz(args.data)
     if pixels.labels is None:
@@ -174,9 +172,11 @@ def main() -> None:
         rows += ["pimc_linear", "pimc_pretrained", "pimc_pretrained_linear"]
     results: dict[str, list[tuple[float, float]]] = {row: [] for row in rows}
     seconds: dict[str, float] = dict.fromkeys(rows, 0.0)
-    folds = stratified_folds(labels[kept], args.folds, args.eval_seed)
     for fold in range(args.folds):
-        test_rows = kept[folds[fold]]
+        # The evaluator's own split of the kept pixels (train, val, test rows of the file),
+        # so every row sees the same test fold and the learned rows the same val rows.
+        split = seeded_split_rows(labels[kept], _config("", args, fold, 0).data, with_test=True)
+        train_rows, val_rows, test_rows = (kept[r] for r in split)
         for row in rows:
             for seed in range(1 if row == "rf" else args.seeds):
                 start = time.perf_counter()
@@ -184,13 +184,11 @@ def main() -> None:
                 config = _config(variant, args, fold, seed)
                 if row.endswith("_linear"):
                     config.protocol = "linear"
-                if row == "rf":
-                    train_rows = np.setdiff1d(kept, test_rows)
-                    score = _rf_row(pixels.bands, labels, train_rows, test_rows, num_classes, 0)
+                if row == "rf":  # needs no validation rows: it trains on them too
+                    fit_rows = np.union1d(train_rows, val_rows)
+                    score = _rf_row(pixels.bands, labels, fit_rows, test_rows, num_classes, 0)
                 elif row == "cnn_1d":
-                    # The evaluator's own split, so that val rows match the pimc rows'.
-                    split = seeded_split_rows(labels[kept], config.data, with_test=True)
-                    splits = tuple(kept[r] for r in split)
+                    splits = (train_rows, val_rows, test_rows)
                     score = _cnn_row(config, pixels.bands, labels, splits, num_classes)
                 else:
                     init = args.init_from if row.startswith("pimc_pretrained") else None
