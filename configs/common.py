@@ -31,9 +31,10 @@ def evaluation_config(task: str, protocol: str, variant: str = "") -> ml_collect
 def finetune_config() -> ml_collections.ConfigDict:
     """``protocol=finetune``: the tower's backbone plus a linear head, AdamW, warmup-cosine.
 
-    Chosen with ``bench/pixel_benchmark.py`` on the validation splits of real pixel sets
-    (README, "Real pixels"): the best validation step is kept; class weighting
-    (``sqrt_inverse``) raised macro-F1 but cost more accuracy than it gave, so it is off.
+    Chosen with ``bench/pixel_benchmark.py`` on the 5-fold means of the real development
+    pixel file (README, "Real pixels"): the best validation step is kept; class weighting
+    (``sqrt_inverse``) raised macro-F1 but cost more accuracy than it gave, and series
+    augmentation changed nothing beyond the spread, so both are off.
     """
     return ml_collections.ConfigDict(
         dict(
