@@ -11,10 +11,10 @@ point for embedding data from other programs.
 """
 
 from pimc_jax.checkpoint import load_params
-from pimc_jax.encode import PIMCParams, encode, encode_patch, init_params
+from pimc_jax.encode import encode, encode_patch
 from pimc_jax.indices import BAND_TABLES, vegetation_indices
 from pimc_jax.loss import symmetric_infonce
-from pimc_jax.models import EncoderSpec, ModelSpec
+from pimc_jax.models import EncoderSpec, ModelSpec, PIMCParams, init_params
 from pimc_jax.recurrence import index_recurrence_plots, recurrence_plot, resample_series
 
 __all__ = [

@@ -25,8 +25,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from pimc_jax.encode import PIMCParams, init_params
-from pimc_jax.models import ModelSpec
+from pimc_jax.models import ModelSpec, PIMCParams, init_params
 
 CHECKPOINT_SUBDIR = "checkpoints"
 

@@ -15,13 +15,11 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import flax.struct
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from pimc_jax import indices as indices_lib
-from pimc_jax.models import PIMC, ModelSpec
+from pimc_jax.models import PIMC, ModelSpec, PIMCParams
 from pimc_jax.preprocessing import normalize_crops, series_to_plots
 
 # Batches are padded up to a power of two of at least this many rows (and split
@@ -29,29 +27,6 @@ from pimc_jax.preprocessing import normalize_crops, series_to_plots
 _MIN_BUCKET = 8
 _MAX_CHUNK = 1024
 _DATE_BUCKET = 16
-
-
-@flax.struct.dataclass
-class PIMCParams:
-    """Model variables plus the static spec needed to use them.
-
-    Attributes:
-      variables: the Flax variable dict (``{"params": ...}``) of :class:`PIMC`.
-      spec: the :class:`ModelSpec` (static: part of the pytree structure).
-    """
-
-    variables: Any
-    spec: ModelSpec = flax.struct.field(pytree_node=False)
-
-
-def init_params(spec: ModelSpec, rng: jax.Array | int = 0) -> PIMCParams:
-    """Freshly initialised parameters for ``spec``."""
-    if isinstance(rng, int):
-        rng = jax.random.key(rng)
-    rp = jnp.zeros((1, spec.rp_plot_size, spec.rp_plot_size, spec.rp_input_channels), jnp.float32)
-    image = jnp.zeros((1, spec.crop_size, spec.crop_size, len(spec.image_bands)), jnp.float32)
-    variables = jax.jit(PIMC(spec).init)(rng, rp, image)
-    return PIMCParams(variables=variables, spec=spec)
 
 
 @functools.partial(jax.jit, static_argnames=("band_names",))

@@ -21,6 +21,7 @@ from typing import Any
 
 import chex
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -339,3 +340,26 @@ class PIMC(nn.Module):
         _, z_rp = self.encode_rp(rp)
         _, z_image = self.encode_image(image)
         return {"z_rp": z_rp, "z_image": z_image, "temperature": self.temperature()}
+
+
+@flax.struct.dataclass
+class PIMCParams:
+    """Model variables plus the static spec needed to use them.
+
+    Attributes:
+      variables: the Flax variable dict (``{"params": ...}``) of :class:`PIMC`.
+      spec: the :class:`ModelSpec` (static: part of the pytree structure).
+    """
+
+    variables: Any
+    spec: ModelSpec = flax.struct.field(pytree_node=False)
+
+
+def init_params(spec: ModelSpec, rng: jax.Array | int = 0) -> PIMCParams:
+    """Freshly initialised parameters for ``spec``."""
+    if isinstance(rng, int):
+        rng = jax.random.key(rng)
+    rp = jnp.zeros((1, spec.rp_plot_size, spec.rp_plot_size, spec.rp_input_channels), jnp.float32)
+    image = jnp.zeros((1, spec.crop_size, spec.crop_size, len(spec.image_bands)), jnp.float32)
+    variables = jax.jit(PIMC(spec).init)(rng, rp, image)
+    return PIMCParams(variables=variables, spec=spec)

@@ -34,13 +34,8 @@ from pimc_jax.data.pipeline import PairBatches, image_statistics
 from pimc_jax.data.sampling import PairSampler
 from pimc_jax.metrics import MetricWriter
 from pimc_jax.models import ModelSpec
-from pimc_jax.step import (
-    TrainState,
-    create_train_state,
-    learning_rate_schedule,
-    make_optimizer,
-    make_parallel_step,
-)
+from pimc_jax.optim import learning_rate_schedule, make_optimizer
+from pimc_jax.step import TrainState, create_train_state, make_parallel_step
 
 
 @dataclasses.dataclass(frozen=True)

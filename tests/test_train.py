@@ -118,7 +118,8 @@ def test_checkpoint_from_four_devices_restores_on_one(tmp_path):
     code = f"""
 import jax, numpy as np, pimc_jax
 from pimc_jax.checkpoint import CheckpointStore
-from pimc_jax.step import create_train_state, make_optimizer
+from pimc_jax.optim import make_optimizer
+from pimc_jax.step import create_train_state
 from tiny_configs import tiny_pretrain_config
 assert jax.device_count() == 1, jax.devices()
 params = pimc_jax.load_params({str(tmp_path)!r})

@@ -32,9 +32,9 @@ from absl import logging
 
 from pimc_jax import parallel
 from pimc_jax.checkpoint import checkpoint_steps, load_checkpoint, locate_checkpoint
-from pimc_jax.encode import PIMCParams
 from pimc_jax.evaluation import common
 from pimc_jax.evaluation.common import EncoderSource
+from pimc_jax.models import PIMCParams
 
 EVAL_TASKS: tuple[str, ...] = (
     "eval_eurosat",

@@ -36,10 +36,9 @@ import optax
 from absl import logging
 
 from pimc_jax.checkpoint import load_checkpoint
-from pimc_jax.encode import PIMCParams
-from pimc_jax.models import PIMC, ModelSpec
+from pimc_jax.models import PIMC, ModelSpec, PIMCParams
+from pimc_jax.optim import adamw, warmup_cosine
 from pimc_jax.preprocessing import augment_series, normalize_crops, series_to_plots
-from pimc_jax.step import adamw, warmup_cosine
 
 PROTOCOLS: tuple[str, ...] = ("linear", "finetune")
 TOWERS: tuple[str, ...] = ("rp", "image")

@@ -41,7 +41,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from pimc_jax.encode import PIMCParams
 from pimc_jax.evaluation import common
 from pimc_jax.evaluation.pixel_classification import (
     load_pixel_splits,
@@ -50,6 +49,7 @@ from pimc_jax.evaluation.pixel_classification import (
     series_inputs,
 )
 from pimc_jax.indices import vegetation_indices
+from pimc_jax.models import PIMCParams
 
 ZSCORE_MODES: tuple[str, ...] = ("input", "window")
 

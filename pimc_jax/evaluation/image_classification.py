@@ -32,14 +32,14 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from pimc_jax.encode import PIMCParams, encode, init_params
+from pimc_jax.encode import encode
 from pimc_jax.evaluation.pixel_classification import (
     classification_results,
     classify,
     stratified_split,
 )
 from pimc_jax.indices import BAND_TABLES, canonical_band_name
-from pimc_jax.models import ModelSpec
+from pimc_jax.models import ModelSpec, PIMCParams, init_params
 
 IMAGE_SOURCES: tuple[str, ...] = ("synthetic", "eurosat")
 NORMALIZATIONS: tuple[str, ...] = ("auto", "train_split", "checkpoint")

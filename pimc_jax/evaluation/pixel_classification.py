@@ -29,9 +29,9 @@ from pimc_jax.data import load_patches
 from pimc_jax.data.pipeline import image_statistics
 from pimc_jax.data.sampling import pixel_dataset
 from pimc_jax.data.splits import stratified_folds, stratified_split
-from pimc_jax.encode import PIMCParams, encode, init_params
+from pimc_jax.encode import encode
 from pimc_jax.evaluation import common
-from pimc_jax.models import ModelSpec
+from pimc_jax.models import ModelSpec, PIMCParams, init_params
 
 SERIES_KEYS: tuple[str, ...] = ("bands", "dates", "mask")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
