@@ -24,11 +24,11 @@ def parallel_step_runner(
     the training loop; ``sharded`` is ``batch`` split over the devices.
     """
     state = parallel.replicate(
-        jax.device_get(create_train_state(setup.spec, setup.optimizer, jax.random.PRNGKey(0)))
+        jax.device_get(create_train_state(setup.spec, setup.optimizer, jax.random.key(0)))
     )
     step = make_parallel_step(setup.spec, setup.optimizer, augment=config.augment)
     sharded = parallel.shard_batch(batch)
-    rng = parallel.replicate(np.asarray(jax.random.PRNGKey(1)))
+    rng = parallel.replicate(jax.random.key_data(jax.random.key(1)))
 
     def run() -> Any:
         nonlocal state

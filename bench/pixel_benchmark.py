@@ -5,7 +5,7 @@
 
 ``DATA.npz`` is a user pixel file (:func:`pimc_jax.data.user.load_pixel_npz`). Seeded
 stratified k-fold (:func:`pimc_jax.data.splits.stratified_folds` through the evaluator's
-:func:`~pimc_jax.evaluation.pixel_classification.seeded_split_rows`, ``--eval_seed``); classes
+:func:`~pimc_jax.evaluation.pixels.seeded_split_rows`, ``--eval_seed``); classes
 with fewer members than folds are dropped and listed. Every row sees the same folds:
 
 - ``rf``: scikit-learn RandomForest, 300 trees, on the raw band values (T × C features),
@@ -42,13 +42,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pimc_jax.data.user import load_pixel_npz  # noqa: E402
-from pimc_jax.evaluation import common  # noqa: E402
-from pimc_jax.evaluation.forecasting import SeriesCNN  # noqa: E402
-from pimc_jax.evaluation.pixel_classification import (  # noqa: E402
-    PixelClassification,
-    seeded_split_rows,
-    selection_score,
+from pimc_jax.evaluation.classification import selection_score  # noqa: E402
+from pimc_jax.evaluation.encoders import load_encoder  # noqa: E402
+from pimc_jax.evaluation.finetune import (  # noqa: E402
+    class_weights,
+    finetune_settings,
+    train_supervised,
 )
+from pimc_jax.evaluation.forecasting import SeriesCNN  # noqa: E402
+from pimc_jax.evaluation.pixel_classification import PixelClassification  # noqa: E402
+from pimc_jax.evaluation.pixels import seeded_split_rows  # noqa: E402
+from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix  # noqa: E402
+from pimc_jax.evaluation.towers import predict  # noqa: E402
 from pimc_jax.launcher import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +61,8 @@ CONFIG = ROOT / "configs" / "eval_pastis_classification.py"
 
 
 def _scores(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> tuple[float, float]:
-    confusion = common.confusion_matrix(labels, predictions, num_classes)
-    scores = common.classification_metrics(confusion)
+    confusion = confusion_matrix(labels, predictions, num_classes)
+    scores = classification_metrics(confusion)
     return scores["overall_accuracy"], scores["macro_f1"]
 
 
@@ -88,7 +93,7 @@ def _override(item: str) -> tuple[str, object]:
 def _pimc_row(config: ml_collections.ConfigDict, init_from: str | None) -> tuple[float, float]:
     evaluator = PixelClassification(config)
     if init_from:
-        params, _ = common.load_encoder(init_from, evaluator.random_params)
+        params, _ = load_encoder(init_from, evaluator.random_params)
     else:
         params = evaluator.random_params()
     metrics = evaluator.run(params)["metrics"]
@@ -120,21 +125,21 @@ def _cnn_row(config, bands, labels, splits, num_classes) -> tuple[float, float]:
     model = SeriesCNN(num_outputs=num_classes)
     params = model.init(jax.random.key(config.seed), jnp.asarray(series[:1]))
     forward = lambda p, batch: model.apply(p, batch["series"])
-    trained = common.train_supervised(
+    trained = train_supervised(
         forward,
         params,
         {"series": series[train_rows]},
         labels[train_rows],
         loss="cross_entropy",
-        class_weights=common.class_weights(
+        class_weights=class_weights(
             labels[train_rows], num_classes, config.finetune.class_weighting
         ),
         validation=({"series": series[val_rows]}, labels[val_rows]),
         score_fn=lambda logits, y: selection_score(y, np.argmax(logits, -1), num_classes),
-        **common.finetune_settings(config),
+        **finetune_settings(config),
         name="cnn_1d",
     )
-    logits = common.predict(forward, trained, {"series": series[test_rows]})
+    logits = predict(forward, trained, {"series": series[test_rows]})
     return _scores(labels[test_rows], np.argmax(logits, -1), num_classes)
 
 

@@ -15,18 +15,17 @@ Images are standardised per band with the pre-training statistics stored in the 
 EuroSAT ``all``) or with the training split's (``"train_split"``: needed for 8-bit EuroSAT
 ``rgb``); ``"auto"`` picks by source. A random encoder always uses the training split's.
 Metrics: top-1 (overall) accuracy, macro-F1, per-class table.
-``init_from`` / ``protocol`` / ``poll``: as in ``configs/eval_pastis_classification.py``.
+``init_from`` / ``protocol`` / ``poll``: see :mod:`pimc_jax.evaluation.encoders`;
+variants: :mod:`pimc_jax.defaults`.
 """
 
 import ml_collections
 
-from configs import common
+from pimc_jax import defaults
 
 
-def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = common.evaluation_config(
-        "eval_eurosat", protocol="linear", variant=variant
-    )
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    config = defaults.evaluation_config("eval_eurosat", protocol="linear", arg=arg)
     # data.image_bands / crop_size shape a random model.
     config.data.name = "synthetic"  # synthetic | eurosat
     config.data.path = ""  # EuroSAT archive directory for data.name=eurosat
@@ -37,5 +36,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.num_test = 500
     config.data.max_train_examples = 0  # 0 = all; else a seeded stratified subset
     config.data.image_normalization = "auto"  # auto | train_split | checkpoint
-    config.linear = common.classification_probe()
+    config.linear = defaults.classification_probe(arg)
+    if "tiny" in defaults.parse_variants(arg):
+        config.data.update(dict(image_size=16, num_train=40, num_val=20, num_test=30))
     return config

@@ -13,24 +13,19 @@ Sources (``data.name``): ``synthetic`` | ``pastis`` (``data.path`` = PASTIS root
 ``data.test_fraction``). Classes left out: ``exclude_classes`` if given, else PASTIS's
 background and void for ``pastis``/``synthetic`` and none for your own files.
 
-Variants: ``configs/eval_pastis_classification.py:paper`` gives a random-init encoder the
-paper's exact plot representation (see ``configs/pretrain.py``).
-
-``init_from``: a pre-training workdir (latest checkpoint), a ``checkpoints/<step>`` directory,
-or ``random`` (the baseline: fresh parameters from ``model``). ``protocol``: ``linear`` (frozen
-encoder, logistic-regression probe) or ``finetune`` (encoder + linear head, AdamW).
+``init_from`` / ``protocol`` / ``poll``: see :mod:`pimc_jax.evaluation.encoders`
+(``linear`` = logistic-regression probe on frozen features). Variants (``:paper``,
+``:tiny``): see :mod:`pimc_jax.defaults`.
 """
 
 import ml_collections
 
-from configs import common
+from pimc_jax import defaults
 
 
-def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = common.evaluation_config(
-        "eval_pastis_classification", protocol="linear", variant=variant
-    )
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    config = defaults.evaluation_config("eval_pastis_classification", protocol="linear", arg=arg)
     config.data.pixels_per_patch = 64  # labelled pixels drawn per patch
-    common.add_pixel_splits(config, pastis_excluded=(0, 19))  # background and void
-    config.linear = common.classification_probe()
+    defaults.add_pixel_splits(config, pastis_excluded=(0, 19), arg=arg)  # background and void
+    config.linear = defaults.classification_probe(arg)
     return config

@@ -14,25 +14,23 @@ on the raw z-scored 1-D input series, a small 1-D CNN,
 and the zero forecast (the input-window mean).
 
 The synthetic data here has 44–56 dates per patch so that every pixel has the 42 needed.
-``init_from`` / ``protocol`` / ``poll``: as in ``configs/eval_pastis_classification.py``
+``init_from`` / ``protocol`` / ``poll``: see :mod:`pimc_jax.evaluation.encoders`
 (``linear`` = closed-form ridge on frozen features, regulariser chosen on ``val_folds``).
 """
 
 import ml_collections
 
-from configs import common
+from pimc_jax import defaults
 
 
-def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = common.evaluation_config(
-        "eval_pastis_forecast", protocol="finetune", variant=variant
-    )
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    config = defaults.evaluation_config("eval_pastis_forecast", protocol="finetune", arg=arg)
     config.data.synthetic_min_dates = 44
     config.data.synthetic_max_dates = 56
     config.data.max_dates = 64
     config.data.pixels_per_patch = 64
     # Void only: background pixels are fine series to forecast.
-    common.add_pixel_splits(config, pastis_excluded=(19,))
+    defaults.add_pixel_splits(config, pastis_excluded=(19,), arg=arg)
     config.forecast = ml_collections.ConfigDict(
         dict(
             input_length=32,
@@ -45,4 +43,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         )
     )
     config.linear = ml_collections.ConfigDict(dict(l2_grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0)))
+    if "tiny" in defaults.parse_variants(arg):
+        config.data.update(dict(synthetic_min_dates=44, synthetic_max_dates=48, max_dates=48))
+        config.linear.l2_grid = (1e-3, 1e-1)
     return config

@@ -7,17 +7,22 @@ pairs per step split over every device of every host, Hilbert-curve pixel sampli
 from the command line to fit smaller machines.
 
 Plot representation: the library's default (all seven indices PASTIS's ten bands allow,
-distance + difference + level plots; see ``configs/pretrain.py``). The paper's exact
+distance + difference + level plots; see :mod:`pimc_jax.defaults`). The paper's exact
 NDVI/EVI/SAVI distance plots: ``--config=configs/pretrain_pastis.py:paper``.
 """
 
-from configs import pretrain
+import dataclasses
+
+import ml_collections
+
+from pimc_jax import defaults
+from pimc_jax.models import EncoderSpec
 
 
-def get_config(variant: str = ""):
-    """``variant``: ``""`` (the library's plot representation) or ``paper`` (NDVI/EVI/SAVI
-    distance plots, the paper's exact method); see ``configs/pretrain.py``."""
-    config = pretrain.get_config(variant)
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    """``arg``: variants of :mod:`pimc_jax.defaults` (``paper``: NDVI/EVI/SAVI distance
+    plots, the paper's exact method)."""
+    config = defaults.pretrain_config(arg)
     config.total_steps = 100_000
     config.global_batch_size = 4096
     config.log_every_steps = 100
@@ -37,15 +42,7 @@ def get_config(variant: str = ""):
     data.num_threads = 8
     data.prefetch = 8
 
-    resnet18 = dict(
-        stage_sizes=(2, 2, 2, 2),
-        widths=(64, 128, 256, 512),
-        stem_width=64,
-        stem_kernel=3,
-        stem_stride=1,
-        stem_pool=False,
-        norm_groups=32,
-    )
+    resnet18 = dataclasses.asdict(EncoderSpec())  # ResNet-18 widths, small-input stem
     model = config.model
     model.rp_encoder.update(resnet18)
     model.image_encoder.update(resnet18)

@@ -1,13 +1,16 @@
 """pimc_jax: PIMC pixel-wise multimodal contrastive self-supervision in JAX/Flax.
 
-The package reads in pipeline order: :mod:`~pimc_jax.indices` (vegetation
-indices) → :mod:`~pimc_jax.recurrence` (recurrence plots) →
-:mod:`~pimc_jax.models` (the two towers) → :mod:`~pimc_jax.loss` (symmetric
-InfoNCE) → :mod:`~pimc_jax.step` (one training step) → :mod:`~pimc_jax.train`
-(the loop, checkpoints, metrics); :mod:`~pimc_jax.data` and
-:mod:`~pimc_jax.evaluation` sit beside it, :mod:`~pimc_jax.parallel` is the one
-place devices and hosts are handled, and :mod:`~pimc_jax.encode` is the entry
-point for embedding data from other programs.
+The package reads in pipeline order, and no module imports one further down:
+:mod:`~pimc_jax.indices` (vegetation indices) → :mod:`~pimc_jax.recurrence`
+(recurrence plots) → :mod:`~pimc_jax.models` (the two towers) →
+:mod:`~pimc_jax.preprocessing` (model inputs from raw views) → :mod:`~pimc_jax.loss`
+(symmetric InfoNCE) → :mod:`~pimc_jax.optim` (optimizer and schedule) →
+:mod:`~pimc_jax.step` (one training step) → :mod:`~pimc_jax.train` (the loop,
+checkpoints, metrics). :mod:`~pimc_jax.data` (sources, pair sampling; its modules are
+listed there) and :mod:`~pimc_jax.evaluation` (the downstream tasks and what they share)
+sit beside it, :mod:`~pimc_jax.parallel` is the one place devices and hosts are handled,
+and :mod:`~pimc_jax.encode` is the entry point for embedding data from other programs: a
+leaf that nothing in the package imports.
 """
 
 from pimc_jax.checkpoint import load_params

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from pimc_jax import indices as indices_lib
+from pimc_jax.data.views import extract_crops, median_composite
 from pimc_jax.models import PIMC, ModelSpec, PIMCParams
 from pimc_jax.preprocessing import normalize_crops, series_to_plots
 
@@ -192,8 +193,6 @@ def encode_patch(
       ``crop_size`` crop around it from the per-pixel median over dates, so the
       embedding is independent of any single (possibly cloudy) acquisition.
     """
-    from pimc_jax.data.sampling import extract_crops, median_composite
-
     spec = params.spec
     bands = np.asarray(bands, np.float32)
     if bands.ndim != 4:

@@ -12,22 +12,22 @@ import ml_collections
 from absl import app, logging
 
 from pimc_jax import parallel
+from pimc_jax.evaluation import EVAL_TASKS, run_evaluation
+from pimc_jax.train import pretrain
 
-TASKS = ("pretrain", "eval_eurosat", "eval_pastis_classification", "eval_pastis_forecast")
+# Every job launch.py runs, by ``config.task``: pre-training, then the evaluations.
+TASKS: tuple[str, ...] = ("pretrain", *EVAL_TASKS)
 
 
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
     """``get_config()`` of a config file, as ``--config=PATH`` loads it (for scripts and tests).
 
-    ``PATH:arg`` passes ``arg`` to ``get_config(arg)``.
+    ``PATH:arg`` passes ``arg`` to ``get_config(arg)`` (variants: :mod:`pimc_jax.defaults`).
     """
     path, _, arg = str(path).partition(":")
     file = Path(path).resolve()
     if not file.is_file():
         raise FileNotFoundError(f"No config file {file}")
-    # Configs import shared defaults as ``configs.<name>``: make their parent importable.
-    if str(file.parent.parent) not in sys.path:
-        sys.path.insert(0, str(file.parent.parent))
     module_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
@@ -104,9 +104,5 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, config_path: 
     workdir = workdir or default_workdir(config_path or task)
     logging.info("task=%s workdir=%s devices=%s", task, workdir, jax.devices())
     if task == "pretrain":
-        from pimc_jax.train import train_and_evaluate
-
-        return train_and_evaluate(config, workdir)
-    from pimc_jax.evaluation import run_evaluation
-
+        return pretrain(config, workdir)
     return run_evaluation(config, workdir)

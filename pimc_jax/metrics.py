@@ -7,10 +7,10 @@
 * :class:`JsonlWriter` -- ``<workdir>/metrics.jsonl``, one JSON object per logged step;
 * :class:`TensorBoardWriter` -- ``<workdir>/tensorboard/events.out.tfevents.<time>.<host>``.
 
-The TensorBoard writer does not need TensorFlow: it encodes the few protocol buffer
-messages it writes (``Event``, ``Summary``, ``Summary.Value`` and, for text, a string
-``TensorProto``) by hand and frames them as TFRecords with masked CRC-32C checksums,
-which is the on-disk format TensorBoard reads.
+The TensorBoard writer does not need TensorFlow: it builds the ``Event``/``Summary``
+protocol buffers with `tensorboardX <https://github.com/lanpa/tensorboardX>`_'s message
+classes and writes them with its (synchronous) TFRecord writer, which needs only numpy
+and protobuf.
 """
 
 from __future__ import annotations
@@ -20,141 +20,25 @@ import math
 import numbers
 import os
 import socket
-import struct
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Self, TextIO
 
 import numpy as np
+from tensorboardX import RecordWriter
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboardX.proto.tensor_pb2 import TensorProto
+from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
+from tensorboardX.proto.types_pb2 import DT_STRING
 
 __all__ = [
     "JsonlWriter",
     "MetricWriter",
     "ProgressLogger",
     "TensorBoardWriter",
-    "crc32c",
     "format_duration",
-    "masked_crc32c",
 ]
-
-# --------------------------------------------------------------------------------------
-# CRC-32C (Castagnoli), reflected polynomial 0x82F63B78, as used by TFRecord framing.
-
-
-def _make_crc32c_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC32C_TABLE = _make_crc32c_table()
-_U32 = 0xFFFFFFFF
-
-
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli) checksum of ``data`` as an unsigned 32-bit int.
-
-    Table-driven pure Python; fine for the small records written here.
-    ``crc32c(b"123456789") == 0xE3069283``.
-    """
-    crc = _U32
-    table = _CRC32C_TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ _U32
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC-32C: ``((crc >> 15) | (crc << 17)) + 0xa282ead8`` mod 2**32."""
-    crc = crc32c(data)
-    return ((((crc >> 15) | (crc << 17)) & _U32) + 0xA282EAD8) & _U32
-
-
-def _tfrecord(data: bytes) -> bytes:
-    """One TFRecord: uint64 length, masked CRC of the length, data, masked CRC of data."""
-    header = struct.pack("<Q", len(data))
-    return (
-        header
-        + struct.pack("<I", masked_crc32c(header))
-        + data
-        + struct.pack("<I", masked_crc32c(data))
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Minimal protocol buffer encoding (proto3 wire format).
-
-_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # negative int64 values are encoded as their two's complement
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def _key(field: int, wire_type: int) -> bytes:
-    return _varint((field << 3) | wire_type)
-
-
-def _bytes_field(field: int, payload: bytes) -> bytes:
-    return _key(field, _LENGTH_DELIMITED) + _varint(len(payload)) + payload
-
-
-def _event(
-    wall_time: float,
-    step: int,
-    *,
-    file_version: str | None = None,
-    summary: bytes | None = None,
-) -> bytes:
-    """Serialised ``tensorflow.Event``; ``summary`` is a serialised ``Summary``."""
-    out = _key(1, _FIXED64) + struct.pack("<d", wall_time)
-    if step:
-        out += _key(2, _VARINT) + _varint(step)
-    if file_version is not None:
-        out += _bytes_field(3, file_version.encode("utf-8"))
-    if summary is not None:
-        out += _bytes_field(5, summary)
-    return out
-
-
-def _scalar_value(tag: str, value: float) -> bytes:
-    """Serialised ``Summary.Value{tag, simple_value}`` (simple_value is a float32)."""
-    with np.errstate(over="ignore"):  # beyond float32 range -> +-inf, as TensorFlow does
-        as_float32 = np.array(value, dtype="<f4").tobytes()
-    return _bytes_field(1, tag.encode("utf-8")) + _key(2, _FIXED32) + as_float32
-
-
-_DT_STRING = 7
-_DATA_CLASS_TENSOR = 2
-
-
-def _text_value(tag: str, text: str) -> bytes:
-    """Serialised ``Summary.Value`` holding a scalar string tensor for the text plugin."""
-    plugin_data = _bytes_field(1, b"text")  # PluginData{plugin_name="text"}
-    metadata = _bytes_field(1, plugin_data) + _key(4, _VARINT) + _varint(_DATA_CLASS_TENSOR)
-    tensor = (
-        _key(1, _VARINT)
-        + _varint(_DT_STRING)  # TensorProto.dtype
-        + _bytes_field(2, b"")  # TensorProto.tensor_shape: empty shape = scalar
-        + _bytes_field(8, text.encode("utf-8"))  # TensorProto.string_val
-    )
-    return (
-        _bytes_field(1, tag.encode("utf-8")) + _bytes_field(8, tensor) + _bytes_field(9, metadata)
-    )
-
 
 # --------------------------------------------------------------------------------------
 # Value conversion shared by the writers.
@@ -211,7 +95,9 @@ class TensorBoardWriter(_AppendOnlyFile):
 
     The file is ``<logdir>/events.out.tfevents.<unix time>.<hostname>`` (with a ``.<n>``
     suffix if that name is taken, e.g. on a restart within the same second). Its first
-    record is the ``file_version: "brain.Event:2"`` event TensorBoard expects.
+    record is the ``file_version: "brain.Event:2"`` event TensorBoard expects. Records are
+    written synchronously by ``tensorboardX.RecordWriter`` (no background thread), so what
+    a method has written is on disk when it returns.
 
     Args:
       logdir: directory for the event file; created if missing.
@@ -223,19 +109,25 @@ class TensorBoardWriter(_AppendOnlyFile):
         base = os.path.join(
             self.logdir, f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
         )
-        path, suffix = base, 0
-        while os.path.exists(path):
-            suffix += 1
-            path = f"{base}.{suffix}"
+        suffix = 0
+        while True:  # claim a fresh name atomically; RecordWriter would truncate an old file
+            path = f"{base}.{suffix}" if suffix else base
+            try:
+                open(path, "xb").close()
+                break
+            except FileExistsError:
+                suffix += 1
         self.path = path
-        self._file = open(path, "xb")
-        self._write(_event(time.time(), 0, file_version="brain.Event:2"))
-        self.flush()
+        # An absolute path keeps tensorboardX from routing a "gs:..."/"s3:..." name remotely.
+        self._file: RecordWriter | None = RecordWriter(os.path.abspath(path))
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
 
-    def _write(self, event: bytes) -> None:
+    def _write(self, event: Event) -> None:
+        """Appends ``event`` as one TFRecord and flushes it to disk."""
         if self._file is None:
             raise ValueError(f"TensorBoard event file {self.path} is closed")
-        self._file.write(_tfrecord(event))
+        self._file.write(event.SerializeToString())
+        self._file.flush()
 
     def scalars(self, step: int, values: Mapping[str, Any]) -> None:
         """Writes one event holding ``values`` (tag -> number) at ``step``, then flushes.
@@ -244,18 +136,22 @@ class TensorBoardWriter(_AppendOnlyFile):
         """
         if not values:
             return
-        summary = b"".join(
-            _bytes_field(1, _scalar_value(tag, _to_float(tag, value)))
-            for tag, value in values.items()
+        summary = Summary(
+            value=[
+                Summary.Value(tag=tag, simple_value=_to_float(tag, value))
+                for tag, value in values.items()
+            ]
         )
-        self._write(_event(time.time(), int(step), summary=summary))
-        self.flush()
+        self._write(Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def text(self, step: int, tag: str, text: str) -> None:
         """Writes ``text`` (shown as Markdown by TensorBoard's text tab) under ``tag``."""
-        summary = _bytes_field(1, _text_value(tag, text))
-        self._write(_event(time.time(), int(step), summary=summary))
-        self.flush()
+        tensor = TensorProto(  # a scalar string tensor: empty shape
+            dtype=DT_STRING, tensor_shape=TensorShapeProto(), string_val=[text.encode("utf-8")]
+        )
+        metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
+        summary = Summary(value=[Summary.Value(tag=tag, metadata=metadata, tensor=tensor)])
+        self._write(Event(wall_time=time.time(), step=int(step), summary=summary))
 
 
 class JsonlWriter(_AppendOnlyFile):

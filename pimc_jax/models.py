@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from pimc_jax.indices import resolve_indices
+from pimc_jax import defaults
+from pimc_jax.indices import BAND_TABLES, resolve_indices
 from pimc_jax.recurrence import check_plot_channels
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -141,6 +142,10 @@ class ProjectionHead(nn.Module):
         return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
 
 
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
 @dataclasses.dataclass(frozen=True)
 class EncoderSpec:
     """Hashable hyper-parameters of one :class:`ResNetEncoder`."""
@@ -157,6 +162,14 @@ class EncoderSpec:
     def from_dict(cls, values: dict[str, Any]) -> EncoderSpec:
         """From a dict of its fields (lists from JSON or a config become tuples)."""
         return cls(**{key: _tuple(value) for key, value in values.items()})
+
+
+# ModelSpec's defaults are the library's (pimc_jax.defaults), for PASTIS's ten bands.
+_MODEL = defaults.model_config()
+_DATA = defaults.data_config()
+_BAND_NAMES = tuple(BAND_TABLES["pastis"])
+# What a checkpoint written before a field existed meant by leaving it out.
+LEGACY_SPEC_FIELDS: dict[str, Any] = {"rp_channels": ("distance",)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,34 +192,38 @@ class ModelSpec:
       rp_normalize / rp_dimension / rp_time_delay / rp_threshold / rp_percentage:
         recurrence-plot options (:func:`pimc_jax.recurrence.recurrence_plot`).
       rp_channels: plot kinds per index (:data:`pimc_jax.recurrence.PLOT_CHANNELS`);
-        ``("distance",)`` is the paper's plot (and what a checkpoint without the field has).
+        ``("distance",)`` is the paper's plot (and what a checkpoint without the field has,
+        :data:`LEGACY_SPEC_FIELDS`).
+
+    The defaults are the library's (:mod:`pimc_jax.defaults`), for PASTIS's ten bands:
+    ``ModelSpec()`` is the model a default run of ``configs/pretrain.py`` builds.
       image_bands: bands of the image view, in channel order.
       crop_size: k of the k×k image crops.
       image_mean / image_std: per-band statistics used to normalise image crops.
     """
 
-    rp_encoder: EncoderSpec = EncoderSpec()
-    image_encoder: EncoderSpec = EncoderSpec()
-    head_hidden_dims: tuple[int, ...] = (512,)
-    embedding_dim: int = 128
-    learnable_temperature: bool = True
-    temperature: float = 0.07
+    rp_encoder: EncoderSpec = EncoderSpec.from_dict(_MODEL.rp_encoder.to_dict())
+    image_encoder: EncoderSpec = EncoderSpec.from_dict(_MODEL.image_encoder.to_dict())
+    head_hidden_dims: tuple[int, ...] = tuple(_MODEL.head_hidden_dims)
+    embedding_dim: int = _MODEL.embedding_dim
+    learnable_temperature: bool = _MODEL.learnable_temperature
+    temperature: float = _MODEL.temperature
     max_logit_scale: float = 100.0
-    dtype: str = "float32"
-    band_names: tuple[str, ...] = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
-    indices: tuple[str, ...] = ("ndvi", "evi", "savi")
+    dtype: str = _MODEL.dtype
+    band_names: tuple[str, ...] = _BAND_NAMES
+    indices: tuple[str, ...] = resolve_indices(_MODEL.indices, _BAND_NAMES)
     reflectance_scale: float = 1.0
-    rp_size: int = 32
-    rp_normalize: bool = True
-    rp_dimension: int = 1
-    rp_time_delay: int = 1
-    rp_threshold: str | float | None = None
-    rp_percentage: float = 10.0
-    rp_channels: tuple[str, ...] = ("distance",)
-    image_bands: tuple[str, ...] = ("B4", "B3", "B2")
-    crop_size: int = 32
-    image_mean: tuple[float, ...] = (0.0, 0.0, 0.0)
-    image_std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    rp_size: int = _MODEL.rp_size
+    rp_normalize: bool = _MODEL.rp_normalize
+    rp_dimension: int = _MODEL.rp_dimension
+    rp_time_delay: int = _MODEL.rp_time_delay
+    rp_threshold: str | float | None = _MODEL.rp_threshold
+    rp_percentage: float = _MODEL.rp_percentage
+    rp_channels: tuple[str, ...] = tuple(_MODEL.rp_channels)
+    image_bands: tuple[str, ...] = tuple(_DATA.image_bands)
+    crop_size: int = _DATA.crop_size
+    image_mean: tuple[float, ...] = (0.0,) * len(_DATA.image_bands)
+    image_std: tuple[float, ...] = (1.0,) * len(_DATA.image_bands)
 
     def __post_init__(self) -> None:
         if len(self.image_mean) != len(self.image_bands) or len(self.image_std) != len(
@@ -263,8 +280,8 @@ class ModelSpec:
             rp_time_delay=model.rp_time_delay,
             rp_threshold=model.rp_threshold,
             rp_percentage=model.rp_percentage,
-            # A config written before the key existed gets the paper's plot, like a checkpoint.
-            rp_channels=tuple(model.get("rp_channels", cls.rp_channels)),
+            # A config written before the key existed means what such a checkpoint means.
+            rp_channels=tuple(model.get("rp_channels", LEGACY_SPEC_FIELDS["rp_channels"])),
             image_bands=tuple(config.data.image_bands),
             crop_size=config.data.crop_size,
             image_mean=tuple(float(v) for v in image_mean),
@@ -282,15 +299,11 @@ class ModelSpec:
         if unknown:
             raise ValueError(f"Unknown ModelSpec fields {sorted(unknown)}")
         converted = {}
-        for key, value in values.items():
+        for key, value in {**LEGACY_SPEC_FIELDS, **values}.items():
             if key in ("rp_encoder", "image_encoder"):
                 value = EncoderSpec.from_dict(value)
             converted[key] = _tuple(value)
         return cls(**converted)
-
-
-def _tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
 
 
 class PIMC(nn.Module):

@@ -13,6 +13,7 @@ takes one copy back.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -110,8 +111,6 @@ def initialize_distributed(
 
 def _in_multiprocess_environment() -> bool:
     """True on TPU pod slices and under schedulers that ``jax.distributed`` auto-detects."""
-    import os
-
     tpu_hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
     if "," in tpu_hosts:
         return True

@@ -82,7 +82,8 @@ def train_step(
       batch: this device's pairs: ``bands`` (n, T, C) float32 reflectance (NaN =
         no-data), ``dates`` (n, T) float32 days, ``mask`` (n, T) bool, ``image``
         (n, k, k, Ci) float32 reflectance crops.
-      rng: PRNG key shared by all devices; folded with the step and each row's index
+      rng: PRNG key shared by all devices (a ``jax.random.key``, or its ``key_data`` as
+        the device-mapped step receives it); folded with the step and each row's index
         in the global batch.
       spec: model spec (static).
       optimizer: the optax transformation (static).

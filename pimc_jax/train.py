@@ -1,6 +1,6 @@
 """The pre-training loop: data, the parallel step, checkpoints and metrics.
 
-:func:`train_and_evaluate` is what ``python launch.py --config=configs/pretrain.py``
+:func:`pretrain` is what ``python launch.py --config=configs/pretrain.py``
 runs. Resume order is explicit: the latest checkpoint in ``WORKDIR/checkpoints``,
 else fresh parameters from ``config.seed``.
 
@@ -25,13 +25,15 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from jax.experimental import multihost_utils
 
 from pimc_jax import parallel
 from pimc_jax.checkpoint import CheckpointStore, read_meta
 from pimc_jax.data import load_patches
+from pimc_jax.data.pairs import PairSampler
 from pimc_jax.data.patches import Patch
-from pimc_jax.data.pipeline import PairBatches, image_statistics
-from pimc_jax.data.sampling import PairSampler
+from pimc_jax.data.pipeline import PairBatches
+from pimc_jax.data.statistics import image_statistics
 from pimc_jax.metrics import MetricWriter
 from pimc_jax.models import ModelSpec
 from pimc_jax.optim import learning_rate_schedule, make_optimizer
@@ -103,8 +105,6 @@ class _Preemption:
             return self.requested
         if not check_peers:
             return False
-        from jax.experimental import multihost_utils
-
         return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
 
 
@@ -138,7 +138,7 @@ def _host_metrics(metrics: Any) -> dict[str, float]:
     return values
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Pre-trains PIMC as ``config`` says, writing everything to ``workdir``.
 
     Returns:
@@ -153,7 +153,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     schedule = learning_rate_schedule(config)
 
     store = CheckpointStore(workdir_path, max_to_keep=config.keep_checkpoints)
-    init_rng, step_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
     state = jax.device_get(create_train_state(spec, optimizer, init_rng))
     start_step = 0
     latest = store.latest_step()
@@ -188,7 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     parallel_step = make_parallel_step(spec, optimizer, augment=config.augment)
     replicated_state = parallel.replicate(state)
-    replicated_rng = parallel.replicate(np.asarray(step_rng))
+    replicated_rng = parallel.replicate(jax.random.key_data(step_rng))
     writer = MetricWriter(workdir_path, total_steps=config.total_steps, enabled=is_main)
     if is_main:
         logging.info(

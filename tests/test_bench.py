@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+from format_writers import write_user_npz
 from tiny_configs import ROOT
 
 
@@ -50,8 +51,6 @@ def test_input_pipeline_bench():
 
 
 def test_pixel_benchmark_rows_share_folds(tmp_path):
-    from fixtures import write_user_npz
-
     path = tmp_path / "pixels.npz"
     write_user_npz(path, num_pixels=40, num_dates=6, num_classes=3)
     out = _run(

@@ -18,17 +18,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import ml_collections
 import numpy as np
 import pytest
-from fixtures import (
+from format_writers import (
     EUROSAT_CLASSES,
     write_eurosat_archives,
     write_pastis_dir,
     write_user_npz,
     write_user_patch_folder,
 )
-from tiny_configs import ROOT, load_config, tiny_pretrain_config
+from tiny_configs import ROOT
 
 PRETRAIN_STEPS = 4
 BATCH = 16
@@ -54,48 +53,9 @@ FORECAST = (
 # Running launch.py.
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _flag_value(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return repr(tuple(value))
-    return str(value)
-
-
-def config_overrides(
-    config: ml_collections.ConfigDict, base: ml_collections.ConfigDict, prefixes: tuple[str, ...]
-) -> list[str]:
-    """``--config.KEY=VALUE`` flags turning ``base`` into ``config`` (keys under ``prefixes``)."""
-    wanted, have = _flatten(config.to_dict()), _flatten(base.to_dict())
-    return [
-        f"--config.{key}={_flag_value(value)}"
-        for key, value in sorted(wanted.items())
-        if key.startswith(prefixes) and have.get(key) != value
-    ]
-
-
-def tiny_pretrain_flags(**overrides: Any) -> list[str]:
-    """tests/tiny_configs.tiny_pretrain_config() as command-line overrides of pretrain.py."""
-    tiny = tiny_pretrain_config(**overrides)
-    return config_overrides(tiny, load_config("pretrain"), ("",))
-
-
-def tiny_model_flags(eval_name: str) -> list[str]:
-    """The tiny towers (for ``init_from=random``) as overrides of ``configs/<eval_name>.py``."""
-    tiny = tiny_pretrain_config()
-    return config_overrides(tiny, load_config(eval_name), ("model.", "data.crop_size"))
-
-
 def launch(config: str, workdir: Path | None, *flags: str) -> subprocess.CompletedProcess:
-    """``python launch.py --config=configs/<config>.py FLAGS --workdir=WORKDIR`` on one CPU."""
+    """``python launch.py --config=configs/<name>.py[:arg] FLAGS --workdir=WORKDIR`` on one CPU
+    (``config`` = ``name[:arg]``)."""
     env = dict(os.environ)
     env.update(
         JAX_PLATFORMS="cpu",
@@ -103,7 +63,8 @@ def launch(config: str, workdir: Path | None, *flags: str) -> subprocess.Complet
         JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"),
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
     )
-    command = [sys.executable, "launch.py", f"--config=configs/{config}.py", *flags]
+    name, colon, arg = config.partition(":")
+    command = [sys.executable, "launch.py", f"--config=configs/{name}.py{colon}{arg}", *flags]
     if workdir is not None:
         command.append(f"--workdir={workdir}")
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -182,18 +143,18 @@ def data(tmp_path_factory) -> dict[str, Any]:
 def pretrain(data, tmp_path_factory) -> Path:
     """A 4-step tiny pre-training on the PASTIS fixture, from the command line."""
     workdir = tmp_path_factory.mktemp("pretrain_pastis")
-    flags = tiny_pretrain_flags(total_steps=PRETRAIN_STEPS, global_batch_size=BATCH)
     pastis = data["root"] / "pastis"
     # Indices that need only blue, red and NIR, so that the 4-band user pixel files of the
     # `data` fixture can be embedded by this encoder ("auto" would also use SWIR and B5).
     indices = "--config.model.indices=('ndvi','evi','savi')"
     launch_ok(
-        "pretrain",
+        "pretrain:tiny",
         workdir,
         "--config.data.name=pastis",
         f"--config.data.path={pastis}",
         indices,
-        *flags,
+        f"--config.total_steps={PRETRAIN_STEPS}",
+        f"--config.global_batch_size={BATCH}",
     )
     return workdir
 
@@ -289,13 +250,12 @@ def test_eurosat_all_bands(pretrain, data, tmp_path):
 
 def test_user_npz_pixel_classification_random(data, tmp_path):
     results = launch_ok(
-        "eval_pastis_classification",
+        "eval_pastis_classification:tiny",
         tmp_path,
         "--config.data.name=npz",
         f"--config.data.path={data['root'] / 'pixels.npz'}",
         "--config.init_from=random",
         "--config.exclude_classes=()",
-        *tiny_model_flags("eval_pastis_classification"),
         *LINEAR,
     )
     check_source(results, "eval_pastis_classification", "linear", None)
@@ -353,9 +313,13 @@ def test_user_npz_forecast_with_test_file(pretrain, data, tmp_path):
 
 def test_pretrain_on_user_patch_folder(data, tmp_path):
     folder = data["root"] / "patches"
-    flags = tiny_pretrain_flags(total_steps=2, checkpoint_every_steps=2, global_batch_size=BATCH)
     launch_ok(
-        "pretrain", tmp_path, "--config.data.name=patches", f"--config.data.path={folder}", *flags
+        "pretrain:tiny",
+        tmp_path,
+        "--config.data.name=patches",
+        f"--config.data.path={folder}",
+        "--config.total_steps=2",
+        f"--config.global_batch_size={BATCH}",
     )
     assert [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()] == ["2"]
     metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -19,6 +19,9 @@ def params():
         embedding_dim=12,
         rp_size=16,
         crop_size=8,
+        image_bands=("B4", "B3", "B2"),
+        image_mean=(0.0, 0.0, 0.0),
+        image_std=(1.0, 1.0, 1.0),
     )
     return pimc_jax.init_params(spec, 0)
 

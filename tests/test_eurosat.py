@@ -12,7 +12,12 @@ import zipfile
 import numpy as np
 import pytest
 import tifffile
-from fixtures import EUROSAT_ALL_SUBDIR, EUROSAT_CLASSES, EUROSAT_RGB_SUBDIR, write_eurosat_archives
+from format_writers import (
+    EUROSAT_ALL_SUBDIR,
+    EUROSAT_CLASSES,
+    EUROSAT_RGB_SUBDIR,
+    write_eurosat_archives,
+)
 from PIL import Image
 
 from pimc_jax.data import eurosat
@@ -70,7 +75,7 @@ def test_rgb_seeded_stratified_split(tmp_path):
 
 def test_stratified_split_counts_on_full_size():
     labels = np.repeat(np.arange(10), [3000, 3000, 3000, 2500, 2500, 2000, 2500, 3000, 2500, 3000])
-    assignment = eurosat.stratified_split(labels)
+    assignment = eurosat.seeded_split_assignment(labels)
     assert np.bincount(assignment).tolist() == [16_200, 5_400, 5_400]
     for label in range(10):
         count = np.sum(labels == label)

@@ -18,7 +18,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 import pytest
-from fixtures import (
+from format_writers import (
     write_eurosat_archives,
     write_pastis_dir,
     write_user_npz,
@@ -29,44 +29,22 @@ from sklearn.metrics import f1_score
 from tiny_configs import ROOT, load_config, tiny_pretrain_config
 
 from pimc_jax import launcher
-from pimc_jax.data.splits import stratified_folds
+from pimc_jax.data.splits import stratified_folds, stratified_split
 from pimc_jax.data.user import load_pixel_npz
-from pimc_jax.evaluation import common
+from pimc_jax.evaluation.encoders import load_encoder
+from pimc_jax.evaluation.finetune import class_weights, train_supervised
 from pimc_jax.evaluation.forecasting import forecast_windows
-from pimc_jax.evaluation.pixel_classification import load_pixel_splits, stratified_split
+from pimc_jax.evaluation.pixels import load_pixel_splits
+from pimc_jax.evaluation.probes import fit_logistic_regression, fit_ridge, ridge_probe
+from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix, rmse
 
 TOTAL_STEPS = 6
 CHECKPOINT_EVERY = 3
-# The tiny pre-training's synthetic data, shared by the pixel evaluations.
-TINY_DATA = dict(
-    num_patches=8,  # folds 1..5 round robin
-    patch_size=16,
-    synthetic_min_dates=8,
-    synthetic_max_dates=12,
-    max_dates=16,
-    pixels_per_patch=12,
-)
-FORECAST_DATES = dict(synthetic_min_dates=44, synthetic_max_dates=48, max_dates=48)
-
-
 def eval_config(name: str, init_from: str, protocol: str) -> ml_collections.ConfigDict:
-    """``configs/<name>.py`` with the tiny model (for ``random``), tiny data and few steps."""
-    config = load_config(name)
+    """``configs/<name>.py:tiny``: the tiny model (for ``random``), tiny data, few steps."""
+    config = load_config(f"{name}:tiny")
     config.init_from = init_from
     config.protocol = protocol
-    tiny = tiny_pretrain_config()
-    config.model = tiny.model
-    config.data.crop_size = tiny.data.crop_size
-    if name == "eval_eurosat":
-        config.data.update(dict(image_size=16, num_train=40, num_val=20, num_test=30))
-    else:
-        config.data.update(TINY_DATA)
-    if name == "eval_pastis_forecast":
-        config.data.update(FORECAST_DATES)
-    if "steps" in config.linear:  # L-BFGS iterations of the classification probes
-        config.linear.steps = 30
-    config.linear.l2_grid = (1e-3, 1e-1)
-    config.finetune.update(dict(steps=3, batch_size=16, warmup_steps=1, log_every_steps=1))
     return config
 
 
@@ -105,13 +83,13 @@ def check_classification(results: dict, num_classes: int) -> None:
 def test_confusion_matrix_and_macro_f1_hand_values():
     labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
     predictions = np.array([0, 0, 1, 1, 3, 2, 0, 2])
-    confusion = common.confusion_matrix(labels, predictions, num_classes=5)
+    confusion = confusion_matrix(labels, predictions, num_classes=5)
     expected = np.zeros((5, 5), np.int64)
     expected[0, :2] = [2, 1]
     expected[1, [1, 3]] = [1, 1]
     expected[2, [0, 2]] = [1, 2]
     np.testing.assert_array_equal(confusion, expected)
-    scores = common.classification_metrics(confusion, ["a", "b", "c", "d", "e"])
+    scores = classification_metrics(confusion, ["a", "b", "c", "d", "e"])
     # Class 0: P = 2/3, R = 2/3; class 1: P = 1/2, R = 1/2; class 2: P = 1, R = 2/3, F1 = 0.8;
     # class 3: predicted once, never true → F1 0; class 4 absent → not averaged.
     f1 = [2 / 3, 1 / 2, 0.8, 0.0]
@@ -127,15 +105,15 @@ def test_confusion_matrix_and_macro_f1_hand_values():
 
 def test_confusion_matrix_rejects_out_of_range():
     with pytest.raises(ValueError, match="predictions"):
-        common.confusion_matrix([0, 1], [0, 3], num_classes=3)
+        confusion_matrix([0, 1], [0, 3], num_classes=3)
 
 
 def test_rmse_matches_numpy():
     rng = np.random.default_rng(0)
     predictions, targets = rng.normal(size=(2, 7, 10, 3))
     expected = [math.sqrt(np.mean((predictions[..., k] - targets[..., k]) ** 2)) for k in range(3)]
-    np.testing.assert_allclose(common.rmse(predictions, targets), expected, rtol=1e-12)
-    np.testing.assert_allclose(common.rmse([[1.0, 2.0]], [[4.0, -2.0]]), [3.0, 4.0])
+    np.testing.assert_allclose(rmse(predictions, targets), expected, rtol=1e-12)
+    np.testing.assert_allclose(rmse([[1.0, 2.0]], [[4.0, -2.0]]), [3.0, 4.0])
 
 
 def test_logistic_regression_matches_sklearn():
@@ -143,7 +121,7 @@ def test_logistic_regression_matches_sklearn():
     features = rng.normal(size=(300, 6)).astype(np.float32)
     labels = np.argmax(features[:, :4] + rng.normal(size=(300, 4)), axis=1)
     l2 = 1e-2
-    weights, bias = common.fit_logistic_regression(features, labels, 4, l2=l2, steps=100)
+    weights, bias = fit_logistic_regression(features, labels, 4, l2=l2, steps=100)
     reference = LogisticRegression(C=1 / (2 * len(labels) * l2), tol=1e-10, max_iter=10_000)
     reference.fit(features, labels)
     logits = features @ weights + bias
@@ -156,7 +134,7 @@ def test_ridge_matches_sklearn():
     rng = np.random.default_rng(2)
     features = rng.normal(size=(50, 5))
     targets = features @ rng.normal(size=(5, 3)) + 0.1 * rng.normal(size=(50, 3)) + 2.0
-    weights, bias = common.fit_ridge(features, targets, l2=0.3)
+    weights, bias = fit_ridge(features, targets, l2=0.3)
     reference = Ridge(alpha=0.3 * 50).fit(features, targets)
     np.testing.assert_allclose(weights, reference.coef_.T, rtol=1e-8)
     np.testing.assert_allclose(bias, reference.intercept_, rtol=1e-8)
@@ -166,7 +144,7 @@ def test_probes_pick_l2_on_validation():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 4))
     y = x @ np.array([[1.0], [-2.0], [0.5], [0.0]])
-    probe = common.ridge_probe(
+    probe = ridge_probe(
         (x[:100], y[:100]), (x[100:150], y[100:150]), x[150:], l2_grid=(10.0, 1e-6)
     )
     assert probe["l2"] == 1e-6  # noise-free targets: the weakest penalty wins
@@ -213,9 +191,9 @@ def test_forecast_windows_against_numpy():
 
 def test_load_encoder_rejects_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError):
-        common.load_encoder(str(tmp_path / "nowhere"), lambda: None)
+        load_encoder(str(tmp_path / "nowhere"), lambda: None)
     with pytest.raises(ValueError, match="init_from"):
-        common.load_encoder("", lambda: None)
+        load_encoder("", lambda: None)
 
 
 # --------------------------------------------------------------------------------------
@@ -359,15 +337,12 @@ def test_cli_restores_four_device_checkpoint_on_one_device(pretrain_dir, tmp_pat
         if not flag.startswith("--xla_force_host_platform_device_count")
     )
     env["JAX_PLATFORMS"] = "cpu"
-    overrides = [f"--config.data.{key}={value}" for key, value in TINY_DATA.items()]
-    overrides += ["--config.linear.steps=30", "--config.linear.l2_grid=(0.001, 0.1)"]
     command = [
         sys.executable,
         "launch.py",
-        "--config=configs/eval_pastis_classification.py",
+        "--config=configs/eval_pastis_classification.py:tiny",
         f"--config.init_from={pretrain_dir}",
         f"--workdir={tmp_path / 'cli'}",
-        *overrides,
     ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -395,13 +370,13 @@ def test_class_weights_match_sklearn_balanced():
 
     labels = np.repeat([0, 2, 3], [50, 5, 20])
     balanced = compute_class_weight("balanced", classes=np.array([0, 2, 3]), y=labels)
-    got = common.class_weights(labels, 5, "inverse")
+    got = class_weights(labels, 5, "inverse")
     np.testing.assert_allclose(got[[0, 2, 3]], balanced, rtol=1e-6)
     assert got[1] == got[4] == 0  # absent classes
-    sqrt = common.class_weights(labels, 5, "sqrt_inverse")
+    sqrt = class_weights(labels, 5, "sqrt_inverse")
     expected = np.array([50, 5, 20]) ** -0.5
     np.testing.assert_allclose(sqrt[[0, 2, 3]], expected * 75 / (expected * [50, 5, 20]).sum())
-    np.testing.assert_array_equal(common.class_weights(labels, 5, "none")[[0, 2, 3]], 1.0)
+    np.testing.assert_array_equal(class_weights(labels, 5, "none")[[0, 2, 3]], 1.0)
 
 
 def test_train_supervised_keeps_the_best_validation_step():
@@ -411,7 +386,7 @@ def test_train_supervised_keeps_the_best_validation_step():
     forward = lambda params, batch: batch["x"] @ params["w"]
     start = {"w": np.zeros((3, 1), np.float32)}
     fit = functools.partial(
-        common.train_supervised,
+        train_supervised,
         forward,
         start,
         inputs,

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from fixtures import write_pastis_dir
+from format_writers import write_pastis_dir
 
 from pimc_jax.data import pastis
 

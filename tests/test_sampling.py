@@ -5,23 +5,20 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pimc_jax.data.patches import Patch
-from pimc_jax.data.sampling import (
+from pimc_jax.data.pairs import PairSampler
+from pimc_jax.data.patches import Patch, shard_patches
+from pimc_jax.data.pixels import hilbert_curve_order, sample_pixels
+from pimc_jax.data.statistics import band_statistics
+from pimc_jax.data.synthetic import make_patch, make_patches
+from pimc_jax.data.views import (
     MEDIAN_COMPOSITE,
-    PairSampler,
-    band_statistics,
     choose_image_dates,
     clear_date_scores,
     extract_crops,
-    hilbert_curve_order,
     median_composite,
-    normalize_image,
     pad_series,
-    pixel_dataset,
-    sample_pixels,
-    shard_patches,
 )
-from pimc_jax.data.synthetic import make_patch, make_patches
+from pimc_jax.evaluation.pixels import pixel_dataset
 
 BANDS = ("B2", "B3", "B4", "B8")
 
@@ -164,7 +161,7 @@ def test_median_composite_ignores_nan():
     assert np.isnan(median_composite(np.full((2, 1, 1, 1), np.nan)))[0, 0, 0]
 
 
-def test_band_statistics_and_normalize_image():
+def test_band_statistics():
     patches = [_patch(seed=s) for s in range(3)]
     bands = patches[0].bands.copy()
     bands[0, 0, 0, 2] = np.nan
@@ -173,11 +170,6 @@ def test_band_statistics_and_normalize_image():
     values = np.concatenate([p.bands[..., [2, 0]].reshape(-1, 2) for p in patches])
     np.testing.assert_allclose(mean, np.nanmean(values, axis=0), rtol=1e-5)
     np.testing.assert_allclose(std, np.nanstd(values, axis=0), rtol=1e-4)
-    crops = np.stack([np.full((2, 2), 0.3), np.full((2, 2), np.nan)], axis=-1)[None]
-    normalized = normalize_image(crops, np.array([0.1, 0.2]), np.array([0.1, 0.5]))
-    np.testing.assert_allclose(normalized[..., 0], 2.0, rtol=1e-6)
-    np.testing.assert_array_equal(normalized[..., 1], 0.0)
-    assert normalized.dtype == np.float32
 
 
 def test_shard_patches_partitions():
@@ -204,8 +196,6 @@ def test_pair_sampler_batch_contract(synthetic, image_date):
         max_dates=14,
         sampling="hilbert",
         image_date=image_date,
-        mean=np.array([0.1, 0.1, 0.1]),
-        std=np.array([0.05, 0.05, 0.05]),
         seed=0,
     )
     batch = sampler.sample_batch(10)

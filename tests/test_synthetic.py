@@ -3,15 +3,9 @@
 import numpy as np
 import pytest
 
+from pimc_jax.data.classes import EUROSAT_CLASS_NAMES, SYNTHETIC_CLASS_NAMES
 from pimc_jax.data.patches import Patch
-from pimc_jax.data.synthetic import (
-    EUROSAT_CLASSES,
-    SYNTHETIC_CLASSES,
-    make_image_classification_set,
-    make_patch,
-    make_patches,
-    synthetic_patches,
-)
+from pimc_jax.data.synthetic import make_image_classification_set, make_patch, make_patches
 
 PASTIS_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 YEAR_2019 = (
@@ -58,7 +52,7 @@ def test_shapes_dtypes_and_ranges(patches):
         assert patch.bands.dtype == np.float32
         assert patch.dates.dtype == np.int32
         assert patch.labels.dtype == np.int32 and patch.labels.shape == (32, 32)
-        assert patch.labels.min() >= 0 and patch.labels.max() < len(SYNTHETIC_CLASSES)
+        assert patch.labels.min() >= 0 and patch.labels.max() < len(SYNTHETIC_CLASS_NAMES)
         finite = patch.bands[np.isfinite(patch.bands)]
         assert finite.min() >= 0.0 and finite.max() <= 1.0
 
@@ -88,7 +82,7 @@ def test_num_classes_limits_labels():
     labels = np.concatenate([p.labels.ravel() for p in make_patches(6, num_classes=3)])
     assert set(np.unique(labels)) <= {0, 1, 2}
     with pytest.raises(ValueError, match="num_classes"):
-        make_patch(0, 0, num_classes=len(SYNTHETIC_CLASSES) + 1)
+        make_patch(0, 0, num_classes=len(SYNTHETIC_CLASS_NAMES) + 1)
 
 
 def test_clouds_and_nodata_present_but_rare(patches):
@@ -103,7 +97,7 @@ def test_clouds_and_nodata_present_but_rare(patches):
 
 def _class_ndvi_by_month(patches) -> np.ndarray:
     """Median NDVI per (class, month) over clear pixels (blue < 0.2), NumPy only."""
-    values = [[[] for _ in range(12)] for _ in SYNTHETIC_CLASSES]
+    values = [[[] for _ in range(12)] for _ in SYNTHETIC_CLASS_NAMES]
     for patch in patches:
         ndvi = _ndvi(patch)
         clear = patch.bands[..., 0] < 0.2
@@ -117,11 +111,11 @@ def _class_ndvi_by_month(patches) -> np.ndarray:
 
 def test_ndvi_from_bands_separates_the_classes():
     curves = _class_ndvi_by_month(make_patches(40, seed=11, min_dates=30, max_dates=40))
-    classes = {name: curves[i] for i, name in enumerate(SYNTHETIC_CLASSES)}
+    classes = {name: curves[i] for i, name in enumerate(SYNTHETIC_CLASS_NAMES)}
     peak = np.nanmax(curves, axis=1)
     # Background is the lowest class at its peak; crops reach dense-canopy NDVI.
-    assert np.argmin(peak) == SYNTHETIC_CLASSES.index("background")
-    assert peak[SYNTHETIC_CLASSES.index("background")] < 0.35
+    assert np.argmin(peak) == SYNTHETIC_CLASS_NAMES.index("background")
+    assert peak[SYNTHETIC_CLASS_NAMES.index("background")] < 0.35
     for crop in ("wheat", "maize", "rapeseed", "sunflower", "soybean", "grassland"):
         assert np.nanmax(classes[crop]) > 0.5, crop
     # Wheat peaks in spring (Apr-May), maize in summer (Jul-Sep).
@@ -132,14 +126,14 @@ def test_ndvi_from_bands_separates_the_classes():
     # Grassland stays green in winter, maize does not.
     assert classes["grassland"][0] - classes["maize"][0] > 0.2
     # Every pair of classes differs somewhere in the year (maize and soybean least).
-    for i in range(len(SYNTHETIC_CLASSES)):
-        for j in range(i + 1, len(SYNTHETIC_CLASSES)):
+    for i in range(len(SYNTHETIC_CLASS_NAMES)):
+        for j in range(i + 1, len(SYNTHETIC_CLASS_NAMES)):
             assert np.nanmax(np.abs(curves[i] - curves[j])) > 0.05, (i, j)
 
 
 def test_single_date_crop_carries_class_information(patches):
     # Class-mean texture (spatial std of NIR within 3x3 windows) differs between classes.
-    spread = {c: [] for c in range(len(SYNTHETIC_CLASSES))}
+    spread = {c: [] for c in range(len(SYNTHETIC_CLASS_NAMES))}
     for patch in patches:
         nir = patch.bands[0, ..., patch.band_names.index("B8")]
         windows = np.lib.stride_tricks.sliding_window_view(nir, (3, 3))
@@ -153,7 +147,7 @@ def test_single_date_crop_carries_class_information(patches):
 
 
 def test_folds_round_robin():
-    folds = [p.fold for p in synthetic_patches(12, seed=0, folds=5, size=16)]
+    folds = [p.fold for p in make_patches(12, seed=0, folds=5, size=16)]
     assert folds == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2]
     assert {p.fold for p in make_patches(3, size=16)} == {0}
 
@@ -162,7 +156,7 @@ def test_image_classification_set():
     images, labels, names = make_image_classification_set(30, seed=1, size=32)
     assert images.shape == (30, 32, 32, 13) and images.dtype == np.float32
     assert labels.shape == (30,) and labels.dtype == np.int32
-    assert names == EUROSAT_CLASSES
+    assert names == EUROSAT_CLASS_NAMES
     np.testing.assert_array_equal(np.bincount(labels), np.full(10, 3))
     assert images.min() >= 0.0 and images.max() <= 1.0
     again, labels_again, _ = make_image_classification_set(30, seed=1, size=32)
@@ -173,8 +167,8 @@ def test_image_classification_set():
     # deciduous forest in winter can fall below 0.5).
     nir, red = images[..., 7].astype(np.float64), images[..., 3].astype(np.float64)
     scene_ndvi = ((nir - red) / np.maximum(nir + red, 1e-6)).mean(axis=(1, 2))
-    forest = scene_ndvi[labels == EUROSAT_CLASSES.index("Forest")]
-    lake = scene_ndvi[labels == EUROSAT_CLASSES.index("SeaLake")]
+    forest = scene_ndvi[labels == EUROSAT_CLASS_NAMES.index("Forest")]
+    lake = scene_ndvi[labels == EUROSAT_CLASS_NAMES.index("SeaLake")]
     assert np.median(forest) > 0.5 and forest.min() > lake.max() + 0.3
     rgb, _, _ = make_image_classification_set(4, seed=1, size=16, band_names=("B4", "B3", "B2"))
     assert rgb.shape == (4, 16, 16, 3)

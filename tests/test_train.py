@@ -27,9 +27,9 @@ def test_one_and_four_devices_give_the_same_losses():
     config = tiny_pretrain_config()
     setup = build_pretraining(config)
     spec, optimizer = setup.spec, setup.optimizer
-    state = jax.device_get(create_train_state(spec, optimizer, jax.random.PRNGKey(0)))
+    state = jax.device_get(create_train_state(spec, optimizer, jax.random.key(0)))
     batches = list(PairBatches(setup.sampler, batch_size=16, seed=3, end_step=4))
-    rng = np.asarray(jax.random.PRNGKey(1))
+    rng = jax.random.key_data(jax.random.key(1))
 
     single = jax.jit(lambda s, b, r: train_step(s, b, r, spec=spec, optimizer=optimizer))
     single_state, single_losses = state, []
@@ -125,7 +125,7 @@ assert jax.device_count() == 1, jax.devices()
 params = pimc_jax.load_params({str(tmp_path)!r})
 config = tiny_pretrain_config(total_steps=2)
 optimizer = make_optimizer(config)
-state = jax.device_get(create_train_state(params.spec, optimizer, jax.random.PRNGKey(0)))
+state = jax.device_get(create_train_state(params.spec, optimizer, jax.random.key(0)))
 p, o, meta = CheckpointStore({str(tmp_path)!r}).restore(2, state.params, state.opt_state)
 print("NORM", sum(float(np.sum(np.square(x))) for x in jax.tree.leaves(params.variables)))
 """
@@ -223,11 +223,11 @@ launcher.run(tiny_pretrain_config(total_steps=100000, checkpoint_every_steps=100
 def test_bfloat16_compute_trains_with_float32_params():
     config = tiny_pretrain_config(**{"model.dtype": "bfloat16"})
     setup = build_pretraining(config)
-    state = jax.device_get(create_train_state(setup.spec, setup.optimizer, jax.random.PRNGKey(0)))
+    state = jax.device_get(create_train_state(setup.spec, setup.optimizer, jax.random.key(0)))
     batch = next(PairBatches(setup.sampler, batch_size=16, seed=0, end_step=1))
     step = jax.jit(
         lambda s, b: train_step(
-            s, b, jax.random.PRNGKey(1), spec=setup.spec, optimizer=setup.optimizer
+            s, b, jax.random.key(1), spec=setup.spec, optimizer=setup.optimizer
         )
     )
     new_state, metrics = step(state, batch)

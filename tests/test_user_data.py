@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from fixtures import write_user_npz, write_user_patch_folder
+from format_writers import write_user_npz, write_user_patch_folder
 
 from pimc_jax.data import user
 

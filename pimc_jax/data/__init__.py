@@ -1,10 +1,26 @@
 """Data sources. Every SITS source yields :class:`~pimc_jax.data.patches.Patch` objects.
 
-``config.data.name`` selects the source:
+``config.data.name`` selects the source of :func:`load_patches`:
 
 * ``synthetic`` (default): the embedded PASTIS-like generator, no download;
 * ``pastis``: the official PASTIS layout under ``config.data.path`` (TFDS builder);
 * ``patches``: a folder of the user's own SITS patches (:mod:`pimc_jax.data.user`).
+
+Modules: the container and the sources first, then pre-training sampling in the order a
+batch is built:
+
+* :mod:`~pimc_jax.data.patches`: the :class:`Patch` container, sharding over hosts;
+* :mod:`~pimc_jax.data.classes`: class-name tables (PASTIS, EuroSAT, synthetic);
+* :mod:`~pimc_jax.data.synthetic`: the synthetic PASTIS-like patches and EuroSAT stand-in;
+* :mod:`~pimc_jax.data.pastis`, :mod:`~pimc_jax.data.eurosat`: TFDS builders of the real
+  sets (imported only when asked for: they pull in ``tensorflow_datasets``);
+* :mod:`~pimc_jax.data.user`: the user's patch folders and pixel files;
+* :mod:`~pimc_jax.data.splits`: seeded stratified splits and folds;
+* :mod:`~pimc_jax.data.statistics`: per-band statistics (image standardisation);
+* :mod:`~pimc_jax.data.pixels`: which pixels a batch uses (uniform, Hilbert curve);
+* :mod:`~pimc_jax.data.views`: a pixel's two views (padded series, image crop);
+* :mod:`~pimc_jax.data.pairs`: :class:`~pimc_jax.data.pairs.PairSampler`, pair batches;
+* :mod:`~pimc_jax.data.pipeline`: batches built ahead of the step by worker threads.
 """
 
 from __future__ import annotations
@@ -12,9 +28,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import ml_collections
+from jax.experimental import multihost_utils
 
-from pimc_jax.data.patches import Patch
-from pimc_jax.data.sampling import shard_patches
+from pimc_jax.data.patches import Patch, shard_patches
+from pimc_jax.data.synthetic import make_patches
+from pimc_jax.data.user import load_patch_folder
 
 PATCH_SOURCES = ("synthetic", "pastis", "patches")
 
@@ -43,23 +61,21 @@ def load_patches(
     if folds is None and data_config.get("folds"):
         folds = tuple(data_config.folds)
     if name == "synthetic":
-        from pimc_jax.data.synthetic import synthetic_patches
-
-        patches = synthetic_patches(
+        patches = make_patches(
             data_config.num_patches,
             seed=data_config.synthetic_seed,
+            folds=5,  # round robin over PASTIS's five folds
             size=data_config.patch_size,
             min_dates=data_config.synthetic_min_dates,
             max_dates=data_config.synthetic_max_dates,
         )
     elif name == "pastis":
+        # Lazy: the TFDS builder imports tensorflow_datasets, needed on this path only.
         from pimc_jax.data.pastis import load_pastis_patches, prepare_pastis
 
         _require_path(data_config, name)
         if process_count > 1:
             # One process prepares the TFDS dataset; the others wait, then read their shard.
-            from jax.experimental import multihost_utils
-
             if process_index == 0:
                 prepare_pastis(data_config.path)
             multihost_utils.sync_global_devices("pimc_jax: PASTIS prepared")
@@ -72,8 +88,6 @@ def load_patches(
         )
         folds, process_index, process_count = None, 0, 1  # already selected and sharded
     elif name == "patches":
-        from pimc_jax.data.user import load_patch_folder
-
         _require_path(data_config, name)
         patches = load_patch_folder(data_config.path)
     else:

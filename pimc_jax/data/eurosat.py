@@ -21,7 +21,8 @@ Manual directory::
                            the widely used lists hold 16 200 / 5 400 / 5 400 names.
 
 Only members named ``<Class>/<Class>_<n>.<ext>`` with one of the ten class names count;
-anything else in an archive is ignored. Classes, in label order: :data:`EUROSAT_CLASS_NAMES`.
+anything else in an archive is ignored. Classes, in label order:
+:data:`~pimc_jax.data.classes.EUROSAT_CLASS_NAMES`.
 
 Configs and features:
 
@@ -56,24 +57,15 @@ from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+import tifffile
 from absl import logging
+from PIL import Image
 
 from pimc_jax.data import splits
+from pimc_jax.data.classes import EUROSAT_CLASS_NAMES
 from pimc_jax.data.pastis import default_data_dir
 from pimc_jax.indices import BAND_TABLES
 
-EUROSAT_CLASS_NAMES: tuple[str, ...] = (
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
-)
 #: Band order of the 13-band GeoTIFFs (B8A is stored last).
 EUROSAT_ALL_BAND_NAMES: tuple[str, ...] = BAND_TABLES["eurosat"]
 #: Sentinel-2 bands behind the red, green and blue channels of the JPEGs.
@@ -173,7 +165,7 @@ def _read_split_lists(manual_dir: Path) -> dict[str, tuple[Path, list[str]]] | N
     return found
 
 
-def stratified_split(labels: Sequence[int], seed: int = SPLIT_SEED) -> np.ndarray:
+def seeded_split_assignment(labels: Sequence[int], seed: int = SPLIT_SEED) -> np.ndarray:
     """Seeded stratified 60/20/20 assignment (the method in the module docstring).
 
     Per class, :func:`pimc_jax.data.splits.stratified_split` with fractions (0.2, 0.2):
@@ -208,7 +200,7 @@ def _assign_splits(manual_dir: Path, images: Sequence[tuple[str, str, int]]) -> 
     lists = _read_split_lists(manual_dir)
     if lists is None:
         order = {name: index for index, name in enumerate(EUROSAT_CLASS_NAMES)}
-        assignment = stratified_split([order[class_name] for _, class_name, _ in images])
+        assignment = seeded_split_assignment([order[c] for _, c, _ in images])
         return [SPLITS[index] for index in assignment]
     by_stem = {_stem(member): index for index, (member, _, _) in enumerate(images)}
     result: list[str | None] = [None] * len(images)
@@ -230,8 +222,6 @@ def _assign_splits(manual_dir: Path, images: Sequence[tuple[str, str, int]]) -> 
 
 
 def _decode_jpeg(data: bytes, member: str) -> np.ndarray:
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(data)) as image:
             array = np.asarray(image.convert("RGB"), np.uint8)
@@ -243,8 +233,6 @@ def _decode_jpeg(data: bytes, member: str) -> np.ndarray:
 
 
 def _decode_tiff(data: bytes, member: str) -> np.ndarray:
-    import tifffile
-
     try:
         array = tifffile.imread(io.BytesIO(data))
     except Exception as err:  # tifffile raises several exception types on corrupt files

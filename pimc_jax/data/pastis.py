@@ -2,9 +2,10 @@
 
 PASTIS (Sainte Fare Garnot & Landrieu, ICCV 2021) holds 2 433 Sentinel-2 image time
 series patches of 128 x 128 pixels over France, each with 38 to 61 acquisitions and a
-per-pixel crop type label (18 crop classes, background 0 and void 19), split into five
-official cross-validation folds. The data cannot be downloaded by TFDS: the user unpacks
-the official archive and points the builder at it (the *manual directory*).
+per-pixel crop type label (18 crop classes, background 0 and void 19; names in
+:data:`~pimc_jax.data.classes.PASTIS_CLASS_NAMES`), split into five official
+cross-validation folds. The data cannot be downloaded by TFDS: the user unpacks the
+official archive and points the builder at it (the *manual directory*).
 
 Layout of the manual directory (the official PASTIS archive, unchanged)::
 
@@ -58,28 +59,6 @@ from pimc_jax.data.patches import Patch
 from pimc_jax.indices import BAND_TABLES
 
 PASTIS_BAND_NAMES: tuple[str, ...] = BAND_TABLES["pastis"]
-PASTIS_CLASS_NAMES: tuple[str, ...] = (
-    "Background",
-    "Meadow",
-    "Soft winter wheat",
-    "Corn",
-    "Winter barley",
-    "Winter rapeseed",
-    "Spring barley",
-    "Sunflower",
-    "Grapevine",
-    "Beet",
-    "Winter triticale",
-    "Winter durum wheat",
-    "Fruits, vegetables, flowers",
-    "Potatoes",
-    "Leguminous fodder",
-    "Soybeans",
-    "Orchard",
-    "Mixed cereal",
-    "Sorghum",
-    "Void label",
-)
 BACKGROUND_CLASS = 0
 VOID_CLASS = 19
 PASTIS_FOLDS: tuple[int, ...] = (1, 2, 3, 4, 5)

@@ -1,13 +1,15 @@
-"""The one in-memory form every SITS source yields: a :class:`Patch`.
+"""The one in-memory form every SITS source yields: a :class:`Patch`, and its sharding.
 
 Synthetic patches, PASTIS, user patch folders and anything else that feeds
 pre-training or the pixel evaluations produce ``Patch`` objects; pair sampling
-(:mod:`pimc_jax.data.sampling`) and the evaluations only ever see this type.
+(:mod:`pimc_jax.data.pairs`) and the evaluations only ever see this type.
+:func:`shard_patches` splits a sequence of patches between hosts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -94,3 +96,18 @@ class Patch:
     @property
     def width(self) -> int:
         return self.bands.shape[2]
+
+
+def shard_patches(
+    patches: Sequence[Patch], process_index: int, process_count: int
+) -> Sequence[Patch]:
+    """Patches of host ``process_index`` out of ``process_count``: every ``count``-th one.
+
+    The shards are disjoint and cover all patches; their sizes differ by at most one. A
+    slice of ``patches``, so a lazy sequence stays lazy.
+    """
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(
+            f"need 0 <= process_index < process_count, got {process_index} and {process_count}"
+        )
+    return patches[process_index::process_count]

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-from collections.abc import Sequence
 
-import jax
 import numpy as np
 
-from pimc_jax.data.patches import Patch
-from pimc_jax.data.sampling import PairSampler, band_statistics
+from pimc_jax.data.pairs import PairSampler
 
 
 def step_rng(seed: int, step: int) -> np.random.Generator:
@@ -79,21 +76,3 @@ class PairBatches:
         for future in self._pending:
             future.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-def image_statistics(
-    patches: Sequence[Patch], image_bands: tuple[str, ...]
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-band mean and std of the image bands, agreed across processes.
-
-    Each process measures its own shard; multi-process runs average the results so
-    every host builds the same model spec.
-    """
-    mean, std = band_statistics(patches, image_bands)
-    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        gathered = multihost_utils.process_allgather(np.stack([mean, std]))
-        mean, std = gathered[:, 0].mean(0), gathered[:, 1].mean(0)
-    return tuple(float(v) for v in mean), tuple(float(max(v, 1e-6)) for v in std)

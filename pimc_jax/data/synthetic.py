@@ -2,9 +2,10 @@
 
 A synthetic patch is a square of agricultural parcels observed on a variable number of
 irregular dates within one year (2019). Each parcel carries one class from
-:data:`SYNTHETIC_CLASSES`; each class has a phenology, a greenness curve over the day of
-year (a double logistic: winter level, green-up, peak, senescence, post-harvest level),
-plus class-specific extras (rapeseed and sunflower flowering, grassland mowing).
+:data:`~pimc_jax.data.classes.SYNTHETIC_CLASS_NAMES`; each class has a phenology, a
+greenness curve over the day of year (a double logistic: winter level, green-up, peak,
+senescence, post-harvest level), plus class-specific extras (rapeseed and sunflower
+flowering, grassland mowing).
 
 Reflectance is a linear mixture of endmember spectra (bare soil, green vegetation,
 yellow flowers) weighted by greenness, so NDVI/EVI/SAVI computed from the bands track the
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pimc_jax.data.eurosat import EUROSAT_CLASS_NAMES as EUROSAT_CLASSES
+from pimc_jax.data.classes import EUROSAT_CLASS_NAMES, SYNTHETIC_CLASS_NAMES
 from pimc_jax.data.patches import Patch
 from pimc_jax.indices import canonical_band_name, resolve_band_names
 
@@ -106,7 +107,8 @@ SYNTHETIC_PHENOLOGY: tuple[Phenology, ...] = (
     Phenology("soybean", 0.06, 0.72, 0.10, 170, 245, 8, 7, 0.95, 0.07, 4.0, 0.03),
 )
 
-SYNTHETIC_CLASSES: tuple[str, ...] = tuple(p.name for p in SYNTHETIC_PHENOLOGY)
+# One phenology per class of the table in pimc_jax.data.classes, in label order.
+assert tuple(p.name for p in SYNTHETIC_PHENOLOGY) == SYNTHETIC_CLASS_NAMES
 
 # Endmember reflectance per canonical Sentinel-2 band:
 # (soil, green vegetation, yellow flowers, water, impervious, cloud).
@@ -221,7 +223,7 @@ def make_patch(
     size: int = 32,
     min_dates: int = 20,
     max_dates: int = 40,
-    num_classes: int = len(SYNTHETIC_CLASSES),
+    num_classes: int = len(SYNTHETIC_CLASS_NAMES),
     band_names: str | Sequence[str] = "pastis",
     cloud_probability: float = 0.2,
     nodata_probability: float = 0.02,
@@ -237,7 +239,8 @@ def make_patch(
       min_dates: fewest acquisition dates; the count is drawn uniformly in
         ``[min_dates, max_dates]``.
       max_dates: most acquisition dates (at most 365).
-      num_classes: classes used, the first ``num_classes`` of :data:`SYNTHETIC_CLASSES`
+      num_classes: classes used, the first ``num_classes`` of
+        :data:`~pimc_jax.data.classes.SYNTHETIC_CLASS_NAMES`
         (2 to 8); class 0 is background.
       band_names: band names or a table name of :data:`pimc_jax.indices.BAND_TABLES`;
         Sentinel-2 bands B1..B12, B8A (or the aliases BLUE/GREEN/RED/NIR).
@@ -251,8 +254,10 @@ def make_patch(
       (NaN on no-data), ``dates`` ``(T,)`` int32 days since 1970-01-01 within 2019, strictly
       increasing, ``labels`` ``(size, size)`` int32 in ``[0, num_classes)``.
     """
-    if not 2 <= num_classes <= len(SYNTHETIC_CLASSES):
-        raise ValueError(f"num_classes must be in [2, {len(SYNTHETIC_CLASSES)}], got {num_classes}")
+    if not 2 <= num_classes <= len(SYNTHETIC_CLASS_NAMES):
+        raise ValueError(
+            f"num_classes must be in [2, {len(SYNTHETIC_CLASS_NAMES)}], got {num_classes}"
+        )
     if size < 2:
         raise ValueError(f"size must be at least 2 pixels, got {size}")
     if not 1 <= min_dates <= max_dates <= _DAYS_IN_YEAR:
@@ -361,7 +366,8 @@ def make_patches(num_patches: int, seed: int = 0, *, folds: int = 0, **kwargs) -
       num_patches: number of patches.
       seed: data-set seed.
       folds: with ``folds > 0``, patch ``i`` gets fold ``i % folds + 1`` (round robin over
-        ``1..folds``); with 0 every patch has fold 0.
+        ``1..folds``, as PASTIS's five folds for ``folds=5``); with 0 every patch has
+        fold 0.
       **kwargs: forwarded to :func:`make_patch` (``size``, ``min_dates``, ...).
     """
     if num_patches < 0 or folds < 0:
@@ -370,11 +376,6 @@ def make_patches(num_patches: int, seed: int = 0, *, folds: int = 0, **kwargs) -
         make_patch(seed, i, fold=(i % folds + 1) if folds else 0, **kwargs)
         for i in range(num_patches)
     ]
-
-
-def synthetic_patches(num_patches: int, seed: int = 0, folds: int = 5, **kwargs) -> list[Patch]:
-    """PASTIS-like synthetic data set with folds ``1..folds`` assigned round robin."""
-    return make_patches(num_patches, seed, folds=folds, **kwargs)
 
 
 # EuroSAT stand-in -----------------------------------------------------------------------
@@ -386,9 +387,9 @@ _WAVELENGTH_NM: dict[str, float] = {
 }  # fmt: skip
 # Classes of SYNTHETIC_PHENOLOGY used as land covers of the scenes.
 _BARE = 0  # background: bare and built-up land
-_GRASSLAND = SYNTHETIC_CLASSES.index("grassland")
+_GRASSLAND = SYNTHETIC_CLASS_NAMES.index("grassland")
 _ANNUAL_CROPS = np.asarray(
-    [i for i, name in enumerate(SYNTHETIC_CLASSES) if name not in ("background", "grassland")]
+    [i for i, name in enumerate(SYNTHETIC_CLASS_NAMES) if name not in ("background", "grassland")]
 )
 # Latitudes of the scenes (Europe) and Sentinel-2's 10:30 descending node (hour angle).
 _LATITUDE_DEG = (43.0, 58.0)
@@ -437,7 +438,7 @@ def _double_logistic(day, winter, peak, after, green_up, senescence, rise, fall)
 def _class_greenness(
     rng: np.random.Generator, classes: np.ndarray, day: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Greenness and yellow-flower fraction on ``day`` of :data:`SYNTHETIC_CLASSES` entries.
+    """Greenness and yellow-flower fraction on ``day`` of synthetic classes ``classes``.
 
     Each entry of ``classes`` (any shape) gets its own phenology jitter, as a parcel of
     :func:`make_patch`: date shift, seasonal amplitude, cover offset, grassland cut date.
@@ -523,7 +524,7 @@ def _scene_cover(
     brightness), ``texture`` (multiplies land reflectance: rows, crowns, shadows),
     ``water`` and ``impervious`` (fractions), ``roof`` (impervious brightness).
     """
-    name = EUROSAT_CLASSES[label]
+    name = EUROSAT_CLASS_NAMES[label]
     along, across = _rotated_coordinates(rng, size)
     # Most scenes lie among crop fields at any growth stage (bare soil in winter).
     cover = _fields(rng, size, day, _ANNUAL_CROPS, int(rng.integers(1, 4)))
@@ -608,7 +609,7 @@ def make_image_classification_set(
     band_names: str | Sequence[str] = "eurosat",
     noise: float = 0.01,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Synthetic EuroSAT stand-in: single-date land-cover scenes of :data:`EUROSAT_CLASSES`.
+    """Synthetic EuroSAT stand-in: single-date land-cover scenes of the EuroSAT classes.
 
     Each scene mixes the endmember spectra of :func:`make_patch` (soil, green vegetation,
     yellow flowers, water, impervious) in a class-specific layout: crop fields (the parcels
@@ -647,14 +648,15 @@ def make_image_classification_set(
 
     Returns:
       ``(images, labels, class_names)``: ``(N, size, size, C)`` float32 reflectance in
-      [0, 1], ``(N,)`` int32 in ``[0, 10)``, and the 10 class names.
+      [0, 1], ``(N,)`` int32 in ``[0, 10)``, and the 10 class names
+      (:data:`~pimc_jax.data.classes.EUROSAT_CLASS_NAMES`).
     """
     if num_images < 0 or size < 4:
         raise ValueError(f"need num_images >= 0 and size >= 4, got {num_images} and {size}")
     names = resolve_band_names(band_names)
     spectra = _spectra(names).astype(np.float64)
     wavelength_um = np.asarray([_WAVELENGTH_NM[canonical_band_name(n)] for n in names]) / 1000
-    num_classes = len(EUROSAT_CLASSES)
+    num_classes = len(EUROSAT_CLASS_NAMES)
     labels = np.random.default_rng(seed).permutation(np.arange(num_images) % num_classes)
     images = np.empty((num_images, size, size, len(names)), dtype=np.float32)
     for i, label in enumerate(labels):
@@ -691,4 +693,4 @@ def make_image_classification_set(
         std = noise * attenuation * np.sqrt(1.0 + photon)
         scene = scene + std * rng.standard_normal(scene.shape)
         images[i] = np.clip(scene, 0.0, 1.0)
-    return images, labels.astype(np.int32), EUROSAT_CLASSES
+    return images, labels.astype(np.int32), EUROSAT_CLASS_NAMES

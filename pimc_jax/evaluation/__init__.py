@@ -10,13 +10,25 @@
 
 Each task module has an evaluator class built from the config (it loads the data once)
 with ``random_params()`` (the baseline encoder) and ``run(params) -> results``.
-:func:`run_evaluation` picks the encoder (:func:`.common.load_encoder`), runs it and writes
-``WORKDIR/results.json`` / ``results.md``. With ``config.poll`` it keeps watching the
+:func:`run_evaluation` picks the encoder (``init_from``, and how it is evaluated,
+``protocol``: :mod:`.encoders`), runs it and writes ``WORKDIR/results.json`` /
+``results.md`` (:mod:`.results`). With ``config.poll`` it keeps watching the
 pre-training workdir ``config.init_from`` and evaluates every new checkpoint as it lands:
 each into ``WORKDIR/steps/<step>/``, the latest also into ``WORKDIR/results.*`` and one
 line per checkpoint into ``WORKDIR/history.jsonl``. Polling stops when the checkpoint of
 the pre-training's last step (``total_steps`` of its config) has been evaluated, or after
 ``poll_timeout_s`` seconds without a new checkpoint.
+
+The task modules import only these shared modules, never each other:
+
+* :mod:`.encoders`: which encoder (``init_from``) and how (``protocol``);
+* :mod:`.towers`: a PIMC tower as a function of arrays, frozen features, chunked predict;
+* :mod:`.probes`: the ``linear`` protocol (logistic and ridge probes);
+* :mod:`.finetune`: the ``finetune`` protocol (supervised training of tower and head);
+* :mod:`.scores`: confusion matrix, accuracy and F1, RMSE;
+* :mod:`.results`: ``results.json`` / ``results.md``;
+* :mod:`.pixels`: labelled pixel series and their train / val / test splits;
+* :mod:`.classification`: the protocol and the scores of both classification tasks.
 """
 
 from __future__ import annotations
@@ -32,36 +44,28 @@ from absl import logging
 
 from pimc_jax import parallel
 from pimc_jax.checkpoint import checkpoint_steps, load_checkpoint, locate_checkpoint
-from pimc_jax.evaluation import common
-from pimc_jax.evaluation.common import EncoderSource
+from pimc_jax.evaluation.encoders import RANDOM_INIT, EncoderSource, check_protocol, load_encoder
+from pimc_jax.evaluation.forecasting import Forecasting
+from pimc_jax.evaluation.image_classification import ImageClassification
+from pimc_jax.evaluation.pixel_classification import PixelClassification
+from pimc_jax.evaluation.results import write_results
 from pimc_jax.models import PIMCParams
 
-EVAL_TASKS: tuple[str, ...] = (
-    "eval_eurosat",
-    "eval_pastis_classification",
-    "eval_pastis_forecast",
-)
+# The evaluation tasks: ``config.task`` → evaluator class (the one list of their names).
+EVALUATORS: dict[str, Any] = {
+    "eval_eurosat": ImageClassification,
+    "eval_pastis_classification": PixelClassification,
+    "eval_pastis_forecast": Forecasting,
+}
+EVAL_TASKS: tuple[str, ...] = tuple(EVALUATORS)
 
 
 def make_evaluator(config: ml_collections.ConfigDict) -> Any:
     """The evaluator object of ``config.task`` (loads its data)."""
-    if config.protocol not in common.PROTOCOLS:
-        raise ValueError(
-            f"config.protocol must be one of {common.PROTOCOLS}, got {config.protocol!r}"
-        )
-    if config.task == "eval_pastis_classification":
-        from pimc_jax.evaluation.pixel_classification import PixelClassification
-
-        return PixelClassification(config)
-    if config.task == "eval_pastis_forecast":
-        from pimc_jax.evaluation.forecasting import Forecasting
-
-        return Forecasting(config)
-    if config.task == "eval_eurosat":
-        from pimc_jax.evaluation.image_classification import ImageClassification
-
-        return ImageClassification(config)
-    raise ValueError(f"config.task must be one of {EVAL_TASKS}, got {config.task!r}")
+    check_protocol(config.protocol)
+    if config.task not in EVALUATORS:
+        raise ValueError(f"config.task must be one of {EVAL_TASKS}, got {config.task!r}")
+    return EVALUATORS[config.task](config)
 
 
 def _results(
@@ -112,8 +116,8 @@ def _poll(config: ml_collections.ConfigDict, workdir: Path, evaluator: Any) -> d
             done.add(step)
             last_new = time.time()
             if parallel.is_main_process():
-                common.write_results(workdir / "steps" / str(step), last)
-                common.write_results(workdir, last)
+                write_results(workdir / "steps" / str(step), last)
+                write_results(workdir, last)
                 with open(workdir / "history.jsonl", "a") as history:
                     history.write(json.dumps({"step": step, **last["metrics"]}) + "\n")
             if total_steps is not None and step >= int(total_steps):
@@ -138,14 +142,14 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
     evaluator = make_evaluator(config)
     workdir_path = Path(workdir)
     if config.get("poll", False):
-        if config.init_from == common.RANDOM_INIT:
+        if config.init_from == RANDOM_INIT:
             raise ValueError("config.poll needs init_from to be a pre-training workdir")
         return _poll(config, workdir_path, evaluator)
-    params, source = common.load_encoder(config.init_from, evaluator.random_params)
+    params, source = load_encoder(config.init_from, evaluator.random_params)
     results = evaluate(config, evaluator, params, source)
     if parallel.is_main_process():
-        common.write_results(workdir_path, results)
+        write_results(workdir_path, results)
     return results
 
 
-__all__ = ["EVAL_TASKS", "evaluate", "make_evaluator", "run_evaluation"]
+__all__ = ["EVALUATORS", "EVAL_TASKS", "evaluate", "make_evaluator", "run_evaluation"]

@@ -25,8 +25,8 @@ Models, all scored on the same test windows:
   input series, trained like fine-tuning but at ``forecast.cnn_learning_rate``.
 * ``zero``: predicts 0, i.e. the input window's mean.
 
-Data splits: as in :mod:`pimc_jax.evaluation.pixel_classification` (folds, or a seeded
-split for ``data.name="npz"``; labels are not needed).
+Data splits: the labelled-pixel splits of :mod:`pimc_jax.evaluation.pixels` (folds, or a
+seeded split for ``data.name="npz"``; labels are not needed).
 """
 
 from __future__ import annotations
@@ -41,13 +41,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from pimc_jax.evaluation import common
-from pimc_jax.evaluation.pixel_classification import (
-    load_pixel_splits,
-    random_params,
-    series_features,
-    series_inputs,
-)
+from pimc_jax.evaluation.encoders import random_encoder
+from pimc_jax.evaluation.finetune import finetune_settings, train_supervised
+from pimc_jax.evaluation.pixels import load_pixel_splits, series_features, series_inputs
+from pimc_jax.evaluation.probes import ridge_probe
+from pimc_jax.evaluation.scores import rmse
+from pimc_jax.evaluation.towers import predict, tower_forward, tower_params
 from pimc_jax.indices import vegetation_indices
 from pimc_jax.models import PIMCParams
 
@@ -182,7 +181,7 @@ class Forecasting:
 
     def random_params(self) -> PIMCParams:
         s = self.splits
-        return random_params(self.config, s.band_names, s.image_mean, s.image_std)
+        return random_encoder(self.config, s.band_names, s.image_mean, s.image_std)
 
     def _flat_targets(self, windows: dict[str, np.ndarray]) -> np.ndarray:
         return windows["targets"].reshape(windows["targets"].shape[0], -1)
@@ -196,23 +195,21 @@ class Forecasting:
             return self._baselines
         train, val, test = self.windows
         flat = lambda w: w["inputs"].reshape(w["inputs"].shape[0], -1)
-        ridge = common.ridge_probe(
+        ridge = ridge_probe(
             (flat(train), self._flat_targets(train)),
             (flat(val), self._flat_targets(val)),
             flat(test),
             l2_grid=tuple(self.config.linear.l2_grid),
         )
         out = {
-            "ridge_1d": common.rmse(
-                self._shape_predictions(ridge["test_predictions"]), test["targets"]
-            ),
-            "zero": common.rmse(np.zeros_like(test["targets"]), test["targets"]),
+            "ridge_1d": rmse(self._shape_predictions(ridge["test_predictions"]), test["targets"]),
+            "zero": rmse(np.zeros_like(test["targets"]), test["targets"]),
         }
         if self.config.forecast.get("cnn_baseline", False):
             model = SeriesCNN(num_outputs=self._flat_targets(train).shape[1])
             forward = lambda params, batch: model.apply(params, batch["inputs"])
             params = model.init(jax.random.key(self.config.seed), jnp.asarray(train["inputs"][:1]))
-            params = common.train_supervised(
+            params = train_supervised(
                 forward,
                 params,
                 {"inputs": train["inputs"]},
@@ -220,12 +217,12 @@ class Forecasting:
                 loss="mse",
                 name="cnn_1d",
                 **{
-                    **common.finetune_settings(self.config),
+                    **finetune_settings(self.config),
                     "learning_rate": self.config.forecast.cnn_learning_rate,
                 },
             )
-            predictions = common.predict(forward, params, {"inputs": test["inputs"]})
-            out["cnn_1d"] = common.rmse(self._shape_predictions(predictions), test["targets"])
+            predictions = predict(forward, params, {"inputs": test["inputs"]})
+            out["cnn_1d"] = rmse(self._shape_predictions(predictions), test["targets"])
         self._baselines = out
         return out
 
@@ -239,7 +236,7 @@ class Forecasting:
                 if val["targets"].size
                 else np.zeros((0, train_x.shape[1]))
             )
-            probe = common.ridge_probe(
+            probe = ridge_probe(
                 (train_x, self._flat_targets(train)),
                 (val_x, self._flat_targets(val)),
                 series_features(params, test, self.splits.band_names),
@@ -248,19 +245,19 @@ class Forecasting:
             predictions = probe["test_predictions"]
             extra = {"linear_l2": probe["l2"]}
         else:
-            forward = common.tower_forward(params.spec, "rp", self.splits.band_names)
-            trained = common.train_supervised(
+            forward = tower_forward(params.spec, "rp", self.splits.band_names)
+            trained = train_supervised(
                 forward,
-                common.tower_params(params, "rp", self._flat_targets(train).shape[1]),
+                tower_params(params, "rp", self._flat_targets(train).shape[1]),
                 series_inputs(train),
                 self._flat_targets(train),
                 loss="mse",
                 tower="rp",
-                **common.finetune_settings(config),
+                **finetune_settings(config),
             )
-            predictions = common.predict(forward, trained, series_inputs(test))
+            predictions = predict(forward, trained, series_inputs(test))
             extra = {}
-        pimc = common.rmse(self._shape_predictions(predictions), test["targets"])
+        pimc = rmse(self._shape_predictions(predictions), test["targets"])
         table = {"pimc": pimc, **self.baselines()}
         metrics = _per_index(pimc, self.indices, "")
         for model, values in table.items():

@@ -32,14 +32,13 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from pimc_jax.encode import encode
-from pimc_jax.evaluation.pixel_classification import (
-    classification_results,
-    classify,
-    stratified_split,
-)
+from pimc_jax.data.splits import stratified_split
+from pimc_jax.data.synthetic import make_image_classification_set
+from pimc_jax.evaluation.classification import classification_results, classify
+from pimc_jax.evaluation.encoders import random_encoder
+from pimc_jax.evaluation.towers import frozen_features
 from pimc_jax.indices import BAND_TABLES, canonical_band_name
-from pimc_jax.models import ModelSpec, PIMCParams, init_params
+from pimc_jax.models import PIMCParams
 
 IMAGE_SOURCES: tuple[str, ...] = ("synthetic", "eurosat")
 NORMALIZATIONS: tuple[str, ...] = ("auto", "train_split", "checkpoint")
@@ -91,6 +90,7 @@ class ImageClassification:
             self._eurosat = self._load_eurosat()
 
     def _load_eurosat(self) -> dict[str, Any]:
+        # Lazy: the TFDS builder imports tensorflow_datasets, needed for EuroSAT only.
         from pimc_jax.data.eurosat import load_eurosat
 
         data = self.config.data
@@ -120,8 +120,6 @@ class ImageClassification:
             return self._cache[bands]
         data = self.config.data
         if data.name == "synthetic":
-            from pimc_jax.data.synthetic import make_image_classification_set
-
             sizes = (data.num_train, data.num_val, data.num_test)
             images, labels, class_names = make_image_classification_set(
                 sum(sizes), seed=data.eval_seed, size=data.image_size, band_names=bands
@@ -160,10 +158,7 @@ class ImageClassification:
 
         bands = tuple(self.config.data.image_bands)
         mean, std = band_mean_std(self.splits(bands)[0]["image"])
-        spec = ModelSpec.from_config(
-            self.config, band_names=BAND_TABLES["pastis"], image_mean=mean, image_std=std
-        )
-        return init_params(spec, self.config.seed)
+        return random_encoder(self.config, BAND_TABLES["pastis"], mean, std)
 
     def run(self, params: PIMCParams) -> dict[str, Any]:
         config = self.config
@@ -180,7 +175,7 @@ class ImageClassification:
             "image",
             splits,
             len(self.class_names),
-            features_fn=lambda split: encode(params, {"image": split["image"]})["image_features"],
+            features_fn=lambda split: frozen_features(params, "image", {"image": split["image"]}),
             inputs_fn=lambda split: {"image": split["image"]},
         )
         results = classification_results(outputs, splits, self.class_names)

@@ -1,1 +1,0 @@
-"""Config files for ``launch.py`` (a package so that eval configs share ``configs.pretrain``)."""

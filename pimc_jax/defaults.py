@@ -1,0 +1,232 @@
+"""The library's defaults, as ``ml_collections`` blocks: their one source.
+
+The files in ``configs/`` are named experiments built from these blocks, and
+:class:`pimc_jax.models.ModelSpec` takes its field defaults from :func:`model_config` and
+:func:`data_config`, so a default ``ModelSpec()`` and a default run describe the same model.
+
+Every ``get_config(arg)`` takes ``arg``, a comma-separated list of variants
+(:data:`VARIANTS`), e.g. ``--config=configs/pretrain.py:paper,tiny``:
+
+- ``paper``: the paper's exact plot representation: NDVI, EVI and SAVI, one unthresholded
+  ``|x_i − x_j|`` plot each (the default is every index the bands allow, with distance,
+  difference and level plots, chosen with ``bench/pixel_benchmark.py`` on real pixels).
+- ``tiny``: one-stage 8-channel towers, small synthetic patches and a few steps, so that
+  a run takes seconds (what the tests run).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+VARIANTS: tuple[str, ...] = ("paper", "tiny")
+
+
+def parse_variants(arg: str) -> frozenset[str]:
+    """``"paper,tiny"`` → ``{"paper", "tiny"}``; an unknown name is an error."""
+    names = frozenset(name.strip() for name in arg.split(",") if name.strip())
+    unknown = sorted(names - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown config variant(s) {unknown}; known: {VARIANTS}")
+    return names
+
+
+def data_config(arg: str = "") -> ml_collections.ConfigDict:
+    """The ``data`` block shared by pre-training and the pixel evaluations."""
+    data = ml_collections.ConfigDict()
+    data.name = "synthetic"  # synthetic | pastis | patches
+    data.path = ""  # PASTIS root or patch folder for the real sources
+    data.folds = ()  # () = all folds
+    # Embedded synthetic generator.
+    data.num_patches = 40
+    data.patch_size = 32
+    data.synthetic_seed = 0
+    data.synthetic_min_dates = 24
+    data.synthetic_max_dates = 40
+    # Pair sampling.
+    data.max_dates = 64  # series are padded (or evenly subsampled) to this many dates
+    # Few pixels per patch: more patches, hence more distinct parcels, per batch.
+    data.pixels_per_patch = 4
+    data.sampling = "uniform"  # uniform | hilbert
+    # The median composite gives the small model a steadier image view than one random
+    # clear date (lower loss in the same number of steps on the synthetic data).
+    data.image_date = "median"  # random_clear | median | fixed_index
+    data.image_bands = ("B4", "B3", "B2", "B8")
+    data.crop_size = 16
+    data.num_threads = 2
+    data.prefetch = 4
+    if "tiny" in parse_variants(arg):
+        data.update(
+            dict(
+                num_patches=8,
+                patch_size=16,
+                synthetic_min_dates=8,
+                synthetic_max_dates=12,
+                max_dates=16,
+                crop_size=8,
+            )
+        )
+    return data
+
+
+def encoder_config(arg: str = "") -> ml_collections.ConfigDict:
+    """One tower's ResNet: two stages of 16 and 32 channels (compiles in seconds and
+    trains on a laptop CPU); ``tiny``: one stage of 8."""
+    if "tiny" in parse_variants(arg):
+        widths = dict(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
+    else:
+        widths = dict(stage_sizes=(1, 1), widths=(16, 32), stem_width=16, norm_groups=8)
+    return ml_collections.ConfigDict(
+        dict(stem_kernel=3, stem_stride=1, stem_pool=False, **widths)
+    )
+
+
+def model_config(arg: str = "") -> ml_collections.ConfigDict:
+    """The ``model`` block shared by pre-training and the evaluations (variants: top)."""
+    variants = parse_variants(arg)
+    model = ml_collections.ConfigDict()
+    model.rp_encoder = encoder_config(arg)
+    model.image_encoder = encoder_config(arg)
+    model.head_hidden_dims = (64,)
+    model.embedding_dim = 32
+    model.learnable_temperature = True
+    model.temperature = 0.1
+    model.dtype = "float32"  # bfloat16 for accelerators
+    # Spectral indices turned into plots: "auto" = every index of pimc_jax.indices.INDEX_NAMES
+    # the data's bands allow (ready-made index bands included), or a tuple of names.
+    model.indices = ("auto",)
+    # Plot kinds per index: distance |x_i - x_j|, difference x_j - x_i, level (x_i + x_j) / 2.
+    model.rp_channels = ("distance", "difference", "level")
+    if "paper" in variants:
+        model.indices = ("ndvi", "evi", "savi")
+        model.rp_channels = ("distance",)
+    model.rp_size = 24
+    model.rp_normalize = False  # unthresholded |x_i - x_j| plots
+    model.rp_dimension = 1
+    model.rp_time_delay = 1
+    model.rp_threshold = ml_collections.config_dict.placeholder(str)
+    model.rp_percentage = 10.0
+    if "tiny" in variants:
+        model.head_hidden_dims = (16,)
+        model.embedding_dim = 8
+        model.rp_size = 8
+    return model
+
+
+def pretrain_config(arg: str = "") -> ml_collections.ConfigDict:
+    """What ``configs/pretrain.py`` runs: the embedded synthetic set, small towers."""
+    config = ml_collections.ConfigDict()
+    config.task = "pretrain"
+    config.seed = 0
+    config.total_steps = 300
+    config.global_batch_size = 128
+    config.log_every_steps = 20
+    config.checkpoint_every_steps = 100
+    config.keep_checkpoints = 3
+    config.augment = True
+    config.data = data_config(arg)
+    config.model = model_config(arg)
+    config.optimizer = ml_collections.ConfigDict(
+        dict(
+            name="adamw",
+            learning_rate=3e-3,
+            end_factor=0.01,
+            warmup_steps=30,
+            b1=0.9,
+            b2=0.999,
+            weight_decay=1e-4,
+            grad_clip_norm=1.0,
+        )
+    )
+    config.distributed = ml_collections.ConfigDict(
+        dict(coordinator_address="", num_processes=0, process_id=-1)
+    )
+    if "tiny" in parse_variants(arg):
+        config.total_steps = 6
+        config.global_batch_size = 16
+        config.log_every_steps = 1
+        config.checkpoint_every_steps = 2
+        config.optimizer.warmup_steps = 2
+    return config
+
+
+def evaluation_config(task: str, protocol: str, arg: str = "") -> ml_collections.ConfigDict:
+    """What every evaluation config holds; each then adds its task's keys.
+
+    ``task``: a name of :data:`pimc_jax.evaluation.EVALUATORS`. ``init_from`` and
+    ``protocol``: see :mod:`pimc_jax.evaluation.encoders`. ``poll=True``
+    re-evaluates every new checkpoint of ``init_from``.
+    """
+    config = ml_collections.ConfigDict()
+    config.task = task
+    config.init_from = "random"  # pre-training workdir | checkpoints/<step> dir | random
+    config.protocol = protocol  # linear | finetune
+    config.seed = 0
+    config.data = data_config(arg)
+    config.data.eval_seed = 0  # data sampling and seeded splits (the same for every model)
+    config.model = model_config(arg)  # used by init_from=random only
+    config.finetune = finetune_config(arg)
+    config.poll = False
+    config.poll_interval_s = 30.0
+    config.poll_timeout_s = 3600.0  # stop after this long without a new checkpoint
+    return config
+
+
+def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
+    """``protocol=finetune``: the tower's backbone plus a linear head, AdamW, warmup-cosine.
+
+    Chosen with ``bench/pixel_benchmark.py`` on the 5-fold means of the real development
+    pixel file (README, "Real pixels"): the best validation step is kept; class weighting
+    (``sqrt_inverse``) raised macro-F1 but cost more accuracy than it gave, and series
+    augmentation changed nothing beyond the spread, so both are off.
+    """
+    tune = ml_collections.ConfigDict(
+        dict(
+            steps=600,
+            batch_size=64,
+            learning_rate=3e-3,
+            head_learning_rate=0.0,  # 0 = learning_rate
+            weight_decay=1e-4,
+            warmup_steps=20,
+            eval_every_steps=25,  # select the best validation step; 0 = keep the last
+            class_weighting="none",  # none | sqrt_inverse | inverse
+            date_dropout=0.0,  # series augmentation (plot tower only)
+            date_jitter_days=0.0,
+            noise_std=0.0,
+            log_every_steps=50,
+        )
+    )
+    if "tiny" in parse_variants(arg):
+        tune.update(dict(steps=3, batch_size=16, warmup_steps=1, log_every_steps=1))
+    return tune
+
+
+def add_pixel_splits(
+    config: ml_collections.ConfigDict, pastis_excluded: tuple[int, ...], arg: str = ""
+) -> None:
+    """How labelled pixels are split (by fold for patches, seeded for pixel files) and which
+    classes are left out; ``tiny``: 12 pixels per patch."""
+    config.data.test_path = ""  # data.name=npz: separate test file (else a seeded split)
+    config.data.val_fraction = 0.2  # data.name=npz, or patches without folds
+    config.data.test_fraction = 0.2  # data.name=npz, or patches without folds
+    # data.name=npz: stratified k-fold instead of test_fraction (the test split is fold
+    # cv_fold of cv_folds; bench/pixel_benchmark.py runs every fold). 0 = off.
+    config.data.cv_folds = 0
+    config.data.cv_fold = 0
+    config.train_folds = (1, 2, 3)
+    config.val_folds = (4,)
+    config.test_folds = (5,)
+    # Classes left out. None: PASTIS's convention for data.name=pastis|synthetic
+    # (pastis_exclude_classes); pixel files and patch folders keep every class.
+    config.exclude_classes = ml_collections.config_dict.placeholder(tuple)
+    config.pastis_exclude_classes = pastis_excluded
+    if "tiny" in parse_variants(arg):
+        config.data.pixels_per_patch = 12
+
+
+def classification_probe(arg: str = "") -> ml_collections.ConfigDict:
+    """``protocol=linear`` for classification: L-BFGS logistic regression, L2 grid."""
+    if "tiny" in parse_variants(arg):
+        return ml_collections.ConfigDict(dict(steps=30, l2_grid=(1e-3, 1e-1)))
+    return ml_collections.ConfigDict(
+        dict(steps=200, l2_grid=(1e-5, 1e-4, 1e-3, 1e-2))  # L-BFGS iterations
+    )

@@ -1,0 +1,307 @@
+"""Labelled pixel series for the pixel-level evaluations, split for train, val and test.
+
+Labelled pixels come from SITS patches (``data.name`` ``synthetic`` | ``pastis`` |
+``patches``): :func:`pixel_dataset` draws ``data.pixels_per_patch`` pixels per patch whose
+class is not in the excluded classes (:func:`excluded_classes`; PASTIS: background 0 and
+void 19), and patches are split by fold into ``train_folds`` / ``val_folds`` /
+``test_folds`` (default 1–3 / 4 / 5: the model is fitted on train, selected on val and
+scored on test); patches that carry no fold (fold 0 everywhere, as in a user folder
+without ``fold``) are split like pixel files. With ``data.name="npz"`` the labelled pixels
+of :func:`pimc_jax.data.user.load_pixel_npz` are split seeded and stratified by class
+(:func:`seeded_split_rows`: ``data.val_fraction`` / ``data.test_fraction``, or fold
+``data.cv_fold`` of ``data.cv_folds``), or, with ``data.test_path``, the test split is
+that second file. :func:`load_pixel_splits` returns the three splits as
+:class:`PixelSplits`; :func:`series_features` gives their frozen RP-tower features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from pimc_jax.data import load_patches
+from pimc_jax.data.classes import PASTIS_CLASS_NAMES, SYNTHETIC_CLASS_NAMES
+from pimc_jax.data.patches import Patch
+from pimc_jax.data.splits import stratified_folds, stratified_split
+from pimc_jax.data.statistics import image_statistics
+from pimc_jax.data.user import load_pixel_npz
+from pimc_jax.data.views import pad_series
+from pimc_jax.evaluation.towers import frozen_features
+from pimc_jax.models import PIMCParams
+
+SERIES_KEYS: tuple[str, ...] = ("bands", "dates", "mask")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+# One split: ``(N, ...)`` arrays by name (``bands``/``dates``/``mask`` or ``image``, ``labels``).
+Split = dict[str, np.ndarray]
+
+
+def pixel_dataset(
+    patches: Sequence[Patch],
+    *,
+    pixels_per_patch: int,
+    max_dates: int,
+    seed: int = 0,
+    exclude_classes: Sequence[int] = (),
+) -> dict[str, np.ndarray]:
+    """Labelled pixels drawn from each patch, for the pixel-level evaluations.
+
+    From every patch, ``min(pixels_per_patch, #eligible)`` pixels are drawn uniformly
+    without replacement among the pixels whose label is not in ``exclude_classes``
+    (PASTIS convention: exclude background 0 and void 19; synthetic data: background 0).
+
+    Returns:
+      dict with ``bands`` ``(N, T, C)`` float32, ``dates`` ``(N, T)`` float32, ``mask``
+      ``(N, T)`` bool (see :func:`pad_series`, ``T = max_dates``), ``labels`` ``(N,)``
+      int32 and ``fold`` ``(N,)`` int32, the fold of each pixel's patch.
+
+    Raises:
+      ValueError: no patch, a patch without labels, or patches with different bands.
+    """
+    if not patches:
+        raise ValueError("pixel_dataset needs at least one patch")
+    rng = np.random.default_rng(seed)
+    excluded = np.asarray(list(exclude_classes), dtype=np.int64)
+    band_names = patches[0].band_names
+    parts = []
+    for patch in patches:
+        if patch.labels is None:
+            raise ValueError(f"patch {patch.patch_id!r} has no labels")
+        if patch.band_names != band_names:
+            raise ValueError(
+                f"patch {patch.patch_id!r} has bands {patch.band_names}, expected {band_names}"
+            )
+        eligible = np.flatnonzero(~np.isin(patch.labels.ravel(), excluded))
+        if eligible.size == 0:
+            continue
+        flat = rng.choice(eligible, size=min(pixels_per_patch, eligible.size), replace=False)
+        rows, cols = np.divmod(flat, patch.width)
+        series = pad_series(
+            np.swapaxes(patch.reflectance(np.s_[:, rows, cols, :]), 0, 1), patch.dates, max_dates
+        )
+        series["labels"] = patch.labels[rows, cols].astype(np.int32)
+        series["fold"] = np.full(flat.size, patch.fold, dtype=np.int32)
+        parts.append(series)
+    if not parts:
+        num_bands = len(band_names)
+        return {
+            "bands": np.zeros((0, max_dates, num_bands), np.float32),
+            "dates": np.zeros((0, max_dates), np.float32),
+            "mask": np.zeros((0, max_dates), bool),
+            "labels": np.zeros((0,), np.int32),
+            "fold": np.zeros((0,), np.int32),
+        }
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelSplits:
+    """Pixel series split for training, model selection and testing.
+
+    Attributes:
+      train / val / test: dicts with ``bands`` ``(N, T, C)`` float32 reflectance (NaN =
+        no-data), ``dates`` ``(N, T)`` float32 days, ``mask`` ``(N, T)`` bool and
+        ``labels`` ``(N,)`` int32 (zeros when the source has no labels).
+      band_names: names of the ``C`` bands.
+      class_names: names of classes ``0..K-1`` (``str(k)`` when the source has none).
+      image_mean / image_std: per-band statistics of ``data.image_bands`` over the patches
+        (what pre-training would give a fresh model; zeros / ones for pixel files).
+    """
+
+    train: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+    band_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    image_mean: tuple[float, ...]
+    image_std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def sizes(self) -> dict[str, int]:
+        return {f"num_{name}": int(split["labels"].shape[0]) for name, split in self.items()}
+
+    def items(self) -> list[tuple[str, dict[str, np.ndarray]]]:
+        return list(zip(SPLITS, (self.train, self.val, self.test), strict=True))
+
+
+def _subset(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: value[rows] for key, value in arrays.items()}
+
+
+def _class_names(name: str, num_classes: int, given: Sequence[str] | None) -> tuple[str, ...]:
+    if given is not None:
+        names = tuple(given)
+    elif name == "synthetic":
+        names = SYNTHETIC_CLASS_NAMES
+    elif name == "pastis":
+        names = PASTIS_CLASS_NAMES
+    else:
+        names = ()
+    return tuple(names) + tuple(str(k) for k in range(len(names), num_classes))
+
+
+def _excluded(
+    arrays: dict[str, np.ndarray], exclude_classes: Sequence[int]
+) -> dict[str, np.ndarray]:
+    keep = ~np.isin(arrays["labels"], np.asarray(list(exclude_classes), np.int64))
+    return _subset(arrays, np.flatnonzero(keep))
+
+
+def _npz_arrays(path: str, require_labels: bool) -> tuple[dict[str, np.ndarray], Any]:
+    pixels = load_pixel_npz(path)
+    if pixels.labels is None and require_labels:
+        raise ValueError(f"{path}: pixel classification needs 'labels' in the .npz file")
+    arrays = {"bands": pixels.bands, "dates": pixels.dates, "mask": pixels.mask}
+    labels = pixels.labels if pixels.labels is not None else np.zeros(pixels.num_pixels, np.int32)
+    arrays["labels"] = labels.astype(np.int32)
+    return arrays, pixels
+
+
+def seeded_split_rows(
+    labels: np.ndarray, data: ml_collections.ConfigDict, *, with_test: bool
+) -> list[np.ndarray]:
+    """Row indices of train, val[, test], seeded and stratified by class.
+
+    With ``data.cv_folds = F > 1`` the test split is fold ``data.cv_fold`` of
+    :func:`stratified_folds`; otherwise it takes ``data.test_fraction`` of each class. Val
+    then takes ``data.val_fraction`` of each class of the rest (:func:`stratified_split`).
+    """
+    labels = np.asarray(labels)
+    seed = data.eval_seed
+    val_fraction = float(data.get("val_fraction", 0.2))
+    num_folds = int(data.get("cv_folds", 0))
+    if with_test and num_folds > 1:
+        fold = int(data.get("cv_fold", 0))
+        if not 0 <= fold < num_folds:
+            raise ValueError(f"data.cv_fold must be in [0, {num_folds}), got {fold}")
+        test_rows = stratified_folds(labels, num_folds, seed)[fold]
+        rest = np.setdiff1d(np.arange(labels.shape[0]), test_rows)
+        val_part, train_part = stratified_split(labels[rest], [val_fraction], seed)
+        return [rest[train_part], rest[val_part], test_rows]
+    fractions = [val_fraction]
+    if with_test:
+        fractions.append(float(data.get("test_fraction", 0.2)))
+    *held_out, train_rows = stratified_split(labels, fractions, seed)
+    return [train_rows, *held_out]
+
+
+def _seeded_split(
+    arrays: dict[str, np.ndarray], data: ml_collections.ConfigDict, *, with_test: bool
+) -> list[dict[str, np.ndarray]]:
+    """Train, val[, test] subsets of ``arrays`` by :func:`seeded_split_rows`."""
+    rows = seeded_split_rows(arrays["labels"], data, with_test=with_test)
+    return [_subset(arrays, r) for r in rows]
+
+
+def _npz_splits(
+    config: ml_collections.ConfigDict, exclude: Sequence[int], require_labels: bool
+) -> tuple[list[dict[str, np.ndarray]], tuple[str, ...], tuple[str, ...] | None]:
+    data = config.data
+    if not data.get("path"):
+        raise ValueError("data.name='npz' needs --config.data.path=FILE.npz")
+    arrays, pixels = _npz_arrays(data.path, require_labels)
+    arrays = _excluded(arrays, exclude)
+    if not data.get("test_path"):
+        return _seeded_split(arrays, data, with_test=True), pixels.band_names, pixels.class_names
+    test, test_pixels = _npz_arrays(data.test_path, require_labels)
+    if test_pixels.band_names != pixels.band_names:
+        raise ValueError(
+            f"{data.test_path}: band_names {test_pixels.band_names} differ from "
+            f"{data.path}: {pixels.band_names}"
+        )
+    train, val = _seeded_split(arrays, data, with_test=False)
+    return [train, val, _excluded(test, exclude)], pixels.band_names, pixels.class_names
+
+
+def _patch_splits(
+    config: ml_collections.ConfigDict, exclude: Sequence[int]
+) -> tuple[list[dict[str, np.ndarray]], tuple[str, ...], tuple[float, ...], tuple[float, ...]]:
+    data = config.data
+    folds = {name: tuple(int(f) for f in config.get(f"{name}_folds", ())) for name in SPLITS}
+    if (set(folds["train"]) & set(folds["test"])) or (
+        set(folds["val"]) & (set(folds["train"]) | set(folds["test"]))
+    ):
+        raise ValueError(f"train/val/test folds must be disjoint, got {folds}")
+    # Each patch is visited twice (statistics, pixel sampling): no need to hold them all.
+    patches = load_patches(data, folds=folds["train"] + folds["val"] + folds["test"], lazy=True)
+    image_mean, image_std = image_statistics(patches, tuple(data.image_bands))
+    pixels = pixel_dataset(
+        patches,
+        pixels_per_patch=data.pixels_per_patch,
+        max_dates=data.max_dates,
+        seed=data.eval_seed,
+        exclude_classes=exclude,
+    )
+    fold = pixels.pop("fold")
+    if np.all(fold == 0):  # patches without folds (a user folder)
+        splits = _seeded_split(pixels, data, with_test=True)
+    else:
+        splits = [_subset(pixels, np.flatnonzero(np.isin(fold, folds[n]))) for n in SPLITS]
+    return splits, patches[0].band_names, image_mean, image_std
+
+
+def excluded_classes(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """Classes left out: ``exclude_classes``, else PASTIS's convention for PASTIS-like sources.
+
+    Labels of the user's own files (``npz``, ``patches``) are the user's: nothing is left
+    out unless ``exclude_classes`` says so.
+    """
+    given = config.get("exclude_classes")
+    if given is not None:
+        return tuple(int(k) for k in given)
+    if config.data.name in ("pastis", "synthetic"):
+        return tuple(int(k) for k in config.get("pastis_exclude_classes", ()))
+    return ()
+
+
+def load_pixel_splits(
+    config: ml_collections.ConfigDict, *, require_labels: bool = True
+) -> PixelSplits:
+    """Loads and splits the labelled pixels ``config.data`` names (module docstring).
+
+    Raises:
+      ValueError: unknown source, missing labels, an empty train or test split, or
+        folds that overlap.
+    """
+    data = config.data
+    exclude = excluded_classes(config)
+    if data.name == "npz":
+        splits, band_names, given_names = _npz_splits(config, exclude, require_labels)
+        # Pixel files hold no images; the image tower is unused here anyway.
+        image_mean = (0.0,) * len(data.image_bands)
+        image_std = (1.0,) * len(data.image_bands)
+    else:
+        splits, band_names, image_mean, image_std = _patch_splits(config, exclude)
+        given_names = None
+    train, val, test = splits
+    for name, split in (("train", train), ("test", test)):
+        if split["labels"].shape[0] == 0:
+            raise ValueError(f"the {name} split of data.name={data.name!r} holds no pixel")
+    num_classes = 1 + max(int(s["labels"].max()) for s in splits if s["labels"].size)
+    if given_names is not None:
+        num_classes = max(num_classes, len(given_names))
+    return PixelSplits(
+        train=train,
+        val=val,
+        test=test,
+        band_names=tuple(band_names),
+        class_names=_class_names(data.name, num_classes, given_names),
+        image_mean=tuple(image_mean),
+        image_std=tuple(image_std),
+    )
+
+
+def series_inputs(split: Split) -> dict[str, np.ndarray]:
+    """The RP tower's inputs of a split: ``bands``, ``dates``, ``mask``."""
+    return {key: split[key] for key in SERIES_KEYS}
+
+
+def series_features(params: PIMCParams, split: Split, band_names: Sequence[str]) -> np.ndarray:
+    """Frozen RP-tower backbone features ``(N, F)`` float32 of a split's series."""
+    return frozen_features(params, "rp", series_inputs(split), band_names)

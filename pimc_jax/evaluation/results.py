@@ -1,0 +1,80 @@
+"""An evaluation's results on disk: ``results.json`` and ``results.md`` in its workdir.
+
+:func:`write_results` writes both; :func:`results_markdown` renders the run facts, the
+metric table and the per-class / per-model tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple | set):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def results_markdown(results: Mapping[str, Any]) -> str:
+    """The ``results.md`` text: run facts, a metric table, and per-class / per-model tables."""
+    lines = [f"# {results.get('task', 'evaluation')}", ""]
+    for key in ("init_from", "checkpoint", "step", "protocol", "num_devices"):
+        if key in results:
+            lines.append(f"- **{key}**: {results[key]}")
+    for key, value in results.get("data", {}).items():
+        lines.append(f"- **data.{key}**: {value}")
+    lines += ["", "| metric | value |", "|---|---|"]
+    lines += [f"| {name} | {_format(value)} |" for name, value in results["metrics"].items()]
+    if results.get("per_class"):
+        lines += [
+            "",
+            "## Per class (test split)",
+            "",
+            "| class | name | precision | recall | F1 | support |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in results["per_class"]:
+            lines.append(
+                f"| {row['class']} | {row['name']} | {_format(row['precision'])} | "
+                f"{_format(row['recall'])} | {_format(row['f1'])} | {row['support']} |"
+            )
+    if results.get("rmse_by_model"):
+        table = results["rmse_by_model"]
+        columns = list(next(iter(table.values())))
+        lines += [
+            "",
+            "## RMSE per index (z-scored scale, test split; lower is better)",
+            "",
+            "| model | " + " | ".join(columns) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
+        for model, row in table.items():
+            lines.append(f"| {model} | " + " | ".join(_format(row[c]) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(workdir: str | os.PathLike, results: Mapping[str, Any]) -> None:
+    """Writes ``workdir/results.json`` and ``workdir/results.md``."""
+    path = Path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "results.json").write_text(
+        json.dumps(results, indent=2, default=_json_default, allow_nan=True) + "\n"
+    )
+    (path / "results.md").write_text(results_markdown(results))

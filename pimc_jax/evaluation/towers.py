@@ -1,0 +1,132 @@
+"""A PIMC tower as a function of evaluation arrays: frozen features, or features plus a head.
+
+:func:`tower_features` runs one tower's backbone on raw inputs (the same preprocessing as
+pre-training, :mod:`pimc_jax.preprocessing`); :func:`tower_forward` adds a linear head
+(:func:`tower_params` builds its trainable tree); :func:`predict` runs any such function
+over all rows in fixed-size chunks, and :func:`frozen_features` is the two together: the
+backbone features the linear probes read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pimc_jax.models import PIMC, ModelSpec, PIMCParams
+from pimc_jax.preprocessing import normalize_crops, series_to_plots
+
+TOWERS: tuple[str, ...] = ("rp", "image")
+
+# A forward function maps (trainable params, batch of inputs) to (B, outputs) float32.
+Forward = Callable[[Any, Mapping[str, jax.Array]], jax.Array]
+
+
+def tower_features(spec: ModelSpec, tower: str, band_names: Sequence[str] | None = None) -> Forward:
+    """Forward function of one PIMC tower's backbone: raw inputs → pooled features.
+
+    Args:
+      spec: the model spec.
+      tower: ``"rp"`` (batch ``bands`` (B, T, C), ``dates`` (B, T), ``mask`` (B, T);
+        preprocessed by :func:`pimc_jax.preprocessing.series_to_plots`) or ``"image"`` (batch
+        ``image`` (B, k, k, C) reflectance in ``spec.image_bands`` order; preprocessed by
+        :func:`pimc_jax.preprocessing.normalize_crops`).
+      band_names: names of the series bands (default ``spec.band_names``).
+
+    Returns:
+      ``features(variables, batch) -> (B, F)`` float32, ``variables`` the Flax variables of
+      :class:`~pimc_jax.models.PIMC` and ``F`` the tower's ``widths[-1]``.
+    """
+    if tower not in TOWERS:
+        raise ValueError(f"tower must be one of {TOWERS}, got {tower!r}")
+    model = PIMC(spec)
+    names = tuple(band_names) if band_names is not None else spec.band_names
+
+    def features(variables: Any, batch: Mapping[str, jax.Array]) -> jax.Array:
+        if tower == "rp":
+            inputs = series_to_plots(spec, batch["bands"], batch["dates"], batch["mask"], names)
+            out, _ = model.apply(variables, inputs, method=PIMC.encode_rp)
+        else:
+            inputs = normalize_crops(spec, batch["image"])
+            out, _ = model.apply(variables, inputs, method=PIMC.encode_image)
+        return out
+
+    return features
+
+
+def tower_forward(spec: ModelSpec, tower: str, band_names: Sequence[str] | None = None) -> Forward:
+    """Forward function of one PIMC tower (backbone features) plus a linear head.
+
+    Args:
+      spec, tower, band_names: as for :func:`tower_features`.
+
+    Returns:
+      ``forward(params, batch) -> (B, O)`` with ``params = {"model": variables,
+      "head": {"kernel": (F, O), "bias": (O,)}}`` (see :func:`tower_params`).
+    """
+    features = tower_features(spec, tower, band_names)
+
+    def forward(params: Any, batch: Mapping[str, jax.Array]) -> jax.Array:
+        return features(params["model"], batch) @ params["head"]["kernel"] + params["head"]["bias"]
+
+    return forward
+
+
+def tower_params(params: PIMCParams, tower: str, num_outputs: int) -> dict[str, Any]:
+    """Trainable tree for :func:`tower_forward`: the model variables and a zero linear head.
+
+    The head maps the tower's ``widths[-1]`` backbone features to ``num_outputs``.
+    """
+    encoder = {"rp": params.spec.rp_encoder, "image": params.spec.image_encoder}.get(tower)
+    if encoder is None:
+        raise ValueError(f"tower must be one of {TOWERS}, got {tower!r}")
+    width = encoder.widths[-1]
+    return {
+        "model": jax.tree.map(jnp.asarray, params.variables),
+        "head": {"kernel": jnp.zeros((width, num_outputs)), "bias": jnp.zeros((num_outputs,))},
+    }
+
+
+def predict(
+    forward: Forward, params: Any, inputs: Mapping[str, np.ndarray], batch_size: int = 256
+) -> np.ndarray:
+    """``forward`` over all rows of ``inputs`` in fixed-size chunks → ``(N, O)`` float32."""
+    arrays = {key: np.asarray(value) for key, value in inputs.items()}
+    num = next(iter(arrays.values())).shape[0]
+    apply = jax.jit(forward)
+    outputs = []
+    for start in range(0, num, batch_size):
+        chunk = {key: value[start : start + batch_size] for key, value in arrays.items()}
+        rows = next(iter(chunk.values())).shape[0]
+        if rows < batch_size:  # pad with the last row: one compiled shape
+            chunk = {
+                key: np.concatenate([v, np.repeat(v[-1:], batch_size - rows, axis=0)])
+                for key, v in chunk.items()
+            }
+        outputs.append(np.asarray(apply(params, chunk))[:rows])
+    if not outputs:
+        raise ValueError("predict needs at least one row")
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def frozen_features(
+    params: PIMCParams,
+    tower: str,
+    inputs: Mapping[str, np.ndarray],
+    band_names: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Backbone features of a frozen encoder over all rows of ``inputs``.
+
+    Args:
+      params: the encoder.
+      tower: ``"rp"`` or ``"image"``; ``inputs`` holds that tower's batch fields
+        (:func:`tower_features`).
+      band_names: names of the series bands (default ``params.spec.band_names``).
+
+    Returns:
+      ``(N, F)`` float32.
+    """
+    return predict(tower_features(params.spec, tower, band_names), params.variables, inputs)

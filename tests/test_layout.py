@@ -1,0 +1,92 @@
+"""The package's import graph follows the pipeline order the README's layout table states.
+
+Reference: the order written out below (indices → recurrence → models → preprocessing →
+loss → optim → step → train; data and evaluation beside; encode a leaf), checked against
+the imports parsed from the source with ``ast`` (every import, also inside functions).
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pimc_jax"
+
+# Rank of each top-level part: a module may import only parts of a lower or equal rank.
+RANKS = {
+    "defaults": 0,
+    "parallel": 0,
+    "metrics": 0,
+    "indices": 1,
+    "data": 2,
+    "recurrence": 2,
+    "models": 3,
+    "checkpoint": 4,
+    "preprocessing": 4,
+    "loss": 4,
+    "optim": 4,
+    "step": 5,
+    "evaluation": 6,
+    "train": 6,
+    "encode": 7,
+    "launcher": 8,
+}
+# The evaluation tasks import the shared evaluation modules, never each other.
+EVALUATION_TASKS = ("pixel_classification", "forecasting", "image_classification")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``pimc_jax`` module ``path`` imports (``from pimc_jax import x`` gives both)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pimc_jax"):
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("pimc_jax"))
+    # Keep the names that are modules or packages of the source tree.
+    root = PACKAGE.parent
+    return {
+        name
+        for name in found
+        if (root / f"{name.replace('.', '/')}.py").is_file()
+        or (root / name.replace(".", "/")).is_dir()
+    }
+
+
+MODULES = {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _part(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_every_part_has_a_rank():
+    parts = {_part(m) for m in MODULES} - {None}
+    assert parts <= set(RANKS), sorted(parts - set(RANKS))
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _part(m)))
+def test_imports_point_down_the_pipeline(module):
+    rank = RANKS[_part(module)]
+    upward = [
+        name for name in MODULES[module] if _part(name) is not None and RANKS[_part(name)] > rank
+    ]
+    assert not upward, f"{module} imports {upward}, above it in the pipeline"
+
+
+def test_inference_api_is_a_leaf():
+    importers = [m for m, names in MODULES.items() if "pimc_jax.encode" in names]
+    assert importers == ["pimc_jax"]  # only the package root re-exports it
+
+
+def test_evaluation_tasks_do_not_import_each_other():
+    for task in EVALUATION_TASKS:
+        others = {f"pimc_jax.evaluation.{t}" for t in EVALUATION_TASKS if t != task}
+        assert not MODULES[f"pimc_jax.evaluation.{task}"] & others, task
