@@ -1,6 +1,9 @@
 """Runs a pimc_jax job: pre-training or one of the evaluations, chosen by the config.
 
 python launch.py --config=configs/pretrain.py [--config.total_steps=50] [--workdir=DIR]
+
+A user error (bad config value, missing file, refused resume) prints one ``FATAL: ...`` line
+to stderr and exits 1; ``--verbosity=1`` shows its traceback.
 """
 
 from absl import app, flags
@@ -17,7 +20,12 @@ flags.mark_flags_as_required(["config"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    launcher.run(FLAGS.config, FLAGS.workdir, config_path=FLAGS["config"].config_filename)
+    launcher.run_cli(
+        FLAGS.config,
+        FLAGS.workdir,
+        config_path=FLAGS["config"].config_filename,
+        verbosity=FLAGS.verbosity,
+    )
 
 
 if __name__ == "__main__":

@@ -13,10 +13,18 @@ Because nothing is stored per device, a checkpoint restores onto any number of
 devices: arrays come back replicated over the devices of the restoring run.
 Orbax writes each step to a temporary directory and renames it when complete, so a
 run killed mid-save leaves the previous checkpoints intact.
+
+Integrity: ``meta`` also holds ``digests``, a SHA-256 per saved array (over its dtype,
+shape and bytes, keyed by item and leaf path). Every read verifies them; a step whose
+meta or arrays cannot be read, or whose arrays do not match their digests, is reported
+in one ``logging.warning`` line and skipped for the newest good step (resume and
+:func:`load_params` on a workdir). Bad steps are never deleted or modified. Older
+checkpoints without digests still load, unverified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -24,10 +32,75 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from pimc_jax.models import ModelSpec, PIMCParams, init_params
 
 CHECKPOINT_SUBDIR = "checkpoints"
+_ITEMS = ("params", "opt_state", "meta")
+_DIGESTS = "digests"
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint step directory that is incomplete or corrupt (its message is one line)."""
+
+    def __init__(self, step_dir: Path, reason: str):
+        self.step_dir = step_dir
+        self.reason = reason
+        super().__init__(
+            f"Checkpoint {step_dir} could not be restored ({reason}); it may be incomplete "
+            "or corrupt and was left untouched"
+        )
+
+
+def _one_line(error: BaseException, limit: int = 400) -> str:
+    """``Type: message`` of an exception on one line, shortened to ``limit`` characters."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _leaf_key(path: tuple[Any, ...]) -> str:
+    """A tree path as ``a/0/b``, the same for a namedtuple field and the dict Orbax restores."""
+    parts = []
+    for entry in path:
+        for attribute in ("key", "idx", "name"):
+            if hasattr(entry, attribute):
+                parts.append(str(getattr(entry, attribute)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
+
+
+def array_digests(tree: Any) -> dict[str, str]:
+    """SHA-256 (hex) of every array leaf of ``tree`` over its dtype, shape and bytes."""
+    digests = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest = hashlib.sha256(f"{array.dtype.name}{array.shape}".encode())
+        digest.update(array.tobytes())
+        digests[_leaf_key(path)] = digest.hexdigest()
+    return digests
+
+
+def _verify_digests(step_dir: Path, item: str, tree: Any, meta: dict[str, Any]) -> None:
+    """Raises :class:`CorruptCheckpointError` if ``tree`` differs from the digests in ``meta``.
+
+    A checkpoint saved before digests existed has none and passes unverified.
+    """
+    expected = (meta.get(_DIGESTS) or {}).get(item)
+    if expected is None:
+        return
+    actual = array_digests(tree)
+    bad = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CorruptCheckpointError(step_dir, f"SHA-256 digest mismatch in {item}: {shown}")
+
+
+def _public_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` without the digests (callers see step, spec and config as before)."""
+    return {k: v for k, v in meta.items() if k != _DIGESTS}
 
 
 def _replicated_sharding() -> jax.sharding.NamedSharding:
@@ -70,11 +143,24 @@ class CheckpointStore:
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-            item_names=("params", "opt_state", "meta"),
+            item_names=_ITEMS,
         )
 
     def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+        """The newest step whose meta and arrays read back and match their digests.
+
+        Reads every array of each step it checks. Bad steps are reported (one warning
+        each) and skipped, never changed. ``None`` if there is no checkpoint at all.
+
+        Raises:
+          ValueError: checkpoints exist but none of them is good.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
+            return None
+        return _first_good(
+            self.directory, [self.directory / str(step) for step in steps], _verify_step
+        )[0]
 
     def save(
         self,
@@ -86,8 +172,24 @@ class CheckpointStore:
         *,
         force: bool = False,
     ) -> bool:
-        """Starts an (asynchronous) save of host NumPy ``params``/``opt_state`` at ``step``."""
-        meta = {"step": int(step), "spec": spec.to_dict(), "config": config}
+        """Starts an (asynchronous) save of host NumPy ``params``/``opt_state`` at ``step``.
+
+        ``meta`` records the SHA-256 digest of every array. A step whose directory already
+        exists (e.g. a corrupt one skipped at resume) is left alone and not saved.
+        """
+        if int(step) in self.manager.all_steps():
+            logging.warning(
+                "Not saving step %d: %s already exists (left untouched).",
+                step,
+                self.directory / str(step),
+            )
+            return False
+        meta = {
+            "step": int(step),
+            "spec": spec.to_dict(),
+            "config": config,
+            _DIGESTS: {"params": array_digests(params), "opt_state": array_digests(opt_state)},
+        }
         return self.manager.save(
             int(step),
             args=ocp.args.Composite(
@@ -103,15 +205,23 @@ class CheckpointStore:
 
         ``params_like``/``opt_state_like`` give the structure, shapes and dtypes
         (e.g. a fresh state); the device layout of the saving run does not matter.
+
+        Raises:
+          CorruptCheckpointError: the step cannot be read or fails its digests.
         """
+        step_dir = self.directory / str(step)
         restored = _restore(
             self.manager,
-            self.directory / str(step),
+            step_dir,
             params=ocp.args.StandardRestore(_abstract(params_like)),
             opt_state=ocp.args.StandardRestore(_abstract(opt_state_like)),
             meta=ocp.args.JsonRestore(),
         )
-        return _to_host(restored.params), _to_host(restored.opt_state), dict(restored.meta)
+        params, opt_state = _to_host(restored.params), _to_host(restored.opt_state)
+        meta = _checked_meta(step_dir, restored.meta)
+        _verify_digests(step_dir, "params", params, meta)
+        _verify_digests(step_dir, "opt_state", opt_state, meta)
+        return params, opt_state, _public_meta(meta)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -135,21 +245,21 @@ def checkpoint_steps(path: str | os.PathLike) -> list[int]:
     return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def locate_checkpoint(path: str | os.PathLike, step: int | None = None) -> Path:
-    """The ``checkpoints/<step>`` directory a path names.
+def _candidates(path: str | os.PathLike, step: int | None = None) -> tuple[list[Path], bool]:
+    """The step directories ``path`` (and ``step``) may mean, newest first.
 
-    Args:
-      path: a pre-training workdir, its ``checkpoints`` directory, or one
-        ``checkpoints/<step>`` directory.
-      step: which step under a workdir or checkpoints directory; default the latest.
+    Returns ``(step_dirs, explicit)``: ``explicit`` when ``path`` is itself a
+    ``checkpoints/<step>`` directory or ``step`` was given (one candidate, no fallback).
     """
     path = Path(path).absolute()
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint or workdir at {path}")
-    if (path / "params").is_dir() and path.name.isdigit():
+    if path.name.isdigit() and (
+        path.parent.name == CHECKPOINT_SUBDIR or (path / "params").is_dir()
+    ):
         if step is not None and step != int(path.name):
             raise FileNotFoundError(f"{path} is the checkpoint of step {path.name}, not {step}")
-        return path
+        return [path], True
     directory = path / CHECKPOINT_SUBDIR if (path / CHECKPOINT_SUBDIR).is_dir() else path
     steps = checkpoint_steps(directory)
     if not steps:
@@ -157,11 +267,24 @@ def locate_checkpoint(path: str | os.PathLike, step: int | None = None) -> Path:
             f"{path} holds no checkpoint (expected a workdir with '{CHECKPOINT_SUBDIR}/', a "
             "checkpoints directory, or a '<step>' directory)"
         )
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        raise FileNotFoundError(f"No checkpoint of step {step} under {path}")
-    return directory / str(step)
+    if step is not None:
+        if step not in steps:
+            raise FileNotFoundError(f"No checkpoint of step {step} under {path}")
+        return [directory / str(step)], True
+    return [directory / str(s) for s in reversed(steps)], False
+
+
+def locate_checkpoint(path: str | os.PathLike, step: int | None = None) -> Path:
+    """The ``checkpoints/<step>`` directory a path names (no integrity check).
+
+    Args:
+      path: a pre-training workdir, its ``checkpoints`` directory, or one
+        ``checkpoints/<step>`` directory.
+      step: which step under a workdir or checkpoints directory; default the latest
+        (whether or not it is intact: :func:`load_checkpoint` of a workdir skips
+        corrupt steps, this does not).
+    """
+    return _candidates(path, step)[0][0]
 
 
 def _restore(manager: ocp.CheckpointManager, step_dir: Path, **items: Any) -> Any:
@@ -169,25 +292,116 @@ def _restore(manager: ocp.CheckpointManager, step_dir: Path, **items: Any) -> An
     try:
         return manager.restore(int(step_dir.name), args=ocp.args.Composite(**items))
     except Exception as error:  # Orbax raises many types; name the path either way.
-        raise ValueError(
-            f"Checkpoint {step_dir} could not be restored ({type(error).__name__}: {error}). "
-            "It may be incomplete or corrupt; it was left untouched. Move it aside to "
-            "resume from an earlier step."
-        ) from error
+        raise CorruptCheckpointError(step_dir, _one_line(error)) from error
 
 
 def _restore_items(step_dir: Path, **items: Any) -> Any:
     """Restores the named items of one step directory with a read-only manager."""
-    manager = ocp.CheckpointManager(step_dir.parent, item_names=("params", "opt_state", "meta"))
+    manager = ocp.CheckpointManager(step_dir.parent, item_names=_ITEMS)
     try:
         return _restore(manager, step_dir, **items)
     finally:
         manager.close()
 
 
+def _checked_meta(step_dir: Path, meta: Any) -> dict[str, Any]:
+    """``meta`` as a dict, after checking it belongs to ``step_dir`` and holds a valid spec."""
+    try:
+        meta = dict(meta)
+        if int(meta["step"]) != int(step_dir.name):
+            raise ValueError(f"meta says step {meta['step']}")
+        ModelSpec.from_dict(meta["spec"])
+        if not isinstance(meta.get(_DIGESTS) or {}, dict):
+            raise ValueError("meta digests are not a mapping")
+    except Exception as error:
+        raise CorruptCheckpointError(step_dir, f"bad meta: {_one_line(error)}") from error
+    return meta
+
+
+def _read_step_meta(step_dir: Path) -> dict[str, Any]:
+    """The checked meta (digests included) of one step directory."""
+    return _checked_meta(step_dir, _restore_items(step_dir, meta=ocp.args.JsonRestore()).meta)
+
+
+def _as_corrupt(step_dir: Path, error: Exception) -> CorruptCheckpointError:
+    """Any failure while reading ``step_dir`` as a :class:`CorruptCheckpointError`."""
+    if isinstance(error, CorruptCheckpointError):
+        return error
+    return CorruptCheckpointError(step_dir, _one_line(error))
+
+
+def _verify_step(step_dir: Path) -> dict[str, Any]:
+    """Reads meta and every array of a step (shapes from its own metadata) and checks digests.
+
+    Returns the public meta. Raises :class:`CorruptCheckpointError` otherwise.
+    """
+    try:
+        meta = _read_step_meta(step_dir)
+        handler = ocp.StandardCheckpointHandler()
+        items = {}
+        try:
+            for item in ("params", "opt_state"):
+                saved = handler.metadata(step_dir / item)
+                saved = getattr(saved, "tree", saved)
+                items[item] = ocp.args.StandardRestore(_abstract(saved))
+        finally:
+            handler.close()
+        restored = _restore_items(step_dir, **items)
+        for item in items:
+            _verify_digests(step_dir, item, _to_host(restored[item]), meta)
+    except Exception as error:
+        raise _as_corrupt(step_dir, error) from error
+    return _public_meta(meta)
+
+
+def _load_step(step_dir: Path) -> tuple[PIMCParams, dict[str, Any], Path]:
+    """Verified encoder parameters and meta of one step (see :func:`load_checkpoint`)."""
+    try:
+        meta = _read_step_meta(step_dir)
+        spec = ModelSpec.from_dict(meta["spec"])
+        params_like = jax.eval_shape(lambda: init_params(spec, 0).variables)
+        restored = _restore_items(step_dir, params=ocp.args.StandardRestore(_abstract(params_like)))
+        host = _to_host(restored.params)
+        _verify_digests(step_dir, "params", host, meta)
+    except Exception as error:
+        raise _as_corrupt(step_dir, error) from error
+    params = PIMCParams(variables=jax.device_put(host), spec=spec)
+    return params, _public_meta(meta), step_dir
+
+
+def _first_good(directory: Path, step_dirs: list[Path], read: Any) -> tuple[Any, Any]:
+    """``(step, read(step_dir))`` of the first of ``step_dirs`` (newest first) that reads.
+
+    Each bad step is logged in one warning line and skipped; if none is good, one
+    ``ValueError`` names ``directory`` and every step's reason.
+    """
+    reasons = []
+    for step_dir in step_dirs:
+        try:
+            result = read(step_dir)
+        except CorruptCheckpointError as error:
+            logging.warning("Skipping corrupt checkpoint %s: %s", step_dir, error.reason)
+            reasons.append(f"step {step_dir.name}: {error.reason}")
+            continue
+        if reasons:
+            logging.warning("Using checkpoint %s instead.", step_dir)
+        return int(step_dir.name), result
+    raise ValueError(
+        f"No checkpoint under {directory} could be restored: every step is incomplete or "
+        f"corrupt and could not be restored ({'; '.join(reasons)}); they were left untouched"
+    )
+
+
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``meta`` JSON (step, spec, config) of the checkpoint ``path`` resolves to."""
-    return dict(_restore_items(locate_checkpoint(path), meta=ocp.args.JsonRestore()).meta)
+    """The ``meta`` JSON (step, spec, config) of the checkpoint ``path`` resolves to.
+
+    For a workdir or checkpoints directory this is the step :func:`load_params` uses (the
+    newest intact one).
+    """
+    step_dirs, explicit = _candidates(path)
+    if explicit:
+        return _public_meta(_read_step_meta(step_dirs[0]))
+    return load_checkpoint(path)[1]
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[PIMCParams, dict[str, Any], Path]:
@@ -200,22 +414,25 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[PIMCParams, dict[str, Any]
       ``(params, meta, step_dir)``: :class:`~pimc_jax.encode.PIMCParams` (variables on
       the default device, so repeated ``encode`` calls do not re-upload them), the meta
       JSON (``step``, ``spec``, ``config``) and the ``checkpoints/<step>`` directory.
+
+    Raises:
+      CorruptCheckpointError: ``path`` is one step directory and it is incomplete or
+        corrupt (no other step is substituted).
+      ValueError: no step under a workdir or checkpoints directory is intact.
     """
-    step_dir = locate_checkpoint(path)
-    meta = read_meta(step_dir)
-    spec = ModelSpec.from_dict(meta["spec"])
-    params_like = jax.eval_shape(lambda: init_params(spec, 0).variables)
-    restored = _restore_items(step_dir, params=ocp.args.StandardRestore(_abstract(params_like)))
-    params = PIMCParams(variables=jax.device_put(_to_host(restored.params)), spec=spec)
-    return params, meta, step_dir
+    step_dirs, explicit = _candidates(path)
+    if explicit:
+        return _load_step(step_dirs[0])
+    return _first_good(step_dirs[0].parent, step_dirs, _load_step)[1]
 
 
 def load_params(path: str | os.PathLike) -> PIMCParams:
     """Restores the encoders' parameters for :func:`pimc_jax.encode`.
 
     Args:
-      path: a pre-training workdir (its latest checkpoint is used), its
-        ``checkpoints`` directory, or one ``checkpoints/<step>`` directory.
+      path: a pre-training workdir (its newest intact checkpoint is used; corrupt newer
+        steps are skipped with a warning), its ``checkpoints`` directory, or one
+        ``checkpoints/<step>`` directory (which must itself be intact).
 
     Returns:
       :class:`~pimc_jax.encode.PIMCParams`: the variables on the default device and the

@@ -122,6 +122,10 @@ def pretrain_config(arg: str = "") -> ml_collections.ConfigDict:
     config.log_every_steps = 20
     config.checkpoint_every_steps = 100
     config.keep_checkpoints = 3
+    # Resuming a workdir refuses a changed seed, batch size, optimizer.*, data.*, augment or
+    # model.* (anything that alters the run's trajectory); True resumes anyway, with a
+    # warning. Extending total_steps needs no override (pimc_jax/train.py, check_resume).
+    config.resume_allow_changes = False
     config.augment = True
     config.data = data_config(arg)
     config.model = model_config(arg)

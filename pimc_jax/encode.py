@@ -7,6 +7,11 @@ restores them from a pre-training workdir or checkpoint.
 
 The two views become model inputs through :mod:`pimc_jax.preprocessing`, the same
 functions the training step and the evaluations call.
+
+Raw rasters are accepted as they come: ``scale`` converts digital numbers to reflectance,
+``nodata`` names the fill value, dates may be ISO strings, band names a table name
+(``"pastis"``), and every pixel gets a ``valid`` flag saying whether it had any usable
+acquisition.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from pimc_jax import indices as indices_lib
+from pimc_jax.data.user import dates_to_days
 from pimc_jax.data.views import extract_crops, median_composite
 from pimc_jax.models import PIMC, ModelSpec, PIMCParams
 from pimc_jax.preprocessing import normalize_crops, series_to_plots
@@ -30,16 +37,24 @@ _MAX_CHUNK = 1024
 _DATE_BUCKET = 16
 
 
-@functools.partial(jax.jit, static_argnames=("band_names",))
+@functools.partial(jax.jit, static_argnames=("band_names", "scale"))
 def _encode_series(
     params: PIMCParams,
     bands: jax.Array,
     dates: jax.Array,
     mask: jax.Array,
     band_names: tuple[str, ...],
-) -> tuple[jax.Array, jax.Array]:
-    plots = series_to_plots(params.spec, bands, dates, mask, band_names)
-    return PIMC(params.spec).apply(params.variables, plots, method=PIMC.encode_rp)
+    scale: float,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(N, T, C)`` bands → features ``(N, F)``, embeddings ``(N, D)``, valid ``(N,)`` bool."""
+    spec = params.spec
+    plots = series_to_plots(spec, bands, dates, mask, band_names, scale=scale)
+    _, index_ok = indices_lib.vegetation_indices(
+        bands, band_names, spec.indices, scale=scale, return_mask=True
+    )
+    valid = jnp.any(mask & index_ok & jnp.isfinite(dates), axis=-1)
+    features, embeddings = PIMC(spec).apply(params.variables, plots, method=PIMC.encode_rp)
+    return features, embeddings, valid
 
 
 @jax.jit
@@ -59,28 +74,76 @@ def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[-1:], rows - array.shape[0], axis=0)], axis=0)
 
 
-def _chunked(fn, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Runs ``fn`` over row chunks of ``arrays`` with bucketed padding; concatenates."""
+def _chunked(fn, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Runs ``fn`` over row chunks of ``arrays`` with bucketed padding; concatenates.
+
+    ``fn`` returns a tuple of arrays with rows on axis 0; so does this. With no rows at
+    all, ``fn`` runs once on a zero-filled bucket so the outputs are ``(0, ...)`` arrays of
+    the right trailing shape and dtype.
+    """
     total = arrays[0].shape[0]
-    features, embeddings = [], []
+    if total == 0:
+        dummy = [np.zeros((_MIN_BUCKET, *a.shape[1:]), a.dtype) for a in arrays]
+        return tuple(np.asarray(out)[:0] for out in fn(*dummy))
+    pieces: list[list[np.ndarray]] = []
     for start in range(0, total, _MAX_CHUNK):
         chunk = [a[start : start + _MAX_CHUNK] for a in arrays]
         rows = chunk[0].shape[0]
         padded = [_pad_rows(a, _bucket(rows)) for a in chunk]
-        f, z = fn(*padded)
-        features.append(np.asarray(f)[:rows])
-        embeddings.append(np.asarray(z)[:rows])
-    return np.concatenate(features), np.concatenate(embeddings)
+        pieces.append([np.asarray(out)[:rows] for out in fn(*padded)])
+    return tuple(np.concatenate(parts) for parts in zip(*pieces, strict=True))
+
+
+def _check_scale(scale: float | None) -> None:
+    if scale is None:
+        return
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.number)):
+        raise ValueError(f"scale must be a finite positive number or None, got {scale!r}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite positive number or None, got {scale!r}")
+
+
+def _to_reflectance(raw: Any, scale: float | None, nodata: float | None, name: str) -> np.ndarray:
+    """Raw band values → float32, ``raw × scale`` if ``scale`` is given; ``nodata`` → NaN."""
+    indices_lib.check_numeric(raw, name)
+    raw = np.asarray(raw)
+    missing = (raw == nodata) if nodata is not None else None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if scale is None:
+            values = raw.astype(np.float32)
+        else:
+            # Overflow gives inf, which counts as no-data downstream.
+            values = (raw.astype(np.float64) * scale).astype(np.float32)
+    if missing is not None and np.any(missing):
+        values = np.where(missing, np.float32(np.nan), values)
+    return values
+
+
+def _parse_dates(value: Any) -> np.ndarray:
+    """``batch['dates']``: numeric days, ISO strings, datetime64 or dates → float32 days."""
+    array = np.asarray(value)
+    if array.dtype.kind in "USOM":
+        return dates_to_days(array, "batch['dates']").astype(np.float32)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(
+            f"batch['dates'] must be numeric days or ISO date strings, got dtype {array.dtype}"
+        )
+    return array.astype(np.float32)
 
 
 def _series_inputs(
-    spec: ModelSpec, batch: Mapping[str, Any]
+    spec: ModelSpec,
+    batch: Mapping[str, Any],
+    scale: float | None = None,
+    nodata: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
-    bands = np.asarray(batch["bands"], np.float32)
+    """Checked, padded ``(bands, dates, mask, band_names)``: float32 ``(N, T', C)``,
+    float32 ``(N, T')``, bool ``(N, T')`` with ``T'`` the date bucket, names ``(C,)``."""
+    bands = _to_reflectance(batch["bands"], scale, nodata, "batch['bands']")
     if bands.ndim != 3:
         raise ValueError(f"batch['bands'] must be (N, T, C), got shape {bands.shape}")
     num, num_dates, num_bands = bands.shape
-    band_names = tuple(batch.get("band_names", spec.band_names))
+    band_names = indices_lib.resolve_band_names(batch.get("band_names", spec.band_names))
     if len(band_names) != num_bands:
         raise ValueError(
             f"batch['bands'] has {num_bands} bands but band_names has {len(band_names)}: "
@@ -88,8 +151,13 @@ def _series_inputs(
         )
     if "dates" not in batch:
         raise ValueError("batch has 'bands' but no 'dates' ((T,) or (N, T) days)")
-    dates = np.asarray(batch["dates"], np.float32)
+    dates = _parse_dates(batch["dates"])
     if dates.ndim == 1:
+        if dates.shape[0] != num_dates:
+            raise ValueError(
+                f"batch['dates'] has {dates.shape[0]} dates but batch['bands'] has "
+                f"T = {num_dates} (shape {bands.shape})"
+            )
         dates = np.broadcast_to(dates, (num, num_dates))
     if dates.shape != (num, num_dates):
         raise ValueError(
@@ -100,17 +168,27 @@ def _series_inputs(
     if mask.shape != (num, num_dates):
         raise ValueError(f"batch['mask'] must be (N, T) = ({num}, {num_dates}), got {mask.shape}")
     # Pad the time axis to a bucket too; padded steps are masked out.
-    padded_dates = -(-num_dates // _DATE_BUCKET) * _DATE_BUCKET
+    padded_dates = max(1, -(-num_dates // _DATE_BUCKET)) * _DATE_BUCKET
     if padded_dates != num_dates:
         extra = padded_dates - num_dates
+        last = dates[:, -1:] if num_dates else np.zeros((num, 1), np.float32)
         bands = np.concatenate([bands, np.full((num, extra, num_bands), np.nan, np.float32)], 1)
-        dates = np.concatenate([dates, np.repeat(dates[:, -1:], extra, axis=1)], 1)
+        dates = np.concatenate([dates, np.repeat(last, extra, axis=1)], 1)
         mask = np.concatenate([mask, np.zeros((num, extra), bool)], 1)
     return bands, np.ascontiguousarray(dates), mask, band_names
 
 
+def _implausible_to_nan(reflectance: np.ndarray) -> np.ndarray:
+    """Reflectance outside :data:`~pimc_jax.indices.PLAUSIBLE_REFLECTANCE` → NaN (no-data)."""
+    low, high = indices_lib.PLAUSIBLE_REFLECTANCE
+    with np.errstate(invalid="ignore"):
+        keep = (reflectance >= low) & (reflectance <= high)
+    return np.where(keep, reflectance, np.float32(np.nan)).astype(np.float32)
+
+
 def _image_inputs(spec: ModelSpec, batch: Mapping[str, Any]) -> np.ndarray:
-    image = np.asarray(batch["image"], np.float32)
+    indices_lib.check_numeric(batch["image"], "batch['image']")
+    image = _implausible_to_nan(np.asarray(batch["image"], np.float32))
     if image.ndim != 4:
         raise ValueError(f"batch['image'] must be (N, k, k, C), got shape {image.shape}")
     if "image_band_names" in batch:
@@ -134,25 +212,50 @@ def _image_inputs(spec: ModelSpec, batch: Mapping[str, Any]) -> np.ndarray:
     return image
 
 
-def encode(params: PIMCParams, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def encode(
+    params: PIMCParams,
+    batch: Mapping[str, Any],
+    *,
+    scale: float | None = None,
+    nodata: float | None = None,
+) -> dict[str, np.ndarray]:
     """Embeds pixels and/or image crops.
 
     Args:
       params: :class:`PIMCParams` from :func:`init_params` or :func:`pimc_jax.load_params`.
       batch: a dict with either or both views:
 
-        * ``bands``: ``(N, T, C)`` raw band time series (reflectance × ``spec.reflectance_scale``,
-          NaN = no-data), with ``dates`` ``(T,)`` or ``(N, T)`` in days, optional ``mask``
-          ``(N, T)`` bool (True = real acquisition) and optional ``band_names`` (default
-          the model's ``spec.band_names``).
+        * ``bands``: ``(N, T, C)`` band time series, any numeric dtype (NaN = no-data),
+          with ``dates`` ``(T,)`` or ``(N, T)`` (days as numbers, ISO strings like
+          ``"2019-04-01"``, or ``datetime64``), optional ``mask`` ``(N, T)`` bool (True =
+          real acquisition) and optional ``band_names`` (``C`` names or a table name of
+          :data:`~pimc_jax.indices.BAND_TABLES` such as ``"pastis"``; default the model's
+          ``spec.band_names``).
         * ``image``: ``(N, k, k, C)`` reflectance crops centred on the pixels, bands in
           ``spec.image_bands`` order, or any order named by ``image_band_names``.
+      scale: for ``bands``: raw value × ``scale`` = reflectance (e.g. ``1e-4`` for
+        Sentinel-2 L2A digital numbers). None: ``bands`` are reflectance ×
+        ``spec.reflectance_scale``, the model's own convention.
+      nodata: for ``bands``: raw value (compared before scaling) marking no-data, like
+        NaN, e.g. ``-9999`` or ``3.4028235e38``. Reflectance outside
+        :data:`~pimc_jax.indices.PLAUSIBLE_REFLECTANCE` is no-data as well.
 
     Returns:
-      For the series view ``rp`` ``(N, D)`` float32 unit-norm embeddings and ``rp_features``
-      ``(N, F)`` backbone features; for the image view ``image`` and ``image_features``
-      likewise. Any ``N`` works: inputs are padded to a few bucket sizes (and long
-      batches chunked) so that new sizes rarely recompile.
+      For the series view ``rp`` ``(N, D)`` float32 unit-norm embeddings, ``rp_features``
+      ``(N, F)`` backbone features and ``valid`` ``(N,)`` bool: True where the pixel has at
+      least one usable date (masked in, finite date, all the model's indices valid). A
+      pixel with ``valid`` False gets the embedding of all-zero plots, one and the same
+      finite vector for every such pixel (possibly the zero vector, not unit-norm): drop
+      or mask those rows. For the image view
+      ``image`` and ``image_features`` likewise. Any ``N`` works, ``N = 0`` included
+      (``(0, D)`` arrays): inputs are padded to a few bucket sizes (and long batches
+      chunked) so that new sizes rarely recompile.
+
+    Raises:
+      ValueError: one line naming the problem: wrong ranks or shapes (``dates`` of the
+        wrong length), non-numeric bands, unparseable dates, unknown band names, a
+        band needed by the model's indices missing, or a bad ``scale``.
+      TypeError: ``params`` is not :class:`PIMCParams`.
     """
     if not isinstance(params, PIMCParams):
         raise TypeError(
@@ -160,12 +263,14 @@ def encode(params: PIMCParams, batch: Mapping[str, Any]) -> dict[str, np.ndarray
         )
     if "bands" not in batch and "image" not in batch:
         raise ValueError(f"batch needs 'bands' and/or 'image'; got keys {sorted(batch)}")
+    _check_scale(scale)
     spec = params.spec
     out: dict[str, np.ndarray] = {}
     if "bands" in batch:
-        bands, dates, mask, band_names = _series_inputs(spec, batch)
-        fn = lambda b, d, m: _encode_series(params, b, d, m, band_names)
-        out["rp_features"], out["rp"] = _chunked(fn, [bands, dates, mask])
+        bands, dates, mask, band_names = _series_inputs(spec, batch, scale, nodata)
+        divisor = spec.reflectance_scale if scale is None else 1.0
+        fn = lambda b, d, m: _encode_series(params, b, d, m, band_names, divisor)
+        out["rp_features"], out["rp"], out["valid"] = _chunked(fn, [bands, dates, mask])
     if "image" in batch:
         image = _image_inputs(spec, batch)
         fn = lambda im: _encode_image(params, im)
@@ -176,29 +281,39 @@ def encode(params: PIMCParams, batch: Mapping[str, Any]) -> dict[str, np.ndarray
 def encode_patch(
     params: PIMCParams,
     bands: np.ndarray,
-    dates: np.ndarray,
-    band_names: Sequence[str] | None = None,
+    dates: Any,
+    band_names: str | Sequence[str] | None = None,
+    *,
+    scale: float | None = None,
+    nodata: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Dense embeddings of every pixel of a patch, both views.
 
     Args:
       params: model parameters.
       bands: ``(T, H, W, C)`` raw band values of one SITS patch (NaN = no-data).
-      dates: ``(T,)`` days.
-      band_names: names of the ``C`` bands (default ``spec.band_names``).
+      dates: ``(T,)`` days, ISO date strings or ``datetime64``.
+      band_names: names of the ``C`` bands or a table name such as ``"pastis"`` (default
+        ``spec.band_names``).
+      scale, nodata: as for :func:`encode` (raw × ``scale`` = reflectance; ``nodata`` is
+        the fill value); they apply to the image composite too.
 
     Returns:
       ``rp`` and ``image`` embeddings, each ``(H, W, D)`` float32 (and the matching
-      ``*_features`` ``(H, W, F)``). The image view of a pixel is the reflect-padded
-      ``crop_size`` crop around it from the per-pixel median over dates, so the
-      embedding is independent of any single (possibly cloudy) acquisition.
+      ``*_features`` ``(H, W, F)``), and ``valid`` ``(H, W)`` bool (see :func:`encode`).
+      The image view of a pixel is the reflect-padded ``crop_size`` crop around it from
+      the per-pixel median over dates, so the embedding is independent of any single
+      (possibly cloudy) acquisition.
     """
     spec = params.spec
-    bands = np.asarray(bands, np.float32)
+    _check_scale(scale)
+    bands = _to_reflectance(bands, scale, nodata, "bands")
     if bands.ndim != 4:
         raise ValueError(f"bands must be (T, H, W, C), got shape {bands.shape}")
     num_dates, height, width, num_bands = bands.shape
-    names = tuple(band_names if band_names is not None else spec.band_names)
+    names = indices_lib.resolve_band_names(
+        band_names if band_names is not None else spec.band_names
+    )
     if len(names) != num_bands:
         raise ValueError(f"bands has {num_bands} channels but band_names has {len(names)}")
     series = bands.transpose(1, 2, 0, 3).reshape(height * width, num_dates, num_bands)
@@ -209,9 +324,20 @@ def encode_patch(
         if name not in canonical:
             raise ValueError(f"image band {wanted!r} is not among the patch bands {names}")
         image_channels.append(canonical.index(name))
-    composite = median_composite(bands[..., image_channels] / spec.reflectance_scale)
+    divisor = spec.reflectance_scale if scale is None else 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        reflectance = _implausible_to_nan(bands[..., image_channels] / np.float32(divisor))
+    composite = median_composite(reflectance)
     rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     centers = np.stack([rows.ravel(), cols.ravel()], axis=1)
     crops = extract_crops(composite, centers, spec.crop_size)
-    out = encode(params, {"bands": series, "dates": dates, "band_names": names, "image": crops})
-    return {key: value.reshape(height, width, -1) for key, value in out.items()}
+    # The series are already in reflectance when `scale` was given and their no-data NaN.
+    out = encode(
+        params,
+        {"bands": series, "dates": dates, "band_names": names, "image": crops},
+        scale=None if scale is None else 1.0,
+    )
+    return {
+        key: value.reshape(height, width) if key == "valid" else value.reshape(height, width, -1)
+        for key, value in out.items()
+    }

@@ -13,6 +13,12 @@ just as they find ``B8``, ``B4`` and ``B2`` in a Sentinel-2 one.
 A stack may also hold **ready-made index series**: a band named like an index (``NDVI``,
 ``EVI``, ...) is that index, read as it is (divided by ``scale`` like every band), so data
 that arrive as an NDVI stack need no reflectance at all.
+
+**Implausible values are no-data.** Rasters often mark missing data with an extreme
+value (GDAL's float32 default ``3.4028235e38``, ``-1e30``, ``65535``, ...). A reflectance
+outside :data:`PLAUSIBLE_REFLECTANCE` (after scaling), or a ready-made index outside
+:data:`PLAUSIBLE_INDEX`, is treated like NaN: masked. So every finite input gives
+finite indices, and the indices stay within a few million even at the ``eps`` limit.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import re
 from collections.abc import Sequence
 
 import jax.numpy as jnp
+import numpy as np
 
 BAND_TABLES: dict[str, tuple[str, ...]] = {
     # PASTIS S2 patches: (T, 10, 128, 128), 10 m and 20 m bands.
@@ -69,6 +76,14 @@ _INDEX_BANDS: dict[str, tuple[str, ...]] = {
     "ndre": ("B8", "B5"),  # red edge: NIR against B5 (705 nm)
     "ndwi": ("B3", "B8"),  # open water (McFeeters): green against NIR
 }
+
+#: Plausible surface reflectance ``(low, high)``, after scaling. Atmospheric correction can
+#: give slightly negative values over water and shadows, and specular or saturated pixels
+#: exceed 1; anything outside this closed interval is taken as a no-data marker.
+PLAUSIBLE_REFLECTANCE: tuple[float, float] = (-0.5, 2.0)
+#: Plausible value ``(low, high)`` of a ready-made index band (``NDVI``, ``EVI``, ...),
+#: after scaling; normalised differences lie in [−1, 1], EVI rarely beyond [−2, 3].
+PLAUSIBLE_INDEX: tuple[float, float] = (-10.0, 10.0)
 
 INDEX_NAMES: tuple[str, ...] = tuple(_INDEX_BANDS)
 #: The three indices of the paper, in its channel order.
@@ -195,6 +210,31 @@ def band_index(band_names: str | Sequence[str], name: str) -> int:
     return position
 
 
+def check_numeric(value: object, name: str) -> None:
+    """Raises a one-line ValueError unless ``value`` holds bool, integer or float numbers.
+
+    Works on NumPy and JAX arrays (also tracers, by their dtype) and on nested lists, so an
+    object, string, datetime64 or complex array fails here with a clear message instead
+    of deep inside JAX.
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(value).dtype
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"{name} must be a numeric array, got {type(value).__name__} ({err})"
+            ) from None
+    try:
+        numeric = any(
+            jnp.issubdtype(dtype, kind) for kind in (jnp.bool_, jnp.integer, jnp.floating)
+        )
+    except TypeError:
+        numeric = False
+    if not numeric:
+        raise ValueError(f"{name} must be a numeric (bool, int or float) array, got dtype {dtype}")
+
+
 def _safe_ratio(
     numerator: jnp.ndarray, denominator: jnp.ndarray, valid: jnp.ndarray, eps: float
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -243,7 +283,9 @@ def vegetation_indices(
       scale: ``bands`` are divided by it to get reflectance (10 000 for PASTIS digital
         numbers; 1 for data already in [0, 1]).
       nodata: raw band value (before scaling) marking missing data, e.g. ``-10000``;
-        NaN is always treated as missing.
+        NaN and ±inf are always treated as missing, and so is a reflectance
+        ``bands / scale`` outside :data:`PLAUSIBLE_REFLECTANCE` (a ready-made index band
+        outside :data:`PLAUSIBLE_INDEX`).
       eps: an index whose denominator satisfies ``|denominator| < eps`` (in reflectance
         units) is invalid.
       return_mask: also return the validity mask.
@@ -251,17 +293,22 @@ def vegetation_indices(
     Returns:
       ``values``: ``(..., K)`` float32, ``K = len(indices)``. ``values[..., k]`` is index
       ``k`` where it is valid and exactly ``0.0`` where it is not. Index ``k`` is invalid
-      at a sample when one of the bands it reads is NaN or equal to ``nodata``, or its
-      denominator is below ``eps`` in magnitude. Values are not clipped (the normalised
-      differences and SAVI lie in [−1, 1] and [−1.5, 1.5] for reflectance in [0, 1]; EVI
-      is unbounded). If ``return_mask``: ``(values, valid)`` with ``valid`` ``(...,)``
-      bool, True where *all* ``K`` indices are valid. Values and gradients are always
-      finite.
+      at a sample when one of the bands it reads is missing (NaN, inf, equal to ``nodata``
+      or outside the plausible range), or its denominator is below ``eps`` in magnitude.
+      Values are not clipped (the normalised differences and SAVI lie in [−1, 1] and
+      [−1.5, 1.5] for reflectance in [0, 1]; EVI is unbounded). If ``return_mask``:
+      ``(values, valid)`` with ``valid`` ``(...,)`` bool, True where *all* ``K`` indices
+      are valid. Values and gradients are finite for every input (``|EVI| < 7 / eps``,
+      the other indices ``< 5 / eps``).
 
     Raises:
-      ValueError: unknown index name, a needed band missing from ``band_names``, or
-        ``len(band_names)`` not matching ``bands.shape[-1]``.
+      ValueError: unknown index name, a needed band missing from ``band_names``,
+        ``len(band_names)`` not matching ``bands.shape[-1]``, a non-numeric ``bands``
+        dtype, or ``scale`` not a finite positive number.
     """
+    check_numeric(bands, "bands")
+    if isinstance(scale, (int, float, np.number)) and not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite positive number, got {scale!r}")
     names = resolve_band_names(band_names)
     requested = resolve_indices(tuple(indices), names) if len(indices) else ()
     if not requested:
@@ -273,19 +320,22 @@ def vegetation_indices(
             f"one per band name {names}"
         )
 
-    def read(position: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def read(position: int, plausible: tuple[float, float]) -> tuple[jnp.ndarray, jnp.ndarray]:
         raw = bands[..., position]
         ok = jnp.isfinite(raw)
         if nodata is not None:
             ok = ok & (raw != nodata)
         # Zero out missing samples before any arithmetic so no NaN enters a gradient.
-        return jnp.where(ok, raw, 0.0) / scale, ok
+        value = jnp.where(ok, raw, 0.0) / scale
+        # A huge finite raw value can overflow the division; the range test catches it.
+        ok = ok & (value >= plausible[0]) & (value <= plausible[1])
+        return jnp.where(ok, value, 0.0), ok
 
     reflectance: dict[str, tuple[jnp.ndarray, jnp.ndarray]] = {}
 
     def band(name: str) -> tuple[jnp.ndarray, jnp.ndarray]:
         if name not in reflectance:
-            reflectance[name] = read(band_index(names, name))
+            reflectance[name] = read(band_index(names, name), PLAUSIBLE_REFLECTANCE)
         return reflectance[name]
 
     outputs = []
@@ -293,7 +343,7 @@ def vegetation_indices(
     for name in requested:
         ready = ready_made_index(names, name)
         if ready is not None:
-            value, ok = read(ready)
+            value, ok = read(ready, PLAUSIBLE_INDEX)
         elif name in ("ndvi", "evi", "savi"):
             (nir, nir_ok), (red, red_ok) = band("B8"), band("B4")
             if name == "ndvi":

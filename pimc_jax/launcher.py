@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jax
 import ml_collections
-from absl import app, logging
+from absl import flags, logging
 
 from pimc_jax import parallel
 from pimc_jax.evaluation import EVAL_TASKS, run_evaluation
@@ -57,10 +57,22 @@ def _unknown_key(error: BaseException, argv: list[str]) -> str | None:
     return f"flag {culprits[0]}: the config has no key {key!r}. {hint}".strip()
 
 
+def _flag_error_line(message: str) -> str:
+    """A flag error on one line; a config file's load traceback shrinks to its last line."""
+    head, marker, trace = message.partition("Traceback (most recent call last):")
+    lines = [line.strip() for line in trace.splitlines() if line.strip()]
+    tail = f" {lines[-1]}" if marker and lines else ""
+    return " ".join(head.split()) + tail
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing; an override of an unknown config key is a usage error too."""
+    """absl's flag parsing, errors on one line; an unknown config key is a usage error too."""
     try:
-        return app.parse_flags_with_usage(argv)
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        sys.stderr.write(f"FATAL Flags parsing error: {_flag_error_line(str(error))}\n")
+        sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
+        sys.exit(1)
     except (AttributeError, KeyError) as error:
         message = _unknown_key(error, argv)
         if message is None:
@@ -83,6 +95,44 @@ class _QuietLibraries(py_logging.Filter):
 
 def quiet_library_logs() -> None:
     logging.get_absl_handler().addFilter(_QuietLibraries())
+
+
+# Exceptions that mean "fix your config or input", reported in one line by the CLI.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
+
+
+def user_error_line(error: BaseException) -> str:
+    """``FATAL: <Type>: <message>`` on one line (newlines folded), as the CLI prints it."""
+    message = " ".join(str(error).split()) or repr(error)
+    return f"FATAL: {type(error).__name__}: {message}"
+
+
+def run_cli(
+    config: ml_collections.ConfigDict,
+    workdir: str | None,
+    *,
+    config_path: str = "",
+    verbosity: int = 0,
+) -> dict:
+    """:func:`run` for ``launch.py``: a user error exits 1 with one line on stderr.
+
+    User errors (:data:`USER_ERRORS`: bad config values, missing files, a refused resume,
+    an unknown task) print ``FATAL: <Type>: <message>`` without a traceback; with
+    ``verbosity >= 1`` (``--verbosity=1``) they propagate, traceback included, as any
+    other (internal) exception always does.
+    """
+    try:
+        config_file = Path(config_path.partition(":")[0])
+        if config_path and not config_file.is_file():
+            # config_flags defers this error to the config's first use, with a traceback.
+            raise FileNotFoundError(f"no config file {config_file} (--config)")
+        return run(config, workdir, config_path=config_path)
+    except USER_ERRORS as error:
+        if verbosity >= 1:
+            raise
+        sys.stderr.write(user_error_line(error) + "\n")
+        sys.stderr.flush()
+        sys.exit(1)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | None, *, config_path: str = "") -> dict:

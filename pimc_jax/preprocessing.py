@@ -27,6 +27,9 @@ def series_to_plots(
     dates: jax.Array,
     mask: jax.Array,
     band_names: Sequence[str] | None = None,
+    *,
+    scale: float | None = None,
+    nodata: float | None = None,
 ) -> jax.Array:
     """Raw band series → index recurrence plots, the RP tower's input (jittable).
 
@@ -37,6 +40,10 @@ def series_to_plots(
       dates: ``(N, T)`` float days (only differences matter).
       mask: ``(N, T)`` bool, True for real acquisitions.
       band_names: names of the ``C`` bands; default ``spec.band_names``.
+      scale: ``bands`` are divided by it to give reflectance; default
+        ``spec.reflectance_scale`` (a Python number: static under jit).
+      nodata: raw band value marking no-data besides NaN (static under jit); band
+        values outside :data:`~pimc_jax.indices.PLAUSIBLE_REFLECTANCE` are no-data too.
 
     Returns:
       ``(N, S', S', K·P)`` float32 plots, ``K = len(spec.indices)``,
@@ -49,7 +56,8 @@ def series_to_plots(
         band_names=tuple(band_names if band_names is not None else spec.band_names),
         size=spec.rp_size,
         indices=spec.indices,
-        scale=spec.reflectance_scale,
+        scale=spec.reflectance_scale if scale is None else scale,
+        nodata=nodata,
         normalize=spec.rp_normalize,
         dimension=spec.rp_dimension,
         time_delay=spec.rp_time_delay,

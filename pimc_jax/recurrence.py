@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pimc_jax.indices import PAPER_INDICES, vegetation_indices
+from pimc_jax.indices import PAPER_INDICES, check_numeric, vegetation_indices
 
 Threshold = float | str | None
 
@@ -376,6 +376,7 @@ def index_recurrence_plots(
     size: int,
     indices: Sequence[str] = PAPER_INDICES,
     scale: float = 1.0,
+    nodata: float | None = None,
     normalize: bool = True,
     dimension: int | float = 1,
     time_delay: int | float = 1,
@@ -387,10 +388,12 @@ def index_recurrence_plots(
 
     Steps, all on device: (1) :func:`~pimc_jax.indices.vegetation_indices`; a sample
     counts if ``mask`` is True, its date is finite and all ``K`` indices are valid (no
-    NaN band, no near-zero denominator); (2) the ``K`` index series are resampled with
-    :func:`resample_series` onto ``size`` regular steps spanning the pixel's first to
-    last counted date (no counted sample → zeros); (3) per index series ``x`` (length
-    ``S``), the ``P = len(channels)`` plot kinds of :data:`PLOT_CHANNELS`:
+    NaN, ``nodata`` or implausible band value, see
+    :data:`~pimc_jax.indices.PLAUSIBLE_REFLECTANCE`; no near-zero denominator); (2) the
+    ``K`` index series are resampled with :func:`resample_series` onto ``size`` regular
+    steps spanning the pixel's first to last counted date (no counted sample → zeros);
+    (3) per index series ``x`` (length ``S``), the ``P = len(channels)`` plot kinds of
+    :data:`PLOT_CHANNELS`:
 
     - ``distance``: :func:`recurrence_plot` with the given embedding/threshold options
       (``normalize`` scales each unthresholded plot to [0, 1] by its maximum);
@@ -404,23 +407,29 @@ def index_recurrence_plots(
     ``normalize`` and thresholds apply to ``distance`` only.
 
     Args:
-      bands: ``(N, T, C)`` reflectance (any leading shape ``(..., T, C)``), NaN = no data.
-      dates: ``(N, T)`` dates in days, increasing over the real samples.
+      bands: ``(N, T, C)`` reflectance (any leading shape ``(..., T, C)``), NaN = no data;
+        any bool, int or float dtype, cast to float32.
+      dates: ``(N, T)`` numeric dates in days, increasing over the real samples (ISO
+        strings: convert with :func:`pimc_jax.data.user.dates_to_days`).
       mask: ``(N, T)`` bool, True = real acquisition.
       band_names: table name or ``C`` band names.
       size: number of resampled steps ``S``.
       indices: index names (:data:`pimc_jax.indices.INDEX_NAMES`).
-      scale, normalize, dimension, time_delay, threshold, percentage: see
+      scale, nodata, normalize, dimension, time_delay, threshold, percentage: see
         :func:`~pimc_jax.indices.vegetation_indices` and :func:`recurrence_plot`.
       channels: plot kinds, in output order, each at most once.
 
     Returns:
       ``(N, S', S', K·P)`` float32 with ``S' = S − (m − 1)τ``; channel ``p·K + k`` is kind
-      ``channels[p]`` of index ``k``.
+      ``channels[p]`` of index ``k``. Finite for every finite input (a pixel with no
+      counted sample gives all-zero plots).
 
     Raises:
-      ValueError: an unknown or repeated plot kind, or see the functions above.
+      ValueError: an unknown or repeated plot kind, a non-numeric (object, string,
+        datetime64, complex) ``bands``/``dates``/``mask``, or see the functions above.
     """
+    for value, name in ((bands, "bands"), (dates, "dates"), (mask, "mask")):
+        check_numeric(value, name)
     _check_size(size)
     channels = check_plot_channels(channels)
     # Tuples, so that the configuration is hashable as static jit arguments.
@@ -434,6 +443,7 @@ def index_recurrence_plots(
         size=int(size),
         indices=tuple(indices),
         scale=scale,
+        nodata=nodata,
         normalize=normalize,
         dimension=dimension,
         time_delay=time_delay,
@@ -450,6 +460,7 @@ def index_recurrence_plots(
         "size",
         "indices",
         "scale",
+        "nodata",
         "normalize",
         "dimension",
         "time_delay",
@@ -467,6 +478,7 @@ def _index_recurrence_plots(
     size: int,
     indices: tuple[str, ...],
     scale: float,
+    nodata: float | None,
     normalize: bool,
     dimension: int | float,
     time_delay: int | float,
@@ -482,7 +494,9 @@ def _index_recurrence_plots(
             f"bands must be (..., T, C) and dates/mask (..., T); got bands {bands.shape}, "
             f"dates {dates.shape}, mask {mask.shape}"
         )
-    values, index_ok = vegetation_indices(bands, band_names, indices, scale=scale, return_mask=True)
+    values, index_ok = vegetation_indices(
+        bands, band_names, indices, scale=scale, nodata=nodata, return_mask=True
+    )
     valid = mask & index_ok & jnp.isfinite(dates)
     # One interpolation plan per pixel, shared by its K index channels.
     plan = _interpolation_plan(dates, valid, size)

@@ -4,6 +4,14 @@
 runs. Resume order is explicit: the latest checkpoint in ``WORKDIR/checkpoints``,
 else fresh parameters from ``config.seed``.
 
+Resume policy (:func:`check_resume`): a resume may change only the keys that leave the
+trajectory alone (:data:`RESUME_FREE_KEYS`: logging, checkpointing, input threads,
+``distributed``) and ``total_steps`` (logged; the learning-rate schedule is rebuilt for the
+new total). Any other changed key (seed, batch size, ``optimizer.*``, ``data.*``,
+``augment``, ``model.*``) is refused with one line naming it, unless
+``config.resume_allow_changes=True``. ``config.json`` keeps the first run's config and
+each resume writes ``config.<step>.json`` beside it (``<step>``: the step it resumed at).
+
 Determinism: the batch of step ``i`` depends only on ``(config.seed, process, i)``
 and the step's randomness only on ``(config.seed, i, global row)``, so a run
 resumed from a checkpoint continues exactly as if it had never stopped, and the
@@ -108,6 +116,152 @@ class _Preemption:
         return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
 
 
+# (config key, smallest allowed value) of the integer keys a run divides or counts by.
+_MIN_INT_KEYS: tuple[tuple[str, int], ...] = (
+    ("total_steps", 1),
+    ("global_batch_size", 1),
+    ("keep_checkpoints", 1),
+    ("checkpoint_every_steps", 1),
+    ("log_every_steps", 1),
+    ("seed", 0),
+    ("data.max_dates", 1),
+    ("data.crop_size", 1),
+    ("data.pixels_per_patch", 1),
+    ("data.num_threads", 1),
+    ("data.prefetch", 1),
+    ("model.rp_size", 2),
+    ("model.rp_dimension", 1),
+    ("model.rp_time_delay", 1),
+    ("model.embedding_dim", 1),
+    ("optimizer.warmup_steps", 0),
+)
+
+
+def _config_value(config: ml_collections.ConfigDict, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def validate_pretrain_config(config: ml_collections.ConfigDict) -> None:
+    """Checks counts, sizes and divisibility before any work is done.
+
+    Raises:
+      ValueError: one line naming the offending config key and its value.
+    """
+    for key, minimum in _MIN_INT_KEYS:
+        try:
+            value = _config_value(config, key)
+        except (KeyError, AttributeError):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"config.{key} must be an integer, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"config.{key} must be >= {minimum}, got {value}")
+    model = config.model
+    plot_size = model.rp_size - (model.rp_dimension - 1) * model.rp_time_delay
+    if plot_size < 2:
+        raise ValueError(
+            f"config.model.rp_size={model.rp_size} leaves a {plot_size}-pixel plot after the "
+            f"time-delay embedding (rp_dimension={model.rp_dimension}, "
+            f"rp_time_delay={model.rp_time_delay}); it must leave at least 2"
+        )
+    data = config.data
+    if data.name == "synthetic":
+        for key in ("num_patches", "patch_size"):
+            if data[key] < 1:
+                raise ValueError(f"config.data.{key} must be >= 1, got {data[key]}")
+        _check_crop_size(config, data.patch_size, "config.data.patch_size")
+
+
+def _check_crop_size(config: ml_collections.ConfigDict, side: int, what: str) -> None:
+    if config.data.crop_size > side:
+        raise ValueError(
+            f"config.data.crop_size={config.data.crop_size} is larger than the patches "
+            f"({what}={side})"
+        )
+
+
+# Keys a resume may change freely: they do not alter the run's trajectory.
+RESUME_FREE_KEYS: frozenset[str] = frozenset(
+    {
+        "task",
+        "total_steps",  # allowed, and logged (the schedule is rebuilt for the new total)
+        "log_every_steps",
+        "checkpoint_every_steps",
+        "keep_checkpoints",
+        "resume_allow_changes",
+        "data.num_threads",
+        "data.prefetch",
+    }
+)
+_RESUME_FREE_PREFIXES: tuple[str, ...] = ("distributed.",)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``, with tuples as lists (as in JSON)."""
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: json.loads(json.dumps(tree))}
+
+
+_UNSET = "(unset)"
+
+
+def check_resume(
+    config: ml_collections.ConfigDict, saved: dict[str, Any], saved_step: int, where: Path
+) -> None:
+    """Refuses a resume whose config changes the run's trajectory (module docstring).
+
+    Args:
+      config: this run's config.
+      saved: the config the latest checkpoint was trained with (a plain dict).
+      saved_step: that checkpoint's step.
+      where: the workdir, for messages.
+
+    Raises:
+      ValueError: a changed trajectory key without ``config.resume_allow_changes=True``.
+    """
+    old, new = _flatten(saved), _flatten(config.to_dict())
+    changed = {
+        key: (old.get(key, _UNSET), new.get(key, _UNSET))
+        for key in sorted(set(old) | set(new))
+        if old.get(key, _UNSET) != new.get(key, _UNSET)
+        and key not in RESUME_FREE_KEYS
+        and not key.startswith(_RESUME_FREE_PREFIXES)
+    }
+    if changed:
+        listed = "; ".join(f"{key}: {a!r} → {b!r}" for key, (a, b) in changed.items())
+        if not config.get("resume_allow_changes", False):
+            raise ValueError(
+                f"cannot resume {where} at step {saved_step}: it was trained with a different "
+                f"model or config ({listed}); pass --config.resume_allow_changes=True to "
+                f"resume anyway, or use a new --workdir"
+            )
+        logging.warning("Resuming with changed config (resume_allow_changes=True): %s", listed)
+    old_total = old.get("total_steps", _UNSET)
+    if old_total != config.total_steps and config.total_steps > saved_step:
+        logging.warning(
+            "Resuming at step %d with total_steps %s → %d: the learning-rate schedule is "
+            "rebuilt for the new total.",
+            saved_step,
+            old_total,
+            config.total_steps,
+        )
+
+
+def _saved_config(store: CheckpointStore, step: int, workdir: Path) -> dict[str, Any] | None:
+    """The config checkpoint ``step`` was trained with (its meta, else ``config.json``)."""
+    saved = read_meta(store.directory / str(step)).get("config")
+    if saved is None and (workdir / "config.json").is_file():
+        saved = json.loads((workdir / "config.json").read_text())
+    return saved
+
+
 def _check_batch_size(config: ml_collections.ConfigDict) -> int:
     """Per-process batch size; the global batch must split over processes and devices."""
     devices, processes = jax.device_count(), jax.process_count()
@@ -146,17 +300,42 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     """
     workdir_path = Path(workdir)
     is_main = parallel.is_main_process()
+    validate_pretrain_config(config)
     per_host_batch = _check_batch_size(config)
 
-    setup = build_pretraining(config)
+    store = CheckpointStore(workdir_path, max_to_keep=config.keep_checkpoints)
+    latest = store.latest_step()
+    try:
+        # The resume policy first, before any data is loaded (module docstring).
+        if latest is not None:
+            saved_config = _saved_config(store, latest, workdir_path)
+            if saved_config is not None:
+                check_resume(config, saved_config, latest, workdir_path)
+            if config.total_steps <= latest:
+                logging.warning(
+                    "Nothing to do: %s already holds step %d and total_steps=%d; raise "
+                    "--config.total_steps to train further.",
+                    store.directory,
+                    latest,
+                    config.total_steps,
+                )
+                store.close()
+                return {}
+        setup = build_pretraining(config)
+        _check_crop_size(
+            config,
+            min(min(p.height, p.width) for p in setup.patches),
+            "smallest patch side",
+        )
+    except BaseException:
+        store.close()
+        raise
     spec, optimizer = setup.spec, setup.optimizer
     schedule = learning_rate_schedule(config)
 
-    store = CheckpointStore(workdir_path, max_to_keep=config.keep_checkpoints)
     init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
     state = jax.device_get(create_train_state(spec, optimizer, init_rng))
     start_step = 0
-    latest = store.latest_step()
     if latest is not None:
         # Compare specs before touching arrays, so a changed model gets a clear message.
         saved_spec = ModelSpec.from_dict(read_meta(store.directory / str(latest))["spec"])
@@ -174,8 +353,11 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
         )
         logging.info("Resumed from %s at step %d", store.directory / str(latest), start_step)
     if is_main:
+        # config.json: the first run's config; each resume's goes beside it.
         workdir_path.mkdir(parents=True, exist_ok=True)
-        (workdir_path / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        first = workdir_path / "config.json"
+        name = f"config.{start_step}.json" if start_step and first.exists() else "config.json"
+        (workdir_path / name).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     batches = PairBatches(
         setup.sampler,

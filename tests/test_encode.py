@@ -42,8 +42,9 @@ def test_encode_returns_finite_unit_embeddings(params, pixels, num):
     out = pimc_jax.encode(params, batch)
     assert out["rp"].shape == (num, 12) and out["image"].shape == (num, 12)
     assert out["rp_features"].shape == (num, 8) and out["image_features"].shape == (num, 8)
-    for value in out.values():
-        assert value.dtype == np.float32 and np.all(np.isfinite(value))
+    for key in ("rp", "rp_features", "image", "image_features"):
+        assert out[key].dtype == np.float32 and np.all(np.isfinite(out[key]))
+    assert out["valid"].dtype == np.bool_ and out["valid"].shape == (num,)
     np.testing.assert_allclose(np.linalg.norm(out["rp"], axis=1), 1.0, rtol=1e-5)
 
 
@@ -94,3 +95,59 @@ def test_bad_inputs_raise_clear_errors(params, pixels):
         pimc_jax.encode(params, {"image": pixels["image"][:2, :, :, :2]})
     with pytest.raises(TypeError, match="PIMCParams"):
         pimc_jax.encode({"params": {}}, {"image": pixels["image"][:2]})
+
+
+def test_encode_scale_nodata_table_names_and_iso_dates(params, pixels):
+    bands, dates = pixels["bands"][:5], pixels["dates"]
+    reference = pimc_jax.encode(
+        params, {"bands": bands, "dates": dates, "band_names": pixels["band_names"]}
+    )
+    # Digital numbers with a scale, a no-data fill value, "pastis" and ISO date strings.
+    raw = np.round(bands * 10_000).astype(np.int32)
+    raw[1] = -9999  # a pixel with no usable date
+    iso = [str(np.datetime64("2019-01-01") + int(d)) for d in dates - dates[0]]
+    out = pimc_jax.encode(
+        params,
+        {"bands": raw, "dates": iso, "band_names": "pastis"},
+        scale=1e-4,
+        nodata=-9999,
+    )
+    assert tuple(pixels["band_names"]) == pimc_jax.BAND_TABLES["pastis"]
+    np.testing.assert_array_equal(out["valid"], [True, False, True, True, True])
+    keep = [0, 2, 3, 4]
+    np.testing.assert_allclose(out["rp"][keep], reference["rp"][keep], atol=2e-3)
+    assert np.all(np.isfinite(out["rp"]))
+    # A float32-max fill value without `nodata` is implausible reflectance: also invalid.
+    filled = bands.copy()
+    filled[2] = np.finfo(np.float32).max
+    out = pimc_jax.encode(params, {"bands": filled, "dates": dates, "band_names": "pastis"})
+    assert np.all(np.isfinite(out["rp"])) and not out["valid"][2] and out["valid"][0]
+
+
+def test_encode_handles_no_pixels(params, pixels):
+    out = pimc_jax.encode(
+        params,
+        {"bands": pixels["bands"][:0], "dates": pixels["dates"], "image": pixels["image"][:0]},
+    )
+    assert out["rp"].shape == (0, 12) and out["rp_features"].shape == (0, 8)
+    assert out["image"].shape == (0, 12) and out["valid"].shape == (0,)
+    assert out["rp"].dtype == np.float32 and out["valid"].dtype == np.bool_
+
+
+def test_encode_patch_accepts_scale_nodata_and_table_name(params):
+    patch = make_patch(1, 0, size=8)
+    raw = np.round(patch.bands * 10_000).astype(np.float32)
+    raw[:, 0, 0] = np.finfo(np.float32).max  # one pixel is all no-data
+    out = pimc_jax.encode_patch(params, raw, patch.dates, "pastis", scale=1e-4, nodata=None)
+    assert out["valid"].shape == (8, 8) and not out["valid"][0, 0] and out["valid"].sum() == 63
+    assert np.all(np.isfinite(out["rp"])) and np.all(np.isfinite(out["image"]))
+
+
+def test_dates_of_the_wrong_length_raise_a_one_line_value_error(params, pixels):
+    with pytest.raises(ValueError, match=r"has \d+ dates but .* T = \d+") as err:
+        pimc_jax.encode(params, {"bands": pixels["bands"][:2], "dates": pixels["dates"][:-1]})
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="ISO"):
+        pimc_jax.encode(params, {"bands": pixels["bands"][:2], "dates": ["x"] * 30})
+    with pytest.raises(ValueError, match="scale"):
+        pimc_jax.encode(params, {"bands": pixels["bands"][:2], "dates": pixels["dates"]}, scale=0)

@@ -10,6 +10,7 @@ import pytest
 from pimc_jax.indices import (
     BAND_TABLES,
     INDEX_NAMES,
+    PLAUSIBLE_REFLECTANCE,
     band_index,
     canonical_band_name,
     resolve_indices,
@@ -212,3 +213,25 @@ def test_swir_and_mir_aliases():
     assert canonical_band_name("SWIR1") == "B11"
     assert canonical_band_name("swir2") == "B12" == canonical_band_name("MIR")
     assert band_index("modis", "B12") == 3
+
+
+def test_no_data_markers_and_implausible_reflectance_are_masked_not_inf():
+    # 3.4e38 (GDAL's float32 no-data) used to overflow into inf/NaN indices.
+    good = np.full(10, 0.2, np.float32)
+    good[6] = 0.5  # NIR
+    stack = np.stack([good] * 5)
+    stack[1, 6] = np.finfo(np.float32).max
+    stack[2, 2] = -np.finfo(np.float32).max
+    stack[3, 0] = PLAUSIBLE_REFLECTANCE[1] * 1.01
+    stack[4, 6] = 1e30
+    values, valid = vegetation_indices(stack, "pastis", INDEX_NAMES, return_mask=True)
+    values = np.asarray(values)
+    assert np.all(np.isfinite(values))
+    np.testing.assert_array_equal(np.asarray(valid), [True, False, False, False, False])
+    # With a scale, the range applies to reflectance: 3.4e38 / 0.5 overflows, still masked.
+    raw = np.where(np.abs(stack) < 1e4, np.clip(stack, -1e4, 1e4) * 10_000, stack)
+    scaled = vegetation_indices(raw, "pastis", ("ndvi",), scale=10_000.0)
+    assert np.all(np.isfinite(np.asarray(scaled)))
+    np.testing.assert_allclose(np.asarray(scaled)[0], values[0, :1], rtol=1e-6)
+    half = vegetation_indices(stack, "pastis", ("ndvi",), scale=0.5)
+    assert np.all(np.isfinite(np.asarray(half)))

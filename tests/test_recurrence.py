@@ -333,3 +333,46 @@ def test_bad_plot_channels_raise(channels):
             size=4,
             channels=channels,
         )
+
+
+def test_index_plots_are_finite_with_no_data_markers():
+    # A float32-max no-data value used to make inf/NaN plots; now it is a missing sample.
+    rng = np.random.default_rng(11)
+    bands = rng.uniform(0.02, 0.5, (3, 9, 10)).astype(np.float32)
+    marked = bands.copy()
+    marked[0, 4] = np.finfo(np.float32).max
+    marked[1, :] = np.finfo(np.float32).max  # no usable date at all → zeros
+    dates = np.tile(np.arange(9, dtype=np.float32) * 10, (3, 1))
+    mask = np.ones((3, 9), bool)
+    kwargs = dict(band_names="pastis", size=8, channels=("distance", "difference", "level"))
+    plots = np.asarray(index_recurrence_plots(marked, dates, mask, **kwargs))
+    assert np.all(np.isfinite(plots))
+    assert np.all(plots[1] == 0.0)
+    # The marked sample is treated exactly like a masked-out one, as is `nodata`.
+    dropped = mask.copy()
+    dropped[0, 4] = False
+    expected = np.asarray(index_recurrence_plots(bands, dates, dropped, **kwargs))
+    np.testing.assert_allclose(plots[0], expected[0], atol=1e-6)
+    nodata = np.where(marked == np.finfo(np.float32).max, -9999.0, marked)
+    again = np.asarray(index_recurrence_plots(nodata, dates, mask, nodata=-9999.0, **kwargs))
+    np.testing.assert_allclose(again, plots, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "which, value",
+    [
+        ("bands", np.full((2, 4, 10), "0.1", dtype=object)),
+        ("dates", np.array([["2019-04-01"] * 4] * 2)),
+        ("dates", np.array(["2019-04-01"] * 4, dtype="datetime64[D]")[None].repeat(2, 0)),
+        ("mask", np.full((2, 4), None, dtype=object)),
+    ],
+)
+def test_index_plots_reject_non_numeric_arrays_with_a_value_error(which, value):
+    inputs = {
+        "bands": np.full((2, 4, 10), 0.2, np.float32),
+        "dates": np.zeros((2, 4), np.float32),
+        "mask": np.ones((2, 4), bool),
+    }
+    inputs[which] = value
+    with pytest.raises(ValueError, match=which):
+        index_recurrence_plots(**inputs, band_names="pastis", size=4)

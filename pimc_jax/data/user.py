@@ -23,7 +23,7 @@ One NumPy ``.npz`` file (``numpy.savez``; no pickled objects) with the arrays
     ``mask``         optional (N, T) bool, True for a real acquisition. A pixel with fewer
                      than T dates has its real dates first and False after them; the
                      padded ``dates``/``bands`` entries are ignored.
-    ``labels``       optional (N,) integer class of each pixel.
+    ``labels``       optional (N,) integer class of each pixel, in 0..9999 (``MAX_CLASSES``).
     ``class_names``  optional (K,) strings; then ``labels`` must lie in 0..K-1.
     ``scale``        optional scalar multiplying ``bands`` into reflectance, e.g. 0.0001
                      for Sentinel-2 L2A digital numbers (default 1).
@@ -41,7 +41,7 @@ A directory of ``<name>.npz`` files, one image time series patch each, named fre
 
     ``bands``        (T, H, W, C) or (T, C, H, W) array, see ``layout``.
     ``dates``        (T,) integer days or ISO date strings, strictly increasing.
-    ``labels``       optional (H, W) integer class per pixel.
+    ``labels``       optional (H, W) integer class per pixel, in 0..9999 (``MAX_CLASSES``).
     ``band_names``   (C,) strings (names as above), unless given in metadata.json.
     ``layout``       optional string ``"THWC"`` (default) or ``"TCHW"``.
     ``scale``        optional scalar multiplying ``bands`` into reflectance (default 1).
@@ -156,9 +156,22 @@ def _band_names(value: Any, num_bands: int, where: str) -> tuple[str, ...]:
         raise ValueError(f"{where}: {err}") from None
 
 
-def _dates_to_days(value: np.ndarray, where: str) -> np.ndarray:
-    """Integer days, ISO strings or datetime64 -> float64 days (NaN stays NaN)."""
-    if value.dtype.kind in "US":
+def dates_to_days(value: Any, where: str = "dates") -> np.ndarray:
+    """Dates as float64 days since 1970-01-01: integer days, ISO strings or datetime64.
+
+    Args:
+      value: an array (any shape) of integer or whole float days, ISO date strings
+        (``"2019-04-01"``, str or bytes), ``datetime64`` values, or Python date objects.
+      where: prefix of error messages (a file name, or ``"dates"``).
+
+    Returns:
+      float64 array of ``value``'s shape; NaN stays NaN.
+
+    Raises:
+      ValueError: unparseable strings, fractional days, or another dtype.
+    """
+    value = np.asarray(value)
+    if value.dtype.kind in "USO":
         flat = [str(v.decode() if isinstance(v, bytes) else v).strip() for v in value.ravel()]
         try:
             days = np.array(flat, dtype="datetime64[D]").astype(np.int64)
@@ -192,13 +205,26 @@ def _numeric(value: np.ndarray, key: str, where: str) -> np.ndarray:
     return value
 
 
+# Labels are class indices 0..MAX_CLASSES-1: the evaluations size their outputs (and
+# confusion matrices) by the largest label, so a stray huge label must not reach them.
+MAX_CLASSES = 10_000
+
+
 def _labels(value: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
-    """Integer class labels of the given shape, as int32."""
+    """Integer class labels of the given shape, as int32, each in ``0..MAX_CLASSES-1``."""
     labels = _numeric(value, "labels", where)
     if labels.shape != shape:
         raise ValueError(f"{where}: labels must have shape {shape}, got {labels.shape}")
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         raise ValueError(f"{where}: labels must be integers")
+    out_of_range = np.flatnonzero((labels < 0) | (labels >= MAX_CLASSES))
+    if out_of_range.size:
+        bad = labels.flat[out_of_range[0]]
+        bad = int(bad) if np.isfinite(bad) else bad
+        raise ValueError(
+            f"{where}: label {bad} is out of range: labels are class indices in "
+            f"0..{MAX_CLASSES - 1} ({out_of_range.size} pixel(s) outside)"
+        )
     return labels.astype(np.int32)
 
 
@@ -232,7 +258,7 @@ def load_pixel_npz(path: str | os.PathLike[str]) -> PixelSeries:
     if "scale" in arrays:
         bands = bands * np.float32(_scale(arrays["scale"], where))
 
-    dates = _dates_to_days(arrays["dates"], where)
+    dates = dates_to_days(arrays["dates"], where)
     if dates.shape == (num_dates,):
         dates = np.broadcast_to(dates, (num_pixels, num_dates))
     elif dates.shape != (num_pixels, num_dates):
@@ -352,7 +378,7 @@ def _read_patch_file(path: Path, defaults: Mapping[str, Any]) -> Patch:
     if "scale" in settings:
         values = values * np.float32(_scale(settings["scale"], where))
 
-    dates = _dates_to_days(arrays["dates"], where)
+    dates = dates_to_days(arrays["dates"], where)
     if dates.shape != (num_dates,):
         raise ValueError(
             f"{where}: dates must have shape ({num_dates},) to match bands "

@@ -28,7 +28,7 @@ from pimc_jax.data.classes import PASTIS_CLASS_NAMES, SYNTHETIC_CLASS_NAMES
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.splits import stratified_folds, stratified_split
 from pimc_jax.data.statistics import image_statistics
-from pimc_jax.data.user import load_pixel_npz
+from pimc_jax.data.user import MAX_CLASSES, load_pixel_npz
 from pimc_jax.data.views import pad_series
 from pimc_jax.evaluation.towers import frozen_features
 from pimc_jax.models import PIMCParams
@@ -260,6 +260,23 @@ def excluded_classes(config: ml_collections.ConfigDict) -> tuple[int, ...]:
     return ()
 
 
+def _check_label_range(splits: Sequence[Split], data: ml_collections.ConfigDict) -> None:
+    """Labels must be class indices in ``0..MAX_CLASSES-1``: the class count is the largest
+    label plus one, and sizes the evaluation's outputs."""
+    for split in splits:
+        labels = split["labels"]
+        if not labels.size:
+            continue
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= MAX_CLASSES:
+            bad = low if low < 0 else high
+            source = data.path or f"data.name={data.name!r}"
+            raise ValueError(
+                f"{source}: label {bad} is out of range: labels are class indices in "
+                f"0..{MAX_CLASSES - 1}"
+            )
+
+
 def load_pixel_splits(
     config: ml_collections.ConfigDict, *, require_labels: bool = True
 ) -> PixelSplits:
@@ -283,6 +300,7 @@ def load_pixel_splits(
     for name, split in (("train", train), ("test", test)):
         if split["labels"].shape[0] == 0:
             raise ValueError(f"the {name} split of data.name={data.name!r} holds no pixel")
+    _check_label_range(splits, data)
     num_classes = 1 + max(int(s["labels"].max()) for s in splits if s["labels"].size)
     if given_names is not None:
         num_classes = max(num_classes, len(given_names))
