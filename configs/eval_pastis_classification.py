@@ -2,7 +2,7 @@
 """Pixel classification with the recurrence-plot encoder (PASTIS pixel classification).
 
 Labelled pixels are sampled per patch (``data.pixels_per_patch``) from the same source as
-pre-training (``configs.pretrain.data_config()``: the synthetic PASTIS-like set by default),
+pre-training (:func:`pimc_jax.defaults.data_config`: the synthetic PASTIS-like set by default),
 background (0) and void (19) left out. Patches are split by fold: ``train_folds`` fit the
 classifier, ``val_folds`` choose the linear probe's regulariser, ``test_folds`` give the
 reported metrics (PASTIS official folds 1..5; synthetic patches get folds 1..5 round robin).
