@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pimc_jax import indices as indices_lib
+from pimc_jax.data.patches import series_dates
 from pimc_jax.data.user import dates_to_days
 from pimc_jax.data.views import extract_crops, median_composite
 from pimc_jax.models import PIMC, ModelSpec, PIMCParams
@@ -151,19 +152,7 @@ def _series_inputs(
         )
     if "dates" not in batch:
         raise ValueError("batch has 'bands' but no 'dates' ((T,) or (N, T) days)")
-    dates = _parse_dates(batch["dates"])
-    if dates.ndim == 1:
-        if dates.shape[0] != num_dates:
-            raise ValueError(
-                f"batch['dates'] has {dates.shape[0]} dates but batch['bands'] has "
-                f"T = {num_dates} (shape {bands.shape})"
-            )
-        dates = np.broadcast_to(dates, (num, num_dates))
-    if dates.shape != (num, num_dates):
-        raise ValueError(
-            f"batch['dates'] must be (T,) or (N, T) = ({num}, {num_dates}), got "
-            f"{np.shape(batch['dates'])}"
-        )
+    dates = series_dates(_parse_dates(batch["dates"]), num, num_dates, "batch['dates']")
     mask = np.asarray(batch.get("mask", np.ones((num, num_dates), bool)), bool)
     if mask.shape != (num, num_dates):
         raise ValueError(f"batch['mask'] must be (N, T) = ({num}, {num_dates}), got {mask.shape}")

@@ -168,6 +168,19 @@ class EncoderSpec:
 _MODEL = defaults.model_config()
 _DATA = defaults.data_config()
 _BAND_NAMES = tuple(BAND_TABLES["pastis"])
+# ``model`` keys copied as they are into the spec fields of the same name.
+_SCALAR_MODEL_KEYS: tuple[str, ...] = (
+    "embedding_dim",
+    "learnable_temperature",
+    "temperature",
+    "dtype",
+    "rp_size",
+    "rp_normalize",
+    "rp_dimension",
+    "rp_time_delay",
+    "rp_threshold",
+    "rp_percentage",
+)
 # What a checkpoint written before a field existed meant by leaving it out.
 LEGACY_SPEC_FIELDS: dict[str, Any] = {"rp_channels": ("distance",)}
 
@@ -267,19 +280,10 @@ class ModelSpec:
             rp_encoder=EncoderSpec.from_dict(model.rp_encoder.to_dict()),
             image_encoder=EncoderSpec.from_dict(model.image_encoder.to_dict()),
             head_hidden_dims=tuple(model.head_hidden_dims),
-            embedding_dim=model.embedding_dim,
-            learnable_temperature=model.learnable_temperature,
-            temperature=model.temperature,
-            dtype=model.dtype,
+            **{name: model[name] for name in _SCALAR_MODEL_KEYS},
             band_names=tuple(band_names),
             indices=resolve_indices(model.indices, band_names),
             reflectance_scale=1.0,
-            rp_size=model.rp_size,
-            rp_normalize=model.rp_normalize,
-            rp_dimension=model.rp_dimension,
-            rp_time_delay=model.rp_time_delay,
-            rp_threshold=model.rp_threshold,
-            rp_percentage=model.rp_percentage,
             # A config written before the key existed means what such a checkpoint means.
             rp_channels=tuple(model.get("rp_channels", LEGACY_SPEC_FIELDS["rp_channels"])),
             image_bands=tuple(config.data.image_bands),

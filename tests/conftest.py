@@ -1,4 +1,5 @@
-"""Test setup: four forced CPU devices, so data-parallel code runs as on an accelerator host."""
+"""Test setup: four forced CPU devices, so data-parallel code runs as on an accelerator host;
+shared fixtures."""
 
 import os
 
@@ -14,3 +15,27 @@ jax.config.update(
     "jax_compilation_cache_dir", os.path.join(os.path.dirname(__file__), "..", ".jax_cache")
 )
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+import pytest  # noqa: E402
+
+import pimc_jax  # noqa: E402
+from pimc_jax.models import EncoderSpec, ModelSpec  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_params() -> pimc_jax.PIMCParams:
+    """A tiny random PIMC (one-stage 8-channel towers, 12-d embeddings, 16×16 plots, 8×8
+    RGB crops) for tests that embed data."""
+    tiny = EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
+    spec = ModelSpec(
+        rp_encoder=tiny,
+        image_encoder=tiny,
+        head_hidden_dims=(16,),
+        embedding_dim=12,
+        rp_size=16,
+        crop_size=8,
+        image_bands=("B4", "B3", "B2"),
+        image_mean=(0.0, 0.0, 0.0),
+        image_std=(1.0, 1.0, 1.0),
+    )
+    return pimc_jax.init_params(spec, 0)

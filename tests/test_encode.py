@@ -5,25 +5,11 @@ import pytest
 
 import pimc_jax
 from pimc_jax.data.synthetic import make_patch
-from pimc_jax.models import EncoderSpec, ModelSpec
-
-TINY = EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
 
 
 @pytest.fixture(scope="module")
-def params():
-    spec = ModelSpec(
-        rp_encoder=TINY,
-        image_encoder=TINY,
-        head_hidden_dims=(16,),
-        embedding_dim=12,
-        rp_size=16,
-        crop_size=8,
-        image_bands=("B4", "B3", "B2"),
-        image_mean=(0.0, 0.0, 0.0),
-        image_std=(1.0, 1.0, 1.0),
-    )
-    return pimc_jax.init_params(spec, 0)
+def params(tiny_params):
+    return tiny_params
 
 
 @pytest.fixture(scope="module")

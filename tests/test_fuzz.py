@@ -17,7 +17,6 @@ from hypothesis.extra import numpy as hnp
 import pimc_jax
 from pimc_jax.data.user import load_pixel_npz
 from pimc_jax.indices import INDEX_NAMES, vegetation_indices
-from pimc_jax.models import EncoderSpec, ModelSpec
 from pimc_jax.recurrence import index_recurrence_plots
 
 FUZZ = settings(
@@ -88,20 +87,8 @@ def test_plots_are_finite_for_any_input(bands, dates, mask, extreme_dates):
 
 
 @pytest.fixture(scope="module")
-def params():
-    tiny = EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
-    spec = ModelSpec(
-        rp_encoder=tiny,
-        image_encoder=tiny,
-        head_hidden_dims=(16,),
-        embedding_dim=12,
-        rp_size=16,
-        crop_size=8,
-        image_bands=("B4", "B3", "B2"),
-        image_mean=(0.0, 0.0, 0.0),
-        image_std=(1.0, 1.0, 1.0),
-    )
-    return pimc_jax.init_params(spec, 0)
+def params(tiny_params):
+    return tiny_params
 
 
 @FUZZ

@@ -98,6 +98,26 @@ class Patch:
         return self.bands.shape[2]
 
 
+def series_dates(dates: np.ndarray, num_series: int, num_dates: int, where: str) -> np.ndarray:
+    """``(T,)`` dates shared by all series, or ``(N, T)``, as ``(N, T)`` (a broadcast view).
+
+    Raises:
+      ValueError: one line, naming ``where``, when ``dates`` fits neither shape.
+    """
+    dates = np.asarray(dates)
+    if dates.shape == (num_dates,):
+        return np.broadcast_to(dates, (num_series, num_dates))
+    if dates.shape != (num_series, num_dates):
+        count = ""
+        if dates.ndim == 1:
+            count = f": it has {dates.shape[0]} dates but the bands have T = {num_dates}"
+        raise ValueError(
+            f"{where}: dates must have shape ({num_dates},) or ({num_series}, {num_dates}) "
+            f"to match the bands, got {dates.shape}{count}"
+        )
+    return dates
+
+
 def shard_patches(
     patches: Sequence[Patch], process_index: int, process_count: int
 ) -> Sequence[Patch]:

@@ -71,7 +71,7 @@ from typing import Any
 
 import numpy as np
 
-from pimc_jax.data.patches import Patch
+from pimc_jax.data.patches import Patch, series_dates
 from pimc_jax.indices import BAND_TABLES, INDEX_NAMES, canonical_band_name, resolve_band_names
 
 _S2_BANDS = frozenset({*(f"B{number}" for number in range(1, 13)), "B8A"})
@@ -258,14 +258,7 @@ def load_pixel_npz(path: str | os.PathLike[str]) -> PixelSeries:
     if "scale" in arrays:
         bands = bands * np.float32(_scale(arrays["scale"], where))
 
-    dates = dates_to_days(arrays["dates"], where)
-    if dates.shape == (num_dates,):
-        dates = np.broadcast_to(dates, (num_pixels, num_dates))
-    elif dates.shape != (num_pixels, num_dates):
-        raise ValueError(
-            f"{where}: dates must have shape ({num_dates},) or ({num_pixels}, {num_dates}) "
-            f"to match bands {bands.shape} (T = {num_dates}), got {dates.shape}"
-        )
+    dates = series_dates(dates_to_days(arrays["dates"], where), num_pixels, num_dates, where)
 
     if "mask" in arrays:
         mask = arrays["mask"]

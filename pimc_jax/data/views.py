@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from pimc_jax.data.patches import Patch
+from pimc_jax.data.patches import Patch, series_dates
 from pimc_jax.indices import band_index
 
 IMAGE_DATE_METHODS: tuple[str, ...] = ("random_clear", "median", "fixed_index")
@@ -204,13 +204,7 @@ def pad_series(bands: np.ndarray, dates: np.ndarray, max_dates: int) -> dict[str
     if bands.ndim != 3:
         raise ValueError(f"bands must be (N, T, C), got shape {bands.shape}")
     num_series, num_dates, num_bands = bands.shape
-    if dates.shape == (num_dates,):
-        dates = np.broadcast_to(dates, (num_series, num_dates))
-    if dates.shape != (num_series, num_dates):
-        raise ValueError(
-            f"dates must be ({num_dates},) or ({num_series}, {num_dates}) to match bands "
-            f"{bands.shape}, got {dates.shape}"
-        )
+    dates = series_dates(dates, num_series, num_dates, "pad_series")
     if max_dates < 1:
         raise ValueError(f"max_dates must be >= 1, got {max_dates}")
     if num_dates < 1:
