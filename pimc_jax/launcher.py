@@ -70,16 +70,14 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except flags.Error as error:
-        sys.stderr.write(f"FATAL Flags parsing error: {_flag_error_line(str(error))}\n")
-        sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
-        sys.exit(1)
+        message = _flag_error_line(str(error))
     except (AttributeError, KeyError) as error:
         message = _unknown_key(error, argv)
         if message is None:
             raise
-        sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
-        sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
-        sys.exit(1)
+    sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
+    sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
+    sys.exit(1)
 
 
 class _QuietLibraries(py_logging.Filter):
