@@ -36,6 +36,9 @@ def data_config(arg: str = "") -> ml_collections.ConfigDict:
     data.name = "synthetic"  # synthetic | pastis | patches
     data.path = ""  # PASTIS root or patch folder for the real sources
     data.folds = ()  # () = all folds
+    # Sentinel-2 L2A SCL classes that make an observation a gap in user data (`scl` arrays or
+    # bands): no data, saturated, cloud shadow, cloud medium/high, cirrus; snow (11) is kept.
+    data.scl_invalid_classes = (0, 1, 3, 8, 9, 10)
     # Embedded synthetic generator.
     data.num_patches = 40
     data.patch_size = 32
@@ -91,8 +94,9 @@ def model_config(arg: str = "") -> ml_collections.ConfigDict:
     model.learnable_temperature = True
     model.temperature = 0.1
     model.dtype = "float32"  # bfloat16 for accelerators
-    # Spectral indices turned into plots: "auto" = every index of pimc_jax.indices.INDEX_NAMES
-    # the data's bands allow (ready-made index bands included), or a tuple of names.
+    # Series turned into plots: "auto" = every index of pimc_jax.indices.INDEX_NAMES the data's
+    # bands allow (ready-made index bands included), "bands" = every reflectance band, or
+    # index and band names (pimc_jax.indices.resolve_indices).
     model.indices = ("auto",)
     # Plot kinds per index: distance |x_i - x_j|, difference x_j - x_i, level (x_i + x_j) / 2.
     model.rp_channels = ("distance", "difference", "level")
@@ -192,6 +196,7 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
             weight_decay=1e-4,
             warmup_steps=20,
             eval_every_steps=25,  # select the best validation step; 0 = keep the last
+            ema_decay=0.0,  # > 0: score and keep an exponential moving average of the weights
             class_weighting="none",  # none | sqrt_inverse | inverse
             date_dropout=0.0,  # series augmentation (plot tower only)
             date_jitter_days=0.0,

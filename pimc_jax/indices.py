@@ -157,37 +157,63 @@ def available_indices(
 def resolve_indices(
     requested: str | Sequence[str], band_names: str | Sequence[str]
 ) -> tuple[str, ...]:
-    """Index names a model computes from ``band_names``.
+    """Series names a model computes from ``band_names``: spectral indices and raw bands.
 
-    ``requested`` is a sequence of index names, or ``"auto"`` (alone or as the only item):
-    every index of :data:`INDEX_NAMES` that ``band_names`` can give (ready-made bands
-    included), in that order. So one configuration serves Sentinel-2 (all seven), MODIS
-    with blue, red, NIR and MIR (NDVI, EVI, SAVI, NBR) and an NDVI-only stack (NDVI).
+    ``requested`` is a sequence whose items are
+
+    - an index name of :data:`INDEX_NAMES` (computed, or read from a ready-made band);
+    - ``"auto"``: every index of :data:`INDEX_NAMES` that ``band_names`` can give
+      (ready-made bands included), in that order. So one configuration serves Sentinel-2
+      (all seven), MODIS with blue, red, NIR and MIR (NDVI, EVI, SAVI, NBR) and an
+      NDVI-only stack (NDVI);
+    - ``"bands"``: every band of ``band_names`` that is not a ready-made index, as its
+      reflectance series (canonical names, e.g. ``"B11"``);
+    - a band name of ``band_names`` (e.g. ``"B11"``, ``"swir1"``): that band's reflectance.
+
+    A plain string is one item. Duplicates are dropped, the first occurrence kept.
 
     Raises:
-      ValueError: an unknown index, an index whose bands are missing (the message names
-        the bands), or ``"auto"`` finding none.
+      ValueError: an unknown name, an index whose bands are missing (the message names
+        the bands), or nothing to compute.
     """
+    names = resolve_band_names(band_names)
+    have = {canonical_band_name(n) for n in names}
     items = (requested,) if isinstance(requested, str) else tuple(requested)
     items = tuple(str(item).strip().lower() for item in items)
-    if items == ("auto",):
-        found = available_indices(band_names)
-        if not found:
+    resolved: list[str] = []
+    for item in items:
+        if item == "auto":
+            found = available_indices(names)
+            if not found and items == ("auto",):
+                raise ValueError(
+                    f"no spectral index can be computed from bands {names}; indices need "
+                    f"{dict(_INDEX_BANDS)} or a ready-made index band"
+                )
+            resolved += found
+        elif item == "bands":
+            resolved += [
+                canonical_band_name(n)
+                for n in names
+                if canonical_band_name(n).lower() not in _INDEX_BANDS
+            ]
+        elif item in _INDEX_BANDS:
+            if item not in available_indices(names, (item,)):
+                raise ValueError(
+                    f"index {item!r} needs bands {_INDEX_BANDS[item]} (or a ready-made band "
+                    f"of that name), not all in {names}"
+                )
+            resolved.append(item)
+        elif canonical_band_name(item) in have:
+            resolved.append(canonical_band_name(item))
+        else:
             raise ValueError(
-                f"no spectral index can be computed from bands {resolve_band_names(band_names)}"
-                f"; indices need {dict(_INDEX_BANDS)} or a ready-made index band"
+                f"unknown index or band {item!r}; known: {INDEX_NAMES}, 'auto', 'bands' or "
+                f"a band of {names}"
             )
-        return found
-    unknown = [item for item in items if item not in _INDEX_BANDS]
-    if unknown or not items:
-        raise ValueError(f"unknown index {unknown or items}; known: {INDEX_NAMES} or 'auto'")
-    missing = [item for item in items if item not in available_indices(band_names, (item,))]
-    if missing:
-        raise ValueError(
-            f"indices {missing} need bands {[_INDEX_BANDS[m] for m in missing]} (or a "
-            f"ready-made band of that name), not all in {resolve_band_names(band_names)}"
-        )
-    return items
+    resolved = list(dict.fromkeys(resolved))
+    if not resolved:
+        raise ValueError(f"indices {items} name nothing to compute from bands {names}")
+    return tuple(resolved)
 
 
 def band_index(band_names: str | Sequence[str], name: str) -> int:
@@ -342,7 +368,9 @@ def vegetation_indices(
     mask = None
     for name in requested:
         ready = ready_made_index(names, name)
-        if ready is not None:
+        if name not in _INDEX_BANDS:  # a raw band (resolve_indices checked it exists)
+            value, ok = band(name)
+        elif ready is not None:
             value, ok = read(ready, PLAUSIBLE_INDEX)
         elif name in ("ndvi", "evi", "savi"):
             (nir, nir_ok), (red, red_ok) = band("B8"), band("B4")

@@ -414,7 +414,8 @@ def index_recurrence_plots(
       mask: ``(N, T)`` bool, True = real acquisition.
       band_names: table name or ``C`` band names.
       size: number of resampled steps ``S``.
-      indices: index names (:data:`pimc_jax.indices.INDEX_NAMES`).
+      indices: index names (:data:`pimc_jax.indices.INDEX_NAMES`) or band names (the
+        band's reflectance series); see :func:`pimc_jax.indices.resolve_indices`.
       scale, nodata, normalize, dimension, time_delay, threshold, percentage: see
         :func:`~pimc_jax.indices.vegetation_indices` and :func:`recurrence_plot`.
       channels: plot kinds, in output order, each at most once.

@@ -439,3 +439,38 @@ def test_npz_keeps_every_class_and_cv_fold_splits(tmp_path):
     assert sum(len(s) for s in seen) == labels.size
     config.exclude_classes = (0,)
     assert 0 not in load_pixel_splits(config).train["labels"]
+
+
+def test_train_supervised_ema_is_the_bias_corrected_average_of_the_steps():
+    rng = np.random.default_rng(1)
+    inputs = {"x": rng.normal(size=(32, 3)).astype(np.float32)}
+    targets = (inputs["x"] @ np.array([[1.0], [-2.0], [0.5]])).astype(np.float32)
+    forward = lambda params, batch: batch["x"] @ params["w"]
+    fit = functools.partial(
+        train_supervised,
+        forward,
+        {"w": np.full((3, 1), 0.3, np.float32)},
+        inputs,
+        targets,
+        loss="mse",
+        steps=6,
+        batch_size=8,
+        learning_rate=0.05,
+        weight_decay=0.0,
+        warmup_steps=0,
+        seed=0,
+    )
+    outputs = []  # x @ w_t after every step t of the plain run (outputs are linear in w)
+    fit(validation=(inputs, targets), eval_every_steps=1,
+        score_fn=lambda out, y: outputs.append(np.array(out)) or 0.0)
+    decay = 0.8
+    ema = inputs["x"] @ np.full((3, 1), 0.3)  # the NumPy reference, from the initial w
+    for step_outputs in outputs:
+        ema = decay * ema + (1 - decay) * step_outputs
+    initial = inputs["x"] @ np.full((3, 1), 0.3)
+    expected = (ema - decay ** len(outputs) * initial) / (1 - decay ** len(outputs))
+    averaged = fit(ema_decay=decay)
+    np.testing.assert_allclose(inputs["x"] @ np.asarray(averaged["w"]), expected, rtol=1e-5)
+    assert not np.allclose(expected, outputs[-1], rtol=1e-3)
+    with pytest.raises(ValueError, match="ema_decay"):
+        fit(ema_decay=1.0)

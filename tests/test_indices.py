@@ -201,12 +201,44 @@ def test_resolve_indices_auto_follows_the_bands():
     assert resolve_indices("auto", ("NDVI",)) == ("ndvi",)
     assert resolve_indices(("auto",), ("B4", "B8")) == ("ndvi", "savi")
     assert resolve_indices(("ndvi", "nbr"), ("RED", "NIR", "SWIR2")) == ("ndvi", "nbr")
-    with pytest.raises(ValueError, match=r"\['evi'\] need bands"):
+    with pytest.raises(ValueError, match="'evi' needs bands"):
         resolve_indices(("ndvi", "evi"), ("B4", "B8"))
     with pytest.raises(ValueError, match="no spectral index"):
         resolve_indices("auto", ("B11", "B12"))
-    with pytest.raises(ValueError, match="unknown index"):
+    with pytest.raises(ValueError, match="unknown index or band 'lai'"):
         resolve_indices(("lai",), "pastis")
+
+
+def test_resolve_indices_bands_and_band_names():
+    # "bands": every reflectance band, canonical names, after the indices; duplicates once.
+    assert resolve_indices(("auto", "bands"), ("B02", "B04", "B08", "NDVI")) == (
+        "ndvi", "evi", "savi", "B2", "B4", "B8",
+    )
+    assert resolve_indices(("ndvi", "swir1", "b11"), ("RED", "NIR", "B11")) == ("ndvi", "B11")
+    with pytest.raises(ValueError, match="unknown index or band 'b12'"):
+        resolve_indices(("b12",), ("B4", "B8", "B11"))
+
+
+def test_band_series_are_the_scaled_reflectance():
+    rng = np.random.default_rng(5)
+    raw = rng.uniform(0, 6000, (4, 7, 3)).astype(np.float32)
+    raw[1, 2, 2] = np.nan
+    raw[2, 3, 2] = -9999.0  # no-data marker
+    raw[3, 4, 0] = 30_000.0  # reflectance 3.0: implausible, no-data
+    values, valid = vegetation_indices(
+        raw, ("B4", "B8", "B11"), ("ndvi", "B11"), scale=10_000.0, nodata=-9999.0,
+        return_mask=True,
+    )
+    values, valid = np.asarray(values), np.asarray(valid)
+    swir = raw[..., 2] / 10_000.0
+    ok = np.isfinite(swir) & (raw[..., 2] != -9999.0)
+    np.testing.assert_allclose(values[..., 1], np.where(ok, swir, 0.0), rtol=1e-6)
+    nir, red = raw[..., 1], raw[..., 0]
+    ndvi_ok = red <= 20_000.0
+    np.testing.assert_allclose(
+        values[..., 0], np.where(ndvi_ok, (nir - red) / (nir + red), 0.0), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_array_equal(valid, ok & ndvi_ok)
 
 
 def test_swir_and_mir_aliases():

@@ -80,6 +80,7 @@ def finetune_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
         weight_decay=tune.weight_decay,
         warmup_steps=tune.warmup_steps,
         eval_every_steps=tune.get("eval_every_steps", 0),
+        ema_decay=float(tune.get("ema_decay", 0.0)),
         seed=config.seed,
         log_every_steps=tune.get("log_every_steps", 0),
     )
@@ -139,6 +140,7 @@ def train_supervised(
     validation: tuple[Mapping[str, np.ndarray], np.ndarray] | None = None,
     score_fn: Callable[[np.ndarray, np.ndarray], float] | None = None,
     eval_every_steps: int = 0,
+    ema_decay: float = 0.0,
     log_every_steps: int = 0,
     name: str = "finetune",
 ) -> Any:
@@ -172,6 +174,11 @@ def train_supervised(
         (:func:`class_weights`).
       augment: ``augment(rng, batch) -> batch``, pure and jittable.
       validation: ``(inputs, targets)`` for model selection.
+      ema_decay: ``d`` in [0, 1); above 0, the parameters scored and returned are the
+        exponential moving average of the parameters after each step (Polyak averaging):
+        ``ema ← d·ema + (1 − d)·params`` from ``ema = initial``, bias-corrected as
+        ``(ema − d^t·initial) / (1 − d^t)`` after ``t`` steps, so the initial
+        parameters carry no weight. 0: the trained parameters themselves.
 
     Returns:
       The trained (or selected) ``params``.
@@ -186,6 +193,8 @@ def train_supervised(
         raise ValueError(f"{name}: empty training set")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"{name}: steps and batch_size must be >= 1, got {steps}, {batch_size}")
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"{name}: ema_decay must be in [0, 1), got {ema_decay}")
     schedule = lambda peak: warmup_cosine(peak, steps, warmup_steps)
     transforms = {
         "train": adamw(schedule(learning_rate), weight_decay=weight_decay),
@@ -211,35 +220,50 @@ def train_supervised(
         return jnp.mean((outputs - target.reshape(outputs.shape)) ** 2)
 
     @jax.jit
-    def train_step(params, opt_state, data, labels, rows, step):
+    def train_step(params, opt_state, ema, data, labels, rows, step):
         batch = jax.tree.map(lambda x: x[rows], data)
         if augment is not None:
             batch = augment(jax.random.fold_in(key, step), batch)
         value, grads = jax.value_and_grad(loss_fn)(params, batch, labels[rows])
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
+        params = optax.apply_updates(params, updates)
+        ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+        return params, opt_state, ema, value
+
+    initial = params
+
+    def averaged(ema: Any, step: int) -> Any:
+        """``(ema − d^step·initial) / (1 − d^step)``: the average of the trained parameters."""
+        if ema_decay == 0.0:
+            return ema
+        kept = ema_decay**step
+        return jax.tree.map(lambda e, i: (e - kept * i) / (1.0 - kept), ema, initial)
 
     select = validation is not None and eval_every_steps > 0 and len(validation[1]) > 0
     if select and score_fn is None:
         score_fn = functools.partial(_negative_loss, loss)
     best_score, best_step, best_params = -np.inf, 0, params
+    ema = params
     rng = np.random.default_rng(seed)
     order = np.zeros((0,), np.int64)
     for step in range(1, steps + 1):
         while order.size < batch_size:
             order = np.concatenate([order, rng.permutation(num)])
         rows, order = order[:batch_size], order[batch_size:]
-        params, opt_state, value = train_step(params, opt_state, data, labels, rows, step)
+        params, opt_state, ema, value = train_step(
+            params, opt_state, ema, data, labels, rows, step
+        )
         if (log_every_steps and step % log_every_steps == 0) or step == steps:
             value = float(value)
             if not np.isfinite(value):
                 raise FloatingPointError(f"{name}: loss is {value} at step {step}")
             logging.info("%s step %d/%d loss %.4f", name, step, steps, value)
         if select and (step % eval_every_steps == 0 or step == steps):
-            score = float(score_fn(predict(forward, params, validation[0]), validation[1]))
+            candidate = averaged(ema, step)
+            score = float(score_fn(predict(forward, candidate, validation[0]), validation[1]))
             if score >= best_score:  # arrays are immutable: keeping a reference is enough
-                best_score, best_step, best_params = score, step, params
+                best_score, best_step, best_params = score, step, candidate
     if select:
         logging.info("%s: kept step %d (validation score %.4f)", name, best_step, best_score)
         return best_params
-    return params
+    return averaged(ema, steps)
