@@ -12,12 +12,17 @@ Raw rasters are accepted as they come: ``scale`` converts digital numbers to ref
 ``nodata`` names the fill value, dates may be ISO strings, band names a table name
 (``"pastis"``), and every pixel gets a ``valid`` flag saying whether it had any usable
 acquisition.
+
+Whole patches: :func:`encode_patch` (one patch, or a loaded
+:class:`~pimc_jax.data.patches.Patch`), :func:`encode_patches` (many, one at a time, with
+a progress bar), :func:`principal_components` (the first k components of embeddings, e.g.
+to view them as RGB); :mod:`pimc_jax.data.geotiff` writes the results on the patch's grid.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 import jax
@@ -25,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pimc_jax import indices as indices_lib
-from pimc_jax.data.patches import series_dates
+from pimc_jax import progress as progress_lib
+from pimc_jax.data.patches import Patch, series_dates
 from pimc_jax.data.user import dates_to_days
 from pimc_jax.data.views import extract_crops, median_composite
 from pimc_jax.models import PIMC, ModelSpec, PIMCParams
@@ -75,19 +81,25 @@ def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[-1:], rows - array.shape[0], axis=0)], axis=0)
 
 
-def _chunked(fn, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+def _chunked(
+    fn, arrays: Sequence[np.ndarray], progress: bool | None = False, desc: str = ""
+) -> tuple[np.ndarray, ...]:
     """Runs ``fn`` over row chunks of ``arrays`` with bucketed padding; concatenates.
 
     ``fn`` returns a tuple of arrays with rows on axis 0; so does this. With no rows at
     all, ``fn`` runs once on a zero-filled bucket so the outputs are ``(0, ...)`` arrays of
-    the right trailing shape and dtype.
+    the right trailing shape and dtype. ``progress``: a bar over the chunks when there
+    is more than one (:mod:`pimc_jax.progress`; None = on a terminal only).
     """
     total = arrays[0].shape[0]
     if total == 0:
         dummy = [np.zeros((_MIN_BUCKET, *a.shape[1:]), a.dtype) for a in arrays]
         return tuple(np.asarray(out)[:0] for out in fn(*dummy))
     pieces: list[list[np.ndarray]] = []
-    for start in range(0, total, _MAX_CHUNK):
+    starts = range(0, total, _MAX_CHUNK)
+    if len(starts) > 1:
+        starts = progress_lib.progress(starts, desc=desc, unit="chunk", enabled=progress)
+    for start in starts:
         chunk = [a[start : start + _MAX_CHUNK] for a in arrays]
         rows = chunk[0].shape[0]
         padded = [_pad_rows(a, _bucket(rows)) for a in chunk]
@@ -207,6 +219,7 @@ def encode(
     *,
     scale: float | None = None,
     nodata: float | None = None,
+    progress: bool | None = None,
 ) -> dict[str, np.ndarray]:
     """Embeds pixels and/or image crops.
 
@@ -228,6 +241,8 @@ def encode(
       nodata: for ``bands``: raw value (compared before scaling) marking no-data, like
         NaN, e.g. ``-9999`` or ``3.4028235e38``. Reflectance outside
         :data:`~pimc_jax.indices.PLAUSIBLE_REFLECTANCE` is no-data as well.
+      progress: a progress bar over the chunks of more than ``1024`` rows: True, False,
+        or None for one on a terminal only (:mod:`pimc_jax.progress`).
 
     Returns:
       For the series view ``rp`` ``(N, D)`` float32 unit-norm embeddings, ``rp_features``
@@ -259,33 +274,40 @@ def encode(
         bands, dates, mask, band_names = _series_inputs(spec, batch, scale, nodata)
         divisor = spec.reflectance_scale if scale is None else 1.0
         fn = lambda b, d, m: _encode_series(params, b, d, m, band_names, divisor)
-        out["rp_features"], out["rp"], out["valid"] = _chunked(fn, [bands, dates, mask])
+        out["rp_features"], out["rp"], out["valid"] = _chunked(
+            fn, [bands, dates, mask], progress, "Encoding series"
+        )
     if "image" in batch:
         image = _image_inputs(spec, batch)
         fn = lambda im: _encode_image(params, im)
-        out["image_features"], out["image"] = _chunked(fn, [image])
+        out["image_features"], out["image"] = _chunked(fn, [image], progress, "Encoding crops")
     return out
 
 
 def encode_patch(
     params: PIMCParams,
-    bands: np.ndarray,
-    dates: Any,
+    bands: np.ndarray | Patch,
+    dates: Any = None,
     band_names: str | Sequence[str] | None = None,
     *,
     scale: float | None = None,
     nodata: float | None = None,
+    progress: bool | None = None,
 ) -> dict[str, np.ndarray]:
     """Dense embeddings of every pixel of a patch, both views.
 
     Args:
       params: model parameters.
-      bands: ``(T, H, W, C)`` raw band values of one SITS patch (NaN = no-data).
+      bands: ``(T, H, W, C)`` raw band values of one SITS patch (NaN = no-data), or a
+        :class:`~pimc_jax.data.patches.Patch` (e.g. from
+        :func:`~pimc_jax.data.user.load_patch_folder`), whose reflectance, dates and band
+        names are used; then give none of ``dates``, ``band_names``, ``scale``, ``nodata``.
       dates: ``(T,)`` days, ISO date strings or ``datetime64``.
       band_names: names of the ``C`` bands or a table name such as ``"pastis"`` (default
         ``spec.band_names``).
       scale, nodata: as for :func:`encode` (raw × ``scale`` = reflectance; ``nodata`` is
         the fill value); they apply to the image composite too.
+      progress: a progress bar over the pixel chunks (see :func:`encode`).
 
     Returns:
       ``rp`` and ``image`` embeddings, each ``(H, W, D)`` float32 (and the matching
@@ -294,6 +316,15 @@ def encode_patch(
       the per-pixel median over dates, so the embedding is independent of any single
       (possibly cloudy) acquisition.
     """
+    if isinstance(bands, Patch):
+        settings = {"dates": dates, "band_names": band_names, "scale": scale, "nodata": nodata}
+        given = [name for name, value in settings.items() if value is not None]
+        if given:
+            raise ValueError(f"encode_patch with a Patch takes no {given}: the patch has them")
+        patch = bands
+        bands, dates, band_names, scale = patch.reflectance(), patch.dates, patch.band_names, 1.0
+    if dates is None:
+        raise ValueError("encode_patch needs dates ((T,) days or ISO strings) for the bands")
     spec = params.spec
     _check_scale(scale)
     bands = _to_reflectance(bands, scale, nodata, "bands")
@@ -325,8 +356,86 @@ def encode_patch(
         params,
         {"bands": series, "dates": dates, "band_names": names, "image": crops},
         scale=None if scale is None else 1.0,
+        progress=progress,
     )
     return {
         key: value.reshape(height, width) if key == "valid" else value.reshape(height, width, -1)
         for key, value in out.items()
     }
+
+
+def encode_patches(
+    params: PIMCParams, patches: Iterable[Patch], *, progress: bool | None = None
+) -> Iterator[tuple[Patch, dict[str, np.ndarray]]]:
+    """:func:`encode_patch` over many patches, one at a time, with one progress bar.
+
+    Args:
+      params: model parameters.
+      patches: :class:`~pimc_jax.data.patches.Patch` objects (a list, or a lazy
+        sequence such as PASTIS's ``LazyPatches``).
+      progress: a bar over the patches (True, False, or None: on a terminal only).
+
+    Yields:
+      ``(patch, embeddings)`` with embeddings as :func:`encode_patch` returns them
+      (``(H, W, D)`` float32 arrays and ``valid`` ``(H, W)`` bool), so that each result
+      can be written (e.g. :func:`pimc_jax.data.geotiff.write_patch_geotiff`) and freed
+      before the next patch is encoded.
+    """
+    total = len(patches) if isinstance(patches, Sized) else None
+    for patch in progress_lib.progress(
+        patches, total=total, desc="Encoding patches", unit="patch", enabled=progress
+    ):
+        yield patch, encode_patch(params, patch, progress=False)
+
+
+def principal_components(
+    embeddings: np.ndarray, k: int = 3, *, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """The first ``k`` principal components of embeddings, e.g. for an RGB view in a GIS.
+
+    Fitted with NumPy's SVD on the rows ``valid`` marks (all rows by default), centred on
+    their mean. Each component's sign is fixed so that its largest loading is positive,
+    so the result does not depend on the SVD's sign convention.
+
+    Args:
+      embeddings: ``(..., D)`` float array, e.g. ``(H, W, D)`` from :func:`encode_patch`.
+      k: number of components, ``1 <= k <= D``.
+      valid: optional ``(...)`` bool (``embeddings.shape[:-1]``), e.g. ``encode_patch``'s
+        ``valid``; rows with False get NaN components and take no part in the fit.
+
+    Returns:
+      ``(..., k)`` float32 scores: ``(x − mean) · v_j`` for the top right-singular
+      vectors ``v_j`` (in decreasing order of variance).
+
+    Raises:
+      ValueError: one line: ``embeddings`` is not a numeric ``(..., D)`` array, ``k`` out
+        of range, ``valid`` of the wrong shape, or no valid finite row.
+    """
+    x = np.asarray(embeddings)
+    if x.ndim < 1 or x.dtype.kind not in "iuf" or x.shape[-1] == 0:
+        raise ValueError(f"embeddings must be a numeric (..., D) array, got {x.dtype} {x.shape}")
+    dims = x.shape[-1]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= dims:
+        raise ValueError(f"k must be an integer in 1..{dims} (the embedding size), got {k!r}")
+    rows = x.reshape(-1, dims).astype(np.float64)
+    keep = np.all(np.isfinite(rows), axis=1)
+    if valid is not None:
+        valid = np.asarray(valid)
+        if valid.shape != x.shape[:-1] or valid.dtype != np.bool_:
+            raise ValueError(
+                f"valid must be bool with shape {x.shape[:-1]}, got {valid.dtype} {valid.shape}"
+            )
+        keep &= valid.reshape(-1)
+    if not np.any(keep):
+        raise ValueError("principal_components: no valid row with finite embeddings to fit on")
+    mean = rows[keep].mean(axis=0)
+    _, _, vt = np.linalg.svd(rows[keep] - mean, full_matrices=False)
+    axes = vt[:k]
+    if axes.shape[0] < k:  # fewer fitted rows than k: pad with further orthonormal axes
+        basis = np.linalg.qr(np.concatenate([axes, np.eye(dims)], axis=0).T)[0].T
+        axes = basis[:k]
+    signs = np.sign(axes[np.arange(k), np.argmax(np.abs(axes), axis=1)])
+    axes = axes * np.where(signs == 0, 1.0, signs)[:, None]
+    scores = (rows - mean) @ axes.T
+    scores[~keep] = np.nan
+    return scores.astype(np.float32).reshape(*x.shape[:-1], k)

@@ -305,3 +305,125 @@ def write_user_patch_folder(
         np.savez(root / f"{name}.npz", **arrays)
         written[name] = {"reflectance": reflectance, "days": days, "labels": labels}
     return written
+
+
+UTM31N = "EPSG:32631"
+
+
+def write_geotiff_patch_folder(
+    path: str | Path,
+    num_patches: int = 2,
+    height: int = 16,
+    width: int = 12,
+    band_names: Sequence[str] = ("B2", "B3", "B4", "B8"),
+    *,
+    layout: str = "dates",
+    scl: str | None = "band",
+    descriptions: bool = True,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Writes a folder of GeoTIFF patches (rasterio) in a documented user layout.
+
+    Patch ``i`` (``geo_<i>``) has ``5 + i`` dates, int16 digital numbers (reflectance ×
+    10 000; ``scale`` 0.0001 in ``metadata.json``) with the files' nodata -9999 at pixel
+    (1, 2) of date 0 in every band and at pixel (3, 4) of date 1 in the last band only,
+    CRS EPSG:32631 and a 10 m north-up transform whose origin moves east with ``i``.
+
+    Args:
+      layout: ``"dates"``: ``geo_<i>/<YYYY-MM-DD>.tif`` per date; ``"stack"``: one
+        ``geo_<i>.tif`` of T·C bands, date-major.
+      scl: ``"band"``: an SCL band after the C bands of each date; ``"file"`` (layout
+        ``dates`` only): ``<YYYY-MM-DD>_SCL.tif`` beside each date; None: no SCL.
+      descriptions: describe the bands (``B4`` / ``SCL``; ``2019-04-01_B4`` in a stack);
+        else band names go to ``metadata.json`` (and a stack gets ``geo_<i>.dates.txt``).
+
+    Returns:
+      ``{name: {"dn" (T, H, W, C) int16 as stored, "scl" (T, H, W) uint8 or None,
+      "days" (T,) int, "iso" list[str], "crs" str, "transform" (a, b, c, d, e, f)}}``.
+    """
+    import rasterio
+    from affine import Affine
+
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    metadata: dict[str, Any] = {"scale": 0.0001}
+    names = list(band_names) + (["SCL"] if scl == "band" else [])
+    if not descriptions:
+        metadata["band_names"] = names
+    (root / "metadata.json").write_text(json.dumps(metadata))
+    written = {}
+    for index in range(num_patches):
+        name = f"geo_{index}"
+        num_dates = 5 + index
+        dates = _acquisition_dates(rng, num_dates)
+        iso = [date.isoformat() for date in dates]
+        dn = rng.integers(100, 6000, size=(num_dates, height, width, len(band_names)))
+        dn = dn.astype(np.int16)
+        dn[0, 1, 2, :] = -9999
+        dn[1, 3, 4, -1] = -9999
+        # Mostly vegetation (4), every class present somewhere.
+        classes = rng.choice(12, size=(num_dates, height, width), p=[0.02] * 11 + [0.78])
+        classes = np.where(classes == 11, 4, classes)
+        classes.flat[: 12 * 3 : 3] = np.arange(12)
+        scl_values = classes.astype(np.uint8) if scl is not None else None
+        transform = Affine(10.0, 0.0, 600_000.0 + 10.0 * width * index, 0.0, -10.0, 5_700_000.0)
+        profile = dict(driver="GTiff", height=height, width=width, crs=UTM31N, transform=transform)
+        # (bands [+ SCL], H, W) of each date, as stored.
+        planes = [np.transpose(dn[date], (2, 0, 1)) for date in range(num_dates)]
+        if scl == "band":
+            planes = [
+                np.concatenate([plane, scl_values[date][None].astype(np.int16)])
+                for date, plane in enumerate(planes)
+            ]
+        if layout == "dates":
+            (root / name).mkdir()
+            for date in range(num_dates):
+                data = planes[date]
+                with rasterio.open(
+                    root / name / f"{iso[date]}.tif",
+                    "w",
+                    count=data.shape[0],
+                    dtype="int16",
+                    nodata=-9999,
+                    **profile,
+                ) as dst:
+                    dst.write(data)
+                    if descriptions:
+                        for band, band_name in enumerate(names, start=1):
+                            dst.set_band_description(band, band_name)
+                if scl == "file":
+                    with rasterio.open(
+                        root / name / f"{iso[date]}_SCL.tif", "w", count=1, dtype="uint8", **profile
+                    ) as dst:
+                        dst.write(scl_values[date][None])
+        elif layout == "stack":
+            data = np.concatenate(planes)
+            with rasterio.open(
+                root / f"{name}.tif",
+                "w",
+                count=data.shape[0],
+                dtype="int16",
+                nodata=-9999,
+                **profile,
+            ) as dst:
+                dst.write(data)
+                if descriptions:
+                    band = 1
+                    for date in range(num_dates):
+                        for band_name in names:
+                            dst.set_band_description(band, f"{iso[date]}_{band_name}")
+                            band += 1
+            if not descriptions:
+                (root / f"{name}.dates.txt").write_text("date\n" + "\n".join(iso) + "\n")
+        else:
+            raise ValueError(f"unknown layout {layout!r}")
+        written[name] = {
+            "dn": dn,
+            "scl": scl_values,
+            "days": np.array([(date - _EPOCH).days for date in dates]),
+            "iso": iso,
+            "crs": UTM31N,
+            "transform": tuple(transform)[:6],
+        }
+    return written

@@ -15,6 +15,7 @@ batch is built:
 * :mod:`~pimc_jax.data.pastis`, :mod:`~pimc_jax.data.eurosat`: TFDS builders of the real
   sets (imported only when asked for: they pull in ``tensorflow_datasets``);
 * :mod:`~pimc_jax.data.user`: the user's patch folders and pixel files;
+* :mod:`~pimc_jax.data.geotiff`: GeoTIFF reading and writing (georeferenced outputs);
 * :mod:`~pimc_jax.data.splits`: seeded stratified splits and folds;
 * :mod:`~pimc_jax.data.statistics`: per-band statistics (image standardisation);
 * :mod:`~pimc_jax.data.pixels`: which pixels a batch uses (uniform, Hilbert curve);
@@ -32,7 +33,7 @@ from jax.experimental import multihost_utils
 
 from pimc_jax.data.patches import Patch, shard_patches
 from pimc_jax.data.synthetic import make_patches
-from pimc_jax.data.user import load_patch_folder
+from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, load_patch_folder
 
 PATCH_SOURCES = ("synthetic", "pastis", "patches")
 
@@ -89,7 +90,12 @@ def load_patches(
         folds, process_index, process_count = None, 0, 1  # already selected and sharded
     elif name == "patches":
         _require_path(data_config, name)
-        patches = load_patch_folder(data_config.path)
+        patches = load_patch_folder(
+            data_config.path,
+            scl_invalid_classes=tuple(
+                data_config.get("scl_invalid_classes", DEFAULT_SCL_INVALID_CLASSES)
+            ),
+        )
     else:
         raise ValueError(f"Unknown data.name {name!r} for patches; choose one of {PATCH_SOURCES}")
     if folds is not None:

@@ -43,6 +43,7 @@ files in the manual directory change, delete the prepared directory so that it i
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import datetime
 import hashlib
 import json
@@ -55,6 +56,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch
 from pimc_jax.indices import BAND_TABLES
 
@@ -285,7 +287,10 @@ class Pastis(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(
         self, manual_dir: Path, entries: Sequence[Mapping[str, Any]]
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        for entry in entries:
+        fold = entries[0]["fold"] if entries else ""
+        for entry in progress_lib.progress(
+            entries, desc=f"Preparing PASTIS fold {fold}", unit="patch"
+        ):
             patch_id = entry["patch_id"]
             bands, labels = read_pastis_patch_arrays(manual_dir, patch_id, len(entry["dates"]))
             yield (
@@ -323,10 +328,23 @@ def prepare_pastis(
         # Fail early, naming the file, before TFDS starts; a prepared dataset is not
         # re-checked (that would stat every patch file on each load).
         read_pastis_metadata(path)
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=str(path))
-        )
+        with _tfds_bars(progress_lib.progress_enabled()):
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=str(path))
+            )
     return builder
+
+
+@contextlib.contextmanager
+def _tfds_bars(enabled: bool) -> Iterator[None]:
+    """TFDS's own progress bars on or off for the block (they print even into logs)."""
+    tqdm_utils = tfds.core.utils.tqdm_utils
+    before = getattr(tqdm_utils, "_active", True)
+    tfds.display_progress_bar(enabled)
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(before)
 
 
 def patch_from_example(example: Mapping[str, Any]) -> Patch:
@@ -423,7 +441,10 @@ def load_pastis_patches(
     indices = range(process_index, len(source), process_count)
     if lazy:
         return LazyPatches(source, indices)
-    patches = [patch_from_example(source[index]) for index in indices]
+    patches = [
+        patch_from_example(source[index])
+        for index in progress_lib.progress(indices, desc="Loading PASTIS", unit="patch")
+    ]
     return sorted(patches, key=lambda p: (p.fold, *_patch_sort_key({"patch_id": p.patch_id})))
 
 

@@ -34,6 +34,12 @@ class Patch:
       fold: cross-validation fold (PASTIS: 1..5), or 0 when the source has none.
       reflectance_scale: ``reflectance = bands / reflectance_scale`` (1 for float
         reflectance, 10 000 for Sentinel-2 L2A digital numbers).
+      crs: the coordinate reference system of the pixel grid, as rasterio writes it
+        (``"EPSG:32631"``, or WKT), or ``None`` when the source has no georeference.
+      transform: the grid's affine transform ``(a, b, c, d, e, f)``: pixel (row, col)
+        has its upper-left corner at ``x = a·col + b·row + c``, ``y = d·col + e·row + f``
+        (rasterio's ``Affine`` order), or ``None``. Kept so that per-pixel outputs can be
+        written back onto the same grid (:func:`pimc_jax.data.geotiff.write_patch_geotiff`).
     """
 
     bands: np.ndarray
@@ -43,6 +49,8 @@ class Patch:
     patch_id: str = ""
     fold: int = 0
     reflectance_scale: float = 1.0
+    crs: str | None = None
+    transform: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.reflectance_scale <= 0:
@@ -71,6 +79,13 @@ class Patch:
             raise ValueError(
                 f"Patch {self.patch_id!r}: labels must have shape ({height}, {width}), "
                 f"got {self.labels.shape}"
+            )
+        if self.transform is not None and (
+            len(self.transform) != 6 or not all(np.isfinite(self.transform))
+        ):
+            raise ValueError(
+                f"Patch {self.patch_id!r}: transform must be 6 finite numbers (a, b, c, d, e, f), "
+                f"got {self.transform}"
             )
 
     def reflectance(self, index: Any = ...) -> np.ndarray:

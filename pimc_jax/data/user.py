@@ -27,6 +27,11 @@ One NumPy ``.npz`` file (``numpy.savez``; no pickled objects) with the arrays
     ``class_names``  optional (K,) strings; then ``labels`` must lie in 0..K-1.
     ``scale``        optional scalar multiplying ``bands`` into reflectance, e.g. 0.0001
                      for Sentinel-2 L2A digital numbers (default 1).
+    ``valid``        optional (N, T) bool, False for an observation to drop (a cloud mask):
+                     it becomes a gap (NaN bands), exactly like NaN or no-data values.
+    ``scl``          optional (N, T) integer Sentinel-2 L2A scene classification (SCL,
+                     classes 0..11); observations of the classes in ``scl_invalid_classes``
+                     become gaps (see "Cloud masks" below).
 
 Example::
 
@@ -47,6 +52,11 @@ A directory of ``<name>.npz`` files, one image time series patch each, named fre
     ``scale``        optional scalar multiplying ``bands`` into reflectance (default 1).
     ``nodata``       optional value of ``bands`` marking no-data (becomes NaN).
     ``fold``         optional integer fold for cross-validation (default 0).
+    ``valid``        optional (T, H, W) bool, False for an observation to drop (a gap).
+    ``scl``          optional (T, H, W) integer SCL classes (see "Cloud masks" below).
+    ``crs``          optional string, the grid's CRS (``"EPSG:32631"`` or WKT), and
+    ``transform``    (6,) floats, its affine transform ``(a, b, c, d, e, f)``: kept with
+                     the patch, for writing results as GeoTIFF (:mod:`~pimc_jax.data.geotiff`).
 
 ``metadata.json`` may give ``band_names``, ``layout``, ``scale`` and ``nodata``
 (keys in a file win over it), e.g.::
@@ -56,6 +66,37 @@ A directory of ``<name>.npz`` files, one image time series patch each, named fre
 All patches of a folder must have the same band names; their sizes and numbers of dates
 may differ.
 
+GeoTIFF patches
+---------------
+The same folder may also hold GeoTIFF time series (read with rasterio), in either layout:
+
+* **one file per date**: a sub-folder ``<name>/`` (the patch id) of ``<YYYY-MM-DD>.tif``
+  files (or ``<YYYYMMDD>.tif``, ``.tiff``), each holding the C bands of that date on the
+  same grid; optionally ``<YYYY-MM-DD>_SCL.tif`` (one band: that date's SCL, on the
+  same grid) and ``labels.tif`` (one band: (H, W) integer classes).
+* **one stack per patch**: ``<name>.tif`` holding T·C bands, with either every band
+  description ``<date>_<band>`` (e.g. ``2019-04-01_B4``, ``20190401_SCL``; any order),
+  or a sidecar ``<name>.dates.txt`` / ``<name>.dates.csv`` (one ISO date per line, first
+  column; a header ``date`` is skipped) with the bands ordered date-major (the C bands of
+  the first date, then of the second, ...); optionally ``<name>.labels.tif``.
+
+Band names come from the band descriptions when every band has one (``B4``, ``SCL``,
+...), else from ``band_names`` in ``metadata.json`` (C names). A band named ``SCL`` is
+the scene classification, not an input band. Each file's own no-data value (and
+``nodata`` of ``metadata.json``) marks gaps; ``scale`` of ``metadata.json`` converts
+digital numbers to reflectance. The files' CRS and transform must agree within a patch
+and are kept with it (:attr:`Patch.crs <pimc_jax.data.patches.Patch>`, ``transform``).
+
+Cloud masks
+-----------
+An observation (one pixel at one date) is a gap, its bands NaN, where the value is NaN
+or no-data, where ``valid`` is False, or where its SCL class is one of
+``scl_invalid_classes`` (config key ``data.scl_invalid_classes``), by default
+:data:`DEFAULT_SCL_INVALID_CLASSES`: 0 no data, 1 saturated or defective, 3 cloud
+shadow, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus. Snow (11)
+is kept by default: add 11 to drop it; dark areas (2), vegetation (4), bare soil (5),
+water (6) and unclassified (7) are kept.
+
 Problems are reported as ``ValueError`` naming the file and what is wrong.
 """
 
@@ -64,15 +105,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch, series_dates
 from pimc_jax.indices import BAND_TABLES, INDEX_NAMES, canonical_band_name, resolve_band_names
+
+if TYPE_CHECKING:  # GeoTIFF reading imports rasterio only when a folder holds GeoTIFFs
+    from pimc_jax.data.geotiff import Raster
 
 _S2_BANDS = frozenset({*(f"B{number}" for number in range(1, 13)), "B8A"})
 #: Canonical names accepted in user files: Sentinel-2 bands, every name of the band
@@ -85,6 +131,27 @@ _KNOWN_BANDS = (
     | {name.upper() for name in INDEX_NAMES}
 )
 _LAYOUTS = ("THWC", "TCHW")
+
+#: SCL classes that are gaps by default (module docstring, "Cloud masks"): no data,
+#: saturated or defective, cloud shadow, cloud medium and high probability, thin cirrus.
+DEFAULT_SCL_INVALID_CLASSES: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
+#: The Sentinel-2 L2A scene classification.
+SCL_CLASS_NAMES: tuple[str, ...] = (
+    "no data",
+    "saturated or defective",
+    "dark area pixels",
+    "cloud shadows",
+    "vegetation",
+    "not vegetated",
+    "water",
+    "unclassified",
+    "cloud medium probability",
+    "cloud high probability",
+    "thin cirrus",
+    "snow",
+)
+_SCL_NAME = "SCL"
+_TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def is_known_band_name(name: str) -> bool:
@@ -228,8 +295,91 @@ def _labels(value: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray
     return labels.astype(np.int32)
 
 
-def load_pixel_npz(path: str | os.PathLike[str]) -> PixelSeries:
+def check_scl_classes(classes: Any) -> tuple[int, ...]:
+    """``scl_invalid_classes`` checked: a sequence of distinct SCL classes in 0..11.
+
+    Raises:
+      ValueError: one line naming the setting and the bad value.
+    """
+    values = tuple(np.atleast_1d(np.asarray(classes, dtype=object)).tolist())
+    num_classes = len(SCL_CLASS_NAMES)
+    bad = [
+        value
+        for value in values
+        if isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not 0 <= value < num_classes
+    ]
+    if bad or len(set(values)) != len(values):
+        raise ValueError(
+            f"scl_invalid_classes must be distinct SCL classes in 0..{num_classes - 1}, "
+            f"got {classes!r}"
+        )
+    return tuple(int(value) for value in values)
+
+
+def observation_gaps(
+    shape: tuple[int, ...],
+    *,
+    valid: Any = None,
+    scl: Any = None,
+    scl_invalid_classes: Sequence[int] = DEFAULT_SCL_INVALID_CLASSES,
+    where: str = "",
+) -> np.ndarray | None:
+    """Which observations a validity mask and an SCL layer make gaps (module docstring).
+
+    Args:
+      shape: the observations' shape, ``(T, H, W)`` for a patch or ``(N, T)`` for pixels.
+      valid: optional bool array of ``shape``, False = drop the observation.
+      scl: optional integer array of ``shape``, Sentinel-2 L2A SCL classes 0..11.
+      scl_invalid_classes: SCL classes that are gaps.
+      where: prefix of error messages (a file name).
+
+    Returns:
+      A bool array of ``shape``, True = gap, or None when neither ``valid`` nor ``scl``
+      is given.
+
+    Raises:
+      ValueError: one line: a mask or SCL of the wrong shape or dtype, SCL values outside
+        0..11.
+    """
+    prefix = f"{where}: " if where else ""
+    gaps = None
+    if valid is not None:
+        valid = np.asarray(valid)
+        if valid.shape != tuple(shape) or valid.dtype != np.bool_:
+            raise ValueError(
+                f"{prefix}valid must be bool with shape {tuple(shape)}, "
+                f"got {valid.dtype} {valid.shape}"
+            )
+        gaps = ~valid
+    if scl is not None:
+        scl = np.asarray(scl)
+        if scl.shape != tuple(shape) or scl.dtype.kind not in "iu":
+            raise ValueError(
+                f"{prefix}scl must be integer SCL classes with shape {tuple(shape)}, "
+                f"got {scl.dtype} {scl.shape}"
+            )
+        outside = (scl < 0) | (scl >= len(SCL_CLASS_NAMES))
+        if np.any(outside):
+            raise ValueError(
+                f"{prefix}scl value {int(scl[outside].flat[0])} is not an SCL class "
+                f"(0..{len(SCL_CLASS_NAMES) - 1}; {int(outside.sum())} value(s) outside)"
+            )
+        classes = np.asarray(check_scl_classes(scl_invalid_classes), np.int64)
+        cloudy = np.isin(scl, classes)
+        gaps = cloudy if gaps is None else gaps | cloudy
+    return gaps
+
+
+def load_pixel_npz(
+    path: str | os.PathLike[str],
+    *,
+    scl_invalid_classes: Sequence[int] = DEFAULT_SCL_INVALID_CLASSES,
+) -> PixelSeries:
     """Reads pixel time series from the ``.npz`` format in the module docstring.
+
+    ``scl_invalid_classes``: the SCL classes that are gaps (``data.scl_invalid_classes``).
 
     Returns:
       A :class:`PixelSeries`: bands (N, T, C) float32, dates (N, T) float32 days,
@@ -257,6 +407,15 @@ def load_pixel_npz(path: str | os.PathLike[str]) -> PixelSeries:
     bands = bands.astype(np.float32)
     if "scale" in arrays:
         bands = bands * np.float32(_scale(arrays["scale"], where))
+    gaps = observation_gaps(
+        (num_pixels, num_dates),
+        valid=arrays.get("valid"),
+        scl=arrays.get("scl"),
+        scl_invalid_classes=scl_invalid_classes,
+        where=where,
+    )
+    if gaps is not None:
+        bands[gaps] = np.nan
 
     dates = series_dates(dates_to_days(arrays["dates"], where), num_pixels, num_dates, where)
 
@@ -331,7 +490,9 @@ def _read_folder_metadata(folder: Path) -> dict[str, Any]:
     return dict(metadata)
 
 
-def _read_patch_file(path: Path, defaults: Mapping[str, Any]) -> Patch:
+def _read_patch_file(
+    path: Path, defaults: Mapping[str, Any], scl_invalid_classes: Sequence[int]
+) -> Patch:
     where = str(path)
     arrays = _load_npz(path)
     for key in ("bands", "dates"):
@@ -370,6 +531,15 @@ def _read_patch_file(path: Path, defaults: Mapping[str, Any]) -> Patch:
         values = np.where(bands == nodata, np.float32(np.nan), values)
     if "scale" in settings:
         values = values * np.float32(_scale(settings["scale"], where))
+    gaps = observation_gaps(
+        (num_dates, height, width),
+        valid=arrays.get("valid"),
+        scl=arrays.get("scl"),
+        scl_invalid_classes=scl_invalid_classes,
+        where=where,
+    )
+    if gaps is not None:
+        values = np.where(gaps[..., None], np.float32(np.nan), values)
 
     dates = dates_to_days(arrays["dates"], where)
     if dates.shape != (num_dates,):
@@ -391,6 +561,7 @@ def _read_patch_file(path: Path, defaults: Mapping[str, Any]) -> Patch:
         if fold_value.shape != () or fold_value.dtype.kind not in "iu":
             raise ValueError(f"{where}: fold must be an integer scalar")
         fold = int(fold_value)
+    crs, transform = _npz_georeference(arrays, where)
     return Patch(
         bands=values,
         dates=dates.astype(np.int32),
@@ -398,16 +569,57 @@ def _read_patch_file(path: Path, defaults: Mapping[str, Any]) -> Patch:
         labels=labels,
         patch_id=path.stem,
         fold=fold,
+        crs=crs,
+        transform=transform,
     )
 
 
-def load_patch_folder(path: str | os.PathLike[str]) -> list[Patch]:
-    """Reads a folder of ``<name>.npz`` patches (format in the module docstring).
+def _npz_georeference(
+    arrays: Mapping[str, np.ndarray], where: str
+) -> tuple[str | None, tuple[float, ...] | None]:
+    """``crs`` (string) and ``transform`` (6 floats) of a patch file, both or neither."""
+    if ("crs" in arrays) != ("transform" in arrays):
+        raise ValueError(f"{where}: give both crs and transform, or neither")
+    if "crs" not in arrays:
+        return None, None
+    crs = arrays["crs"]
+    if crs.shape != () or crs.dtype.kind not in "US" or not crs.item().strip():
+        raise ValueError(f"{where}: crs must be a string such as 'EPSG:32631', got {crs!r}")
+    transform = arrays["transform"]
+    if (
+        transform.shape != (6,)
+        or transform.dtype.kind not in "iuf"
+        or not np.all(np.isfinite(transform))
+    ):
+        raise ValueError(
+            f"{where}: transform must be 6 finite numbers (a, b, c, d, e, f), "
+            f"got shape {transform.shape}"
+        )
+    text = crs.item()
+    text = (text.decode() if isinstance(text, bytes) else str(text)).strip()
+    return text, tuple(float(v) for v in transform)
+
+
+def load_patch_folder(
+    path: str | os.PathLike[str],
+    *,
+    scl_invalid_classes: Sequence[int] = DEFAULT_SCL_INVALID_CLASSES,
+    progress: bool | None = None,
+) -> list[Patch]:
+    """Reads a folder of ``<name>.npz`` patches and GeoTIFF patches (module docstring).
+
+    Args:
+      path: the folder.
+      scl_invalid_classes: the SCL classes that are gaps (``data.scl_invalid_classes``).
+      progress: a progress bar over the patches (None: on a terminal only; see
+        :mod:`pimc_jax.progress`).
 
     Returns:
-      One :class:`Patch` per file, in sorted file-name order: bands (T, H, W, C) float32
-      reflectance (NaN = no-data), dates (T,) int32 days, labels (H, W) int32 or None,
-      patch_id = file name without ``.npz``.
+      One :class:`Patch` per ``.npz`` file, GeoTIFF stack or folder of dated GeoTIFFs, in
+      sorted file-name order: bands (T, H, W, C) float32 reflectance (NaN = no-data or
+      masked), dates (T,) int32 days, labels (H, W) int32 or None, patch_id = file or
+      folder name without suffix; GeoTIFF patches (and ``.npz`` files that give them) keep
+      ``crs`` and ``transform``.
 
     Raises:
       ValueError naming the file and the problem.
@@ -415,13 +627,45 @@ def load_patch_folder(path: str | os.PathLike[str]) -> list[Patch]:
     folder = Path(path)
     if not folder.is_dir():
         raise ValueError(f"patch folder not found: {folder}")
+    classes = check_scl_classes(scl_invalid_classes)
     defaults = _read_folder_metadata(folder)
-    files = sorted(folder.glob("*.npz"))
-    if not files:
-        raise ValueError(f"{folder}: no .npz patch files")
-    patches = [_read_patch_file(file, defaults) for file in files]
-    _check_same_bands(patches, files)
+    sources: dict[str, Path] = {}
+    for source in sorted(folder.iterdir()):
+        if source.name.startswith("."):
+            continue
+        if source.is_dir():
+            if not _tiffs(source):
+                continue
+        elif source.suffix.lower() in _TIFF_SUFFIXES:
+            if source.stem.lower().endswith(".labels"):
+                continue
+        elif source.suffix != ".npz":
+            continue
+        name = source.stem if source.is_file() else source.name
+        if name in sources:
+            raise ValueError(f"{source}: patch id {name!r} is also {sources[name]}")
+        sources[name] = source
+    if not sources:
+        raise ValueError(
+            f"{folder}: no .npz patch files, GeoTIFF stacks or folders of dated GeoTIFFs"
+        )
+    ordered = list(sources.values())  # sorted by file or folder name
+    patches = [
+        _read_source(source, defaults, classes)
+        for source in progress_lib.progress(
+            ordered, desc="Reading patches", unit="patch", enabled=progress
+        )
+    ]
+    _check_same_bands(patches, ordered)
     return patches
+
+
+def _read_source(source: Path, defaults: Mapping[str, Any], classes: Sequence[int]) -> Patch:
+    if source.is_dir():
+        return _read_dated_geotiffs(source, defaults, classes)
+    if source.suffix.lower() in _TIFF_SUFFIXES:
+        return _read_geotiff_stack(source, defaults, classes)
+    return _read_patch_file(source, defaults, classes)
 
 
 def _check_same_bands(patches: Sequence[Patch], files: Sequence[Path]) -> None:
@@ -431,3 +675,319 @@ def _check_same_bands(patches: Sequence[Patch], files: Sequence[Path]) -> None:
             raise ValueError(
                 f"{file}: band_names {patch.band_names} differ from {first} in {files[0].name}"
             )
+
+
+# --------------------------------------------------------------------------------------
+# GeoTIFF patches (module docstring, "GeoTIFF patches").
+
+_DATE_TEXT = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+_SCL_STEM = re.compile(r"^(.+)_scl$", re.IGNORECASE)
+
+
+def _tiffs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _TIFF_SUFFIXES)
+
+
+def _parse_date(text: str) -> float | None:
+    """``"2019-04-01"`` or ``"20190401"`` → days since 1970-01-01; None if not a date."""
+    match = _DATE_TEXT.match(text.strip())
+    if match is None:
+        return None
+    try:
+        return float(dates_to_days("-".join(match.groups())))
+    except ValueError:  # e.g. month 13
+        return None
+
+
+def _same_grid(raster: Raster, reference: Raster, where: str, reference_where: str) -> None:
+    if raster.shape != reference.shape:
+        raise ValueError(
+            f"{where}: size {raster.shape} differs from {reference.shape} of {reference_where}"
+        )
+    if raster.crs != reference.crs or not np.allclose(raster.transform, reference.transform):
+        raise ValueError(
+            f"{where}: CRS/transform ({raster.crs}, {raster.transform}) differ from those of "
+            f"{reference_where} ({reference.crs}, {reference.transform})"
+        )
+
+
+def _raster_band_names(
+    descriptions: Sequence[str], defaults: Mapping[str, Any], num_bands: int, where: str
+) -> list[str]:
+    """Band descriptions when every band has one, else ``band_names`` of metadata.json."""
+    if descriptions and all(descriptions):
+        names = list(descriptions)
+    elif "band_names" in defaults:
+        names = [str(name).strip() for name in np.atleast_1d(defaults["band_names"])]
+    else:
+        raise ValueError(
+            f"{where}: no band names: give every band a description (B4, SCL, ...) or "
+            "band_names in metadata.json"
+        )
+    if len(names) != num_bands:
+        raise ValueError(f"{where}: {num_bands} bands but {len(names)} band names {names}")
+    return names
+
+
+def _single_band(path: Path, reference: Raster, reference_where: str) -> np.ma.MaskedArray:
+    """The one band of ``path`` (on ``reference``'s grid), with no-data as a mask array."""
+    from pimc_jax.data import geotiff
+
+    raster = geotiff.read_raster(path)
+    if raster.values.shape[0] != 1:
+        raise ValueError(f"{path}: expected one band, got {raster.values.shape[0]}")
+    _same_grid(raster, reference, str(path), reference_where)
+    return np.ma.masked_array(raster.values[0], raster.gaps()[0])
+
+
+def _integer_layer(layer: np.ndarray, what: str, where: str) -> np.ndarray:
+    """``(H, W)`` SCL or label band (a masked array) as int64; masked pixels hold 0 when the
+    band is float, their stored value otherwise (callers decide what they mean)."""
+    data = np.ma.getdata(layer)
+    if data.dtype.kind == "f":
+        finite = data[~np.ma.getmaskarray(layer)]
+        if not np.all(finite == np.round(finite)):
+            raise ValueError(f"{where}: the {what} band must hold integer classes")
+        data = np.where(np.ma.getmaskarray(layer), 0, data)
+    return data.astype(np.int64)
+
+
+def _assemble_geotiff_patch(
+    where: str,
+    patch_id: str,
+    dates: np.ndarray,
+    raw: np.ndarray,
+    raw_gaps: np.ndarray,
+    names: Sequence[str],
+    scl_layers: Sequence[np.ndarray | None],
+    labels: np.ndarray | None,
+    raster: Raster,
+    defaults: Mapping[str, Any],
+    classes: Sequence[int],
+) -> Patch:
+    """One patch from ``raw`` ``(T, B, H, W)`` stored values (B bands named ``names``, an
+    ``SCL`` among them or not), their ``(T, B, H, W)`` no-data gaps and per-date
+    separate SCL layers ``(H, W)`` (masked arrays, or None)."""
+    upper = [name.upper() for name in names]
+    if upper.count(_SCL_NAME) > 1:
+        raise ValueError(f"{where}: more than one band named SCL")
+    num_dates, _, height, width = raw.shape
+    scl_band = upper.index(_SCL_NAME) if _SCL_NAME in upper else None
+    keep = [index for index in range(len(names)) if index != scl_band]
+    if not keep:
+        raise ValueError(f"{where}: no band besides SCL")
+    band_names = _band_names(np.array([names[i] for i in keep]), len(keep), where)
+
+    values = raw[:, keep].astype(np.float32)
+    gaps = raw_gaps[:, keep]
+    nodata = defaults.get("nodata")
+    if nodata is not None:
+        nodata_value = np.asarray(nodata)
+        if nodata_value.shape != () or nodata_value.dtype.kind not in "iuf":
+            raise ValueError(f"{where}: nodata must be a number, got {nodata!r}")
+        gaps = gaps | (raw[:, keep] == nodata_value)
+    values[gaps] = np.nan
+    if "scale" in defaults:
+        values *= np.float32(_scale(defaults["scale"], where))
+
+    masked = np.zeros((num_dates, height, width), bool)
+    for date in range(num_dates):
+        layers = [] if scl_layers[date] is None else [scl_layers[date]]
+        if scl_band is not None:
+            layers.append(np.ma.masked_array(raw[date, scl_band], raw_gaps[date, scl_band]))
+        for layer in layers:
+            scl = _integer_layer(layer, "SCL", where)
+            scl[np.ma.getmaskarray(layer)] = 0  # the SCL band's own no-data: class 0
+            masked[date] |= observation_gaps(
+                (height, width), scl=scl, scl_invalid_classes=classes, where=where
+            )
+    values[np.broadcast_to(masked[:, None], values.shape)] = np.nan
+    if np.any(np.diff(dates) <= 0):
+        raise ValueError(f"{where}: dates must be strictly increasing, got a repeated date")
+    return Patch(
+        bands=np.ascontiguousarray(values.transpose(0, 2, 3, 1)),
+        dates=dates.astype(np.int32),
+        band_names=band_names,
+        labels=labels,
+        patch_id=patch_id,
+        crs=raster.crs,
+        transform=tuple(raster.transform),
+    )
+
+
+def _read_labels(path: Path, reference: Raster, reference_where: str) -> np.ndarray:
+    layer = _single_band(path, reference, reference_where)
+    if np.any(np.ma.getmaskarray(layer)):
+        raise ValueError(f"{path}: labels hold no-data pixels; give every pixel a class")
+    return _labels(_integer_layer(layer, "labels", str(path)), reference.shape, str(path))
+
+
+def _read_dated_geotiffs(
+    folder: Path, defaults: Mapping[str, Any], classes: Sequence[int]
+) -> Patch:
+    """A patch from ``folder/<YYYY-MM-DD>.tif`` files (module docstring)."""
+    from pimc_jax.data import geotiff
+
+    data: dict[float, Path] = {}
+    scl_files: dict[float, Path] = {}
+    labels_file = None
+    for file in _tiffs(folder):
+        stem = file.stem
+        scl_match = _SCL_STEM.match(stem)
+        day = _parse_date(scl_match.group(1) if scl_match else stem)
+        if stem.lower() == "labels":
+            labels_file = file
+        elif day is None:
+            raise ValueError(
+                f"{file}: GeoTIFFs of a patch folder are named <YYYY-MM-DD>.tif, "
+                "<YYYY-MM-DD>_SCL.tif or labels.tif"
+            )
+        else:
+            target = scl_files if scl_match else data
+            if day in target:
+                raise ValueError(f"{file}: date {stem} appears twice (also {target[day].name})")
+            target[day] = file
+    if not data:
+        raise ValueError(f"{folder}: no <YYYY-MM-DD>.tif band file")
+    orphans = sorted(scl_files.keys() - data.keys())
+    if orphans:
+        raise ValueError(f"{scl_files[orphans[0]]}: SCL file without a band file of that date")
+    days = sorted(data)
+    first_where = str(data[days[0]])
+    first = geotiff.read_raster(data[days[0]])
+    names = _raster_band_names(first.descriptions, defaults, first.values.shape[0], first_where)
+    raws, raw_gaps = [], []
+    for day in days:
+        where = str(data[day])
+        raster = first if day == days[0] else geotiff.read_raster(data[day])
+        _same_grid(raster, first, where, first_where)
+        if raster.values.shape[0] != len(names):
+            raise ValueError(
+                f"{where}: {raster.values.shape[0]} bands but {first_where} has {len(names)}"
+            )
+        if raster.values.dtype != first.values.dtype:
+            raise ValueError(f"{where}: dtype {raster.values.dtype} differs from {first_where}")
+        if all(raster.descriptions) and list(raster.descriptions) != names:
+            raise ValueError(
+                f"{where}: band descriptions {list(raster.descriptions)} differ from {names}"
+            )
+        raws.append(raster.values)
+        raw_gaps.append(raster.gaps())
+    scl_layers = [
+        _single_band(scl_files[day], first, first_where) if day in scl_files else None
+        for day in days
+    ]
+    labels = None if labels_file is None else _read_labels(labels_file, first, first_where)
+    return _assemble_geotiff_patch(
+        str(folder),
+        folder.name,
+        np.array(days),
+        np.stack(raws),
+        np.stack(raw_gaps),
+        names,
+        scl_layers,
+        labels,
+        first,
+        defaults,
+        classes,
+    )
+
+
+def _read_date_table(path: Path) -> np.ndarray:
+    """Days of a ``<name>.dates.txt``/``.csv`` sidecar: one date per line, first column."""
+    days = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        field = line.split(",")[0].strip().strip('"')
+        if not field or (not days and field.lower() == "date"):
+            continue
+        day = _parse_date(field)
+        if day is None:
+            raise ValueError(f"{path}: line {number}: {field!r} is not a date like 2019-04-01")
+        days.append(day)
+    if not days:
+        raise ValueError(f"{path}: no dates")
+    return np.array(days)
+
+
+def _read_geotiff_stack(file: Path, defaults: Mapping[str, Any], classes: Sequence[int]) -> Patch:
+    """A patch from one ``<name>.tif`` of T·C bands (module docstring)."""
+    from pimc_jax.data import geotiff
+
+    where = str(file)
+    raster = geotiff.read_raster(file)
+    num_bands = raster.values.shape[0]
+    gaps = raster.gaps()
+    parsed = [_split_description(text) for text in raster.descriptions]
+    if all(item is not None for item in parsed):
+        days = sorted({day for day, _ in parsed})
+        names = [name for day, name in parsed if day == days[0]]
+        index = {(day, name.upper()): band for band, (day, name) in enumerate(parsed)}
+        if len(index) != num_bands or len(days) * len(names) != num_bands:
+            raise ValueError(
+                f"{where}: band descriptions must name each (date, band) once, with the same "
+                f"bands at every date ({len(days)} dates, bands {names}, {num_bands} bands)"
+            )
+        try:
+            order = [[index[(day, name.upper())] for name in names] for day in days]
+        except KeyError as err:
+            raise ValueError(f"{where}: no band described as {err.args[0]}") from None
+        raw, raw_gaps = raster.values[np.array(order)], gaps[np.array(order)]
+        dates = np.array(days)
+    else:
+        table = next(
+            (
+                file.with_name(f"{file.stem}.dates{suffix}")
+                for suffix in (".txt", ".csv")
+                if file.with_name(f"{file.stem}.dates{suffix}").is_file()
+            ),
+            None,
+        )
+        if table is None:
+            raise ValueError(
+                f"{where}: no dates: describe every band as <date>_<band> (2019-04-01_B4) or "
+                f"add {file.stem}.dates.txt"
+            )
+        dates = _read_date_table(table)
+        if np.any(np.diff(dates) <= 0):
+            raise ValueError(f"{table}: dates are not strictly increasing")
+        if "band_names" not in defaults:
+            raise ValueError(f"{where}: with a date table, give band_names in metadata.json")
+        names = [str(name).strip() for name in np.atleast_1d(defaults["band_names"])]
+        if len(dates) * len(names) != num_bands:
+            raise ValueError(
+                f"{where}: {num_bands} bands, but {len(dates)} dates in {table.name} × "
+                f"{len(names)} band_names = {len(dates) * len(names)}"
+            )
+        shape = (len(dates), len(names), *raster.shape)
+        raw, raw_gaps = raster.values.reshape(shape), gaps.reshape(shape)
+    labels_file = next(
+        (
+            file.with_name(f"{file.stem}.labels{suffix}")
+            for suffix in (".tif", ".tiff")
+            if file.with_name(f"{file.stem}.labels{suffix}").is_file()
+        ),
+        None,
+    )
+    labels = None if labels_file is None else _read_labels(labels_file, raster, where)
+    return _assemble_geotiff_patch(
+        where,
+        file.stem,
+        dates,
+        raw,
+        raw_gaps,
+        names,
+        [None] * len(dates),
+        labels,
+        raster,
+        defaults,
+        classes,
+    )
+
+
+def _split_description(text: str) -> tuple[float, str] | None:
+    """``"2019-04-01_B4"`` → (days, ``"B4"``); None when not of that form."""
+    date, sep, name = text.partition("_")
+    day = _parse_date(date) if sep else None
+    if day is None or not name.strip():
+        return None
+    return day, name.strip()
