@@ -10,7 +10,8 @@ checkpoints, metrics). :mod:`~pimc_jax.data` (sources, pair sampling; its module
 listed there) and :mod:`~pimc_jax.evaluation` (the downstream tasks and what they share)
 sit beside it, :mod:`~pimc_jax.parallel` is the one place devices and hosts are handled,
 and :mod:`~pimc_jax.encode` is the entry point for embedding data from other programs: a
-leaf that nothing in the package imports.
+leaf that nothing in the package imports but :mod:`~pimc_jax.plot`, the figure command
+(``python -m pimc_jax.plot KIND --workdir=DIR``), itself a leaf.
 """
 
 from pimc_jax.checkpoint import load_params

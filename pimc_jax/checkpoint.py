@@ -12,7 +12,9 @@ three items:
 Because nothing is stored per device, a checkpoint restores onto any number of
 devices: arrays come back replicated over the devices of the restoring run.
 Orbax writes each step to a temporary directory and renames it when complete, so a
-run killed mid-save leaves the previous checkpoints intact.
+run killed mid-save leaves the previous checkpoints intact. A workdir may also be a
+``gs://`` URL (:mod:`pimc_jax.storage`); there Orbax writes each step in place and marks
+it complete with a ``commit_success.txt`` file, and a step without it is not listed.
 
 Integrity: ``meta`` also holds ``digests``, a SHA-256 per saved array (over its dtype,
 shape and bytes, keyed by item and leaf path). Every read verifies them; a step whose
@@ -26,14 +28,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
+from orbax.checkpoint import path as ocp_path
 
+from pimc_jax import storage
 from pimc_jax.models import ModelSpec, PIMCParams, init_params
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -44,7 +48,7 @@ _DIGESTS = "digests"
 class CorruptCheckpointError(ValueError):
     """A checkpoint step directory that is incomplete or corrupt (its message is one line)."""
 
-    def __init__(self, step_dir: Path, reason: str):
+    def __init__(self, step_dir: os.PathLike, reason: str):
         self.step_dir = step_dir
         self.reason = reason
         super().__init__(
@@ -83,7 +87,7 @@ def array_digests(tree: Any) -> dict[str, str]:
     return digests
 
 
-def _verify_digests(step_dir: Path, item: str, tree: Any, meta: dict[str, Any]) -> None:
+def _verify_digests(step_dir: epath.Path, item: str, tree: Any, meta: dict[str, Any]) -> None:
     """Raises :class:`CorruptCheckpointError` if ``tree`` differs from the digests in ``meta``.
 
     A checkpoint saved before digests existed has none and passes unverified.
@@ -139,7 +143,7 @@ class CheckpointStore:
     """
 
     def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3):
-        self.directory = Path(workdir).absolute() / CHECKPOINT_SUBDIR
+        self.directory = storage.absolute(workdir) / CHECKPOINT_SUBDIR
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
@@ -235,23 +239,29 @@ def checkpoint_steps(path: str | os.PathLike) -> list[int]:
     """Steps of the completed checkpoints under a workdir or its checkpoints directory.
 
     Orbax writes a step to a temporary directory and renames it to ``<step>`` when
-    complete, so only finished checkpoints are listed. A missing directory gives ``[]``.
+    complete (on ``gs://``: writes ``<step>`` in place, then its ``commit_success.txt``),
+    so only finished checkpoints are listed. A missing directory gives ``[]``.
     """
-    path = Path(path)
+    path = storage.as_path(path)
     if (path / CHECKPOINT_SUBDIR).is_dir():
         path = path / CHECKPOINT_SUBDIR
     if not path.is_dir():
         return []
-    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir())
+    remote = storage.is_remote(path)
+    return sorted(
+        int(p.name)
+        for p in path.iterdir()
+        if p.name.isdigit() and p.is_dir() and (not remote or ocp_path.step.is_path_finalized(p))
+    )
 
 
-def _candidates(path: str | os.PathLike, step: int | None = None) -> tuple[list[Path], bool]:
+def _candidates(path: str | os.PathLike, step: int | None = None) -> tuple[list[epath.Path], bool]:
     """The step directories ``path`` (and ``step``) may mean, newest first.
 
     Returns ``(step_dirs, explicit)``: ``explicit`` when ``path`` is itself a
     ``checkpoints/<step>`` directory or ``step`` was given (one candidate, no fallback).
     """
-    path = Path(path).absolute()
+    path = storage.absolute(path)
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint or workdir at {path}")
     if path.name.isdigit() and (
@@ -274,7 +284,7 @@ def _candidates(path: str | os.PathLike, step: int | None = None) -> tuple[list[
     return [directory / str(s) for s in reversed(steps)], False
 
 
-def locate_checkpoint(path: str | os.PathLike, step: int | None = None) -> Path:
+def locate_checkpoint(path: str | os.PathLike, step: int | None = None) -> epath.Path:
     """The ``checkpoints/<step>`` directory a path names (no integrity check).
 
     Args:
@@ -287,7 +297,7 @@ def locate_checkpoint(path: str | os.PathLike, step: int | None = None) -> Path:
     return _candidates(path, step)[0][0]
 
 
-def _restore(manager: ocp.CheckpointManager, step_dir: Path, **items: Any) -> Any:
+def _restore(manager: ocp.CheckpointManager, step_dir: epath.Path, **items: Any) -> Any:
     """``manager.restore`` of the named items of one step; any failure names the path."""
     try:
         return manager.restore(int(step_dir.name), args=ocp.args.Composite(**items))
@@ -295,7 +305,7 @@ def _restore(manager: ocp.CheckpointManager, step_dir: Path, **items: Any) -> An
         raise CorruptCheckpointError(step_dir, _one_line(error)) from error
 
 
-def _restore_items(step_dir: Path, **items: Any) -> Any:
+def _restore_items(step_dir: epath.Path, **items: Any) -> Any:
     """Restores the named items of one step directory with a read-only manager."""
     manager = ocp.CheckpointManager(step_dir.parent, item_names=_ITEMS)
     try:
@@ -304,7 +314,7 @@ def _restore_items(step_dir: Path, **items: Any) -> Any:
         manager.close()
 
 
-def _checked_meta(step_dir: Path, meta: Any) -> dict[str, Any]:
+def _checked_meta(step_dir: epath.Path, meta: Any) -> dict[str, Any]:
     """``meta`` as a dict, after checking it belongs to ``step_dir`` and holds a valid spec."""
     try:
         meta = dict(meta)
@@ -318,19 +328,19 @@ def _checked_meta(step_dir: Path, meta: Any) -> dict[str, Any]:
     return meta
 
 
-def _read_step_meta(step_dir: Path) -> dict[str, Any]:
+def _read_step_meta(step_dir: epath.Path) -> dict[str, Any]:
     """The checked meta (digests included) of one step directory."""
     return _checked_meta(step_dir, _restore_items(step_dir, meta=ocp.args.JsonRestore()).meta)
 
 
-def _as_corrupt(step_dir: Path, error: Exception) -> CorruptCheckpointError:
+def _as_corrupt(step_dir: epath.Path, error: Exception) -> CorruptCheckpointError:
     """Any failure while reading ``step_dir`` as a :class:`CorruptCheckpointError`."""
     if isinstance(error, CorruptCheckpointError):
         return error
     return CorruptCheckpointError(step_dir, _one_line(error))
 
 
-def _verify_step(step_dir: Path) -> dict[str, Any]:
+def _verify_step(step_dir: epath.Path) -> dict[str, Any]:
     """Reads meta and every array of a step (shapes from its own metadata) and checks digests.
 
     Returns the public meta. Raises :class:`CorruptCheckpointError` otherwise.
@@ -354,7 +364,7 @@ def _verify_step(step_dir: Path) -> dict[str, Any]:
     return _public_meta(meta)
 
 
-def _load_step(step_dir: Path) -> tuple[PIMCParams, dict[str, Any], Path]:
+def _load_step(step_dir: epath.Path) -> tuple[PIMCParams, dict[str, Any], epath.Path]:
     """Verified encoder parameters and meta of one step (see :func:`load_checkpoint`)."""
     try:
         meta = _read_step_meta(step_dir)
@@ -369,7 +379,7 @@ def _load_step(step_dir: Path) -> tuple[PIMCParams, dict[str, Any], Path]:
     return params, _public_meta(meta), step_dir
 
 
-def _first_good(directory: Path, step_dirs: list[Path], read: Any) -> tuple[Any, Any]:
+def _first_good(directory: epath.Path, step_dirs: list[epath.Path], read: Any) -> tuple[Any, Any]:
     """``(step, read(step_dir))`` of the first of ``step_dirs`` (newest first) that reads.
 
     Each bad step is logged in one warning line and skipped; if none is good, one
@@ -404,7 +414,9 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return load_checkpoint(path)[1]
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[PIMCParams, dict[str, Any], Path]:
+def load_checkpoint(
+    path: str | os.PathLike,
+) -> tuple[PIMCParams, dict[str, Any], epath.Path]:
     """Encoder parameters, ``meta`` and the step directory of a checkpoint, in one read.
 
     Args:
@@ -432,7 +444,8 @@ def load_params(path: str | os.PathLike) -> PIMCParams:
     Args:
       path: a pre-training workdir (its newest intact checkpoint is used; corrupt newer
         steps are skipped with a warning), its ``checkpoints`` directory, or one
-        ``checkpoints/<step>`` directory (which must itself be intact).
+        ``checkpoints/<step>`` directory (which must itself be intact); a local path or a
+        ``gs://`` URL.
 
     Returns:
       :class:`~pimc_jax.encode.PIMCParams`: the variables on the default device and the

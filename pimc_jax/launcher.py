@@ -11,8 +11,9 @@ import jax
 import ml_collections
 from absl import flags, logging
 
-from pimc_jax import parallel
+from pimc_jax import parallel, storage
 from pimc_jax.evaluation import EVAL_TASKS, run_evaluation
+from pimc_jax.evaluation.encoders import RANDOM_INIT
 from pimc_jax.train import pretrain
 
 # Every job launch.py runs, by ``config.task``: pre-training, then the evaluations.
@@ -37,6 +38,41 @@ def load_config(path: str | Path) -> ml_collections.ConfigDict:
 def default_workdir(config_path: str) -> str:
     """``workdirs/<config file stem>`` under the current directory."""
     return str(Path("workdirs") / Path(config_path.split(":")[0]).stem)
+
+
+# Data sources whose ``data.path`` may be a remote URL (``gs://``); the others read local files.
+REMOTE_DATA_SOURCES: tuple[str, ...] = ("pastis", "eurosat")
+
+
+def check_locations(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Checks every location the run reads or writes before any work is done.
+
+    The workdir, ``config.init_from`` and ``config.data.path`` / ``test_path`` must each be
+    a local path or a ``gs://`` URL whose filesystem is installed and whose bucket exists
+    (:func:`pimc_jax.storage.check_location`); a remote data path must belong to a source
+    that reads remote files (:data:`REMOTE_DATA_SOURCES`).
+
+    Raises:
+      pimc_jax.storage.StorageError: one line naming the flag, the location and the reason.
+    """
+    storage.check_location(workdir, "--workdir")
+    init_from = config.get("init_from")
+    if init_from and init_from != RANDOM_INIT:
+        storage.check_location(init_from, "--config.init_from")
+    data = config.get("data")
+    if data is None:
+        return
+    for key in ("path", "test_path"):
+        value = data.get(key)
+        if not value:
+            continue
+        storage.check_location(value, f"--config.data.{key}")
+        if storage.is_remote(value) and data.get("name") not in REMOTE_DATA_SOURCES:
+            raise storage.StorageError(
+                f"--config.data.{key}={value}: data.name={data.get('name')!r} reads local "
+                f"files only (remote data directories work for data.name in "
+                f"{REMOTE_DATA_SOURCES})"
+            )
 
 
 def _unknown_key(error: BaseException, argv: list[str]) -> str | None:
@@ -115,9 +151,10 @@ def run_cli(
     """:func:`run` for ``launch.py``: a user error exits 1 with one line on stderr.
 
     User errors (:data:`USER_ERRORS`: bad config values, missing files, a refused resume,
-    an unknown task) print ``FATAL: <Type>: <message>`` without a traceback; with
-    ``verbosity >= 1`` (``--verbosity=1``) they propagate, traceback included, as any
-    other (internal) exception always does.
+    an unknown task, an unusable workdir or data location) print
+    ``FATAL: <Type>: <message>`` without a traceback; with ``verbosity >= 1``
+    (``--verbosity=1``) they propagate, traceback included, as any other (internal)
+    exception always does.
     """
     try:
         config_file = Path(config_path.partition(":")[0])
@@ -139,6 +176,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, config_path: 
     task = config.get("task")
     if task not in TASKS:
         raise ValueError(f"config.task must be one of {TASKS}, got {task!r}")
+    workdir = workdir or default_workdir(config_path or task)
+    check_locations(config, workdir)
     distributed = config.get("distributed")
     if distributed is not None:
         parallel.initialize_distributed(
@@ -149,7 +188,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, config_path: 
     if not parallel.is_main_process():
         # Process 0 speaks for the run; the others only report problems.
         logging.set_verbosity(logging.WARNING)
-    workdir = workdir or default_workdir(config_path or task)
     logging.info("task=%s workdir=%s devices=%s", task, workdir, jax.devices())
     if task == "pretrain":
         return pretrain(config, workdir)

@@ -11,6 +11,12 @@ The TensorBoard writer does not need TensorFlow: it builds the ``Event``/``Summa
 protocol buffers with `tensorboardX <https://github.com/lanpa/tensorboardX>`_'s message
 classes and writes them with its (synchronous) TFRecord writer, which needs only numpy
 and protobuf.
+
+The workdir may be a ``gs://`` URL (:mod:`pimc_jax.storage`). Object stores cannot append,
+so there both files are kept in memory and each flush (one per written step) rewrites the
+whole object: what a method has written is in the bucket when it returns, as it is on disk
+for a local workdir. TensorBoard reads the event files from the bucket directly
+(``tensorboard --logdir gs://bucket/run/tensorboard``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import math
 import numbers
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Self, TextIO
@@ -31,6 +38,9 @@ from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboardX.proto.tensor_pb2 import TensorProto
 from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboardX.proto.types_pb2 import DT_STRING
+from tensorboardX.record_writer import masked_crc32c
+
+from pimc_jax import storage
 
 __all__ = [
     "JsonlWriter",
@@ -90,6 +100,28 @@ class _AppendOnlyFile:
         self.close()
 
 
+class _RemoteRecords:
+    """TFRecord framing (as ``tensorboardX.RecordWriter`` writes it) into a remote file."""
+
+    def __init__(self, path: str) -> None:
+        self._file = storage.RemoteAppendFile(path, keep=False)
+
+    def write(self, data: bytes) -> None:
+        header = struct.pack("Q", len(data))
+        self._file.write(
+            header
+            + struct.pack("I", masked_crc32c(header))
+            + data
+            + struct.pack("I", masked_crc32c(data))
+        )
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class TensorBoardWriter(_AppendOnlyFile):
     """Writes scalar (and text) summaries to a TensorBoard event file, without TensorFlow.
 
@@ -100,11 +132,16 @@ class TensorBoardWriter(_AppendOnlyFile):
     a method has written is on disk when it returns.
 
     Args:
-      logdir: directory for the event file; created if missing.
+      logdir: directory for the event file; created if missing. A ``gs://`` URL writes
+        the file there (module docstring).
     """
 
     def __init__(self, logdir: str | os.PathLike[str]) -> None:
         self.logdir = os.fspath(logdir)
+        self._file: RecordWriter | _RemoteRecords | None
+        if storage.is_remote(self.logdir):
+            self._open_remote()
+            return
         os.makedirs(self.logdir, exist_ok=True)
         base = os.path.join(
             self.logdir, f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
@@ -119,7 +156,18 @@ class TensorBoardWriter(_AppendOnlyFile):
                 suffix += 1
         self.path = path
         # An absolute path keeps tensorboardX from routing a "gs:..."/"s3:..." name remotely.
-        self._file: RecordWriter | None = RecordWriter(os.path.abspath(path))
+        self._file = RecordWriter(os.path.abspath(path))
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _open_remote(self) -> None:
+        """The event file under a remote ``logdir``: the first free name, written at once."""
+        directory = storage.as_path(self.logdir)
+        base = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
+        suffix = 0
+        while (directory / (f"{base}.{suffix}" if suffix else base)).exists():
+            suffix += 1  # only the main process writes, so checking first is enough
+        self.path = os.fspath(directory / (f"{base}.{suffix}" if suffix else base))
+        self._file = _RemoteRecords(self.path)
         self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def _write(self, event: Event) -> None:
@@ -163,11 +211,19 @@ class JsonlWriter(_AppendOnlyFile):
     ``NaN``/``Infinity`` (which :func:`json.loads` reads back).
 
     Args:
-      path: the ``.jsonl`` file; its directory is created if missing.
+      path: the ``.jsonl`` file; its directory is created if missing. A ``gs://`` URL
+        writes the file there (module docstring).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        self._file: TextIO | storage.RemoteAppendFile | None
+        if storage.is_remote(self.path):
+            self._file = storage.RemoteAppendFile(self.path)
+            if self._file.content and not self._file.content.endswith(b"\n"):
+                self._file.write("\n")
+            self._file.flush()  # the file exists from now on, as a local one would
+            return
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
@@ -176,7 +232,7 @@ class JsonlWriter(_AppendOnlyFile):
             with open(self.path, "rb") as existing:
                 existing.seek(-1, os.SEEK_END)
                 needs_newline = existing.read(1) != b"\n"
-        self._file: TextIO | None = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")
         if needs_newline:
             self._file.write("\n")
 

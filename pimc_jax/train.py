@@ -12,6 +12,9 @@ new total). Any other changed key (seed, batch size, ``optimizer.*``, ``data.*``
 ``config.resume_allow_changes=True``. ``config.json`` keeps the first run's config and
 each resume writes ``config.<step>.json`` beside it (``<step>``: the step it resumed at).
 
+The workdir may be a local path or a ``gs://`` URL (:mod:`pimc_jax.storage`): checkpoints,
+configs, ``metrics.jsonl`` and TensorBoard events all go there.
+
 Determinism: the batch of step ``i`` depends only on ``(config.seed, process, i)``
 and the step's randomness only on ``(config.seed, i, global row)``, so a run
 resumed from a checkpoint continues exactly as if it had never stopped, and the
@@ -22,10 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -33,9 +36,10 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 
-from pimc_jax import parallel
+from pimc_jax import parallel, storage
 from pimc_jax.checkpoint import CheckpointStore, read_meta
 from pimc_jax.data import load_patches
 from pimc_jax.data.pairs import PairSampler
@@ -213,7 +217,10 @@ _UNSET = "(unset)"
 
 
 def check_resume(
-    config: ml_collections.ConfigDict, saved: dict[str, Any], saved_step: int, where: Path
+    config: ml_collections.ConfigDict,
+    saved: dict[str, Any],
+    saved_step: int,
+    where: str | os.PathLike,
 ) -> None:
     """Refuses a resume whose config changes the run's trajectory (module docstring).
 
@@ -254,7 +261,7 @@ def check_resume(
         )
 
 
-def _saved_config(store: CheckpointStore, step: int, workdir: Path) -> dict[str, Any] | None:
+def _saved_config(store: CheckpointStore, step: int, workdir: epath.Path) -> dict[str, Any] | None:
     """The config checkpoint ``step`` was trained with (its meta, else ``config.json``)."""
     saved = read_meta(store.directory / str(step)).get("config")
     if saved is None and (workdir / "config.json").is_file():
@@ -295,10 +302,14 @@ def _host_metrics(metrics: Any) -> dict[str, float]:
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Pre-trains PIMC as ``config`` says, writing everything to ``workdir``.
 
+    Args:
+      config: a pre-training config (``configs/pretrain*.py``).
+      workdir: a local directory or a ``gs://`` URL (:mod:`pimc_jax.storage`).
+
     Returns:
       The metrics of the last logged step (empty if no step ran).
     """
-    workdir_path = Path(workdir)
+    workdir_path = storage.as_path(workdir)
     is_main = parallel.is_main_process()
     validate_pretrain_config(config)
     per_host_batch = _check_batch_size(config)

@@ -42,17 +42,58 @@ def _acquisition_dates(rng: np.random.Generator, num_dates: int) -> list[datetim
     return [first] + [first + datetime.timedelta(days=int(gap)) for gap in gaps]
 
 
+PASTIS_S1_ORBITS = ("S1A", "S1D")
+
+
+def _write_pastis_s1(
+    root: Path, patch_id: int, index: int, rng: np.random.Generator, size: int, start: datetime.date
+) -> dict[str, Any]:
+    """PASTIS-R S1A/S1D files of one patch: (T, 3, H, W) float32 VV, VH (dB), VV − VH.
+
+    S1A has ``4 + index`` dates six days apart from ``start``; S1D has 3 dates, its second
+    on S1A's second day (a day both orbits share). One VV value of S1A date 0 is NaN.
+    """
+    written: dict[str, Any] = {}
+    s1a_dates = [start + datetime.timedelta(days=6 * k) for k in range(4 + index)]
+    s1d_dates = [s1a_dates[0] + datetime.timedelta(days=2), s1a_dates[1]]
+    s1d_dates.append(s1a_dates[1] + datetime.timedelta(days=9))
+    for orbit, dates in zip(PASTIS_S1_ORBITS, (s1a_dates, s1d_dates), strict=True):
+        vv = rng.uniform(-20.0, -5.0, size=(len(dates), size, size))
+        vh = rng.uniform(-28.0, -12.0, size=(len(dates), size, size))
+        data = np.stack([vv, vh, vv - vh], axis=1).astype(np.float32)
+        if orbit == "S1A":
+            data[0, 0, 1, 2] = np.nan
+        (root / f"DATA_{orbit}").mkdir(exist_ok=True)
+        np.save(root / f"DATA_{orbit}" / f"{orbit}_{patch_id}.npy", data)
+        key = orbit.lower()
+        written[key] = data
+        written[f"{key}_yyyymmdd"] = [int(date.strftime("%Y%m%d")) for date in dates]
+        written[f"{key}_days"] = np.array([(date - _EPOCH).days for date in dates])
+    return written
+
+
 def write_pastis_dir(
-    path: str | Path, num_patches: int = 3, size: int = 32, *, seed: int = 0
+    path: str | Path,
+    num_patches: int = 3,
+    size: int = 32,
+    *,
+    s1: bool = False,
+    without_s1: Sequence[int] = (),
+    seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """Writes a PASTIS directory in the official layout.
+    """Writes a PASTIS directory (PASTIS-R with ``s1``) in the official layout.
 
     Patch ``i`` gets ID_PATCH ``10000 + 7 * i``, fold ``i % 5 + 1`` and ``5 + i % 5``
-    dates (5..9).
+    dates (5..9). With ``s1``, every patch whose index is not in ``without_s1`` also gets
+    ``DATA_S1A``/``DATA_S1D`` files, ``dates-S1A``/``dates-S1D`` properties (see
+    :func:`_write_pastis_s1`) and the directory ``NORM_S1A_patch.json`` /
+    ``NORM_S1D_patch.json``; the patches of ``without_s1`` get neither files nor dates.
 
     Returns:
       ``{patch_id: {"fold", "dn" (T, 10, H, W) int16, "target" (3, H, W) uint8,
-      "yyyymmdd" list[int], "days" (T,) int days since 1970-01-01}}``.
+      "yyyymmdd" list[int], "days" (T,) int days since 1970-01-01}}``, plus for a patch
+      with S1, per orbit ``"s1a"`` (T1, 3, H, W) float32 as written, ``"s1a_yyyymmdd"``,
+      ``"s1a_days"`` (and the same for ``s1d``).
     """
     root = Path(path)
     for folder in ("DATA_S2", "ANNOTATIONS"):
@@ -76,19 +117,26 @@ def write_pastis_dir(
         np.save(root / "ANNOTATIONS" / f"TARGET_{patch_id}.npy", target)
         yyyymmdd = [int(date.strftime("%Y%m%d")) for date in dates]
         x0, y0 = 600_000.0 + 1_280.0 * index, 6_800_000.0
+        properties: dict[str, Any] = {
+            "Fold": fold,
+            "ID_PATCH": patch_id,
+            "N_Parcel": int(rng.integers(1, 100)),
+            "Parcel_Cover": float(rng.uniform(0.3, 1.0)),
+            "TILE": "t30uxv",
+            "dates-S2": {str(t): value for t, value in enumerate(yyyymmdd)},
+            "id": str(patch_id),
+        }
+        s1_written: dict[str, Any] = {}
+        if s1 and index not in without_s1:
+            s1_written = _write_pastis_s1(root, patch_id, index, rng, size, dates[0])
+            for orbit in PASTIS_S1_ORBITS:
+                values = s1_written[f"{orbit.lower()}_yyyymmdd"]
+                properties[f"dates-{orbit}"] = {str(t): value for t, value in enumerate(values)}
         features.append(
             {
                 "type": "Feature",
                 "id": str(patch_id),
-                "properties": {
-                    "Fold": fold,
-                    "ID_PATCH": patch_id,
-                    "N_Parcel": int(rng.integers(1, 100)),
-                    "Parcel_Cover": float(rng.uniform(0.3, 1.0)),
-                    "TILE": "t30uxv",
-                    "dates-S2": {str(t): value for t, value in enumerate(yyyymmdd)},
-                    "id": str(patch_id),
-                },
+                "properties": properties,
                 "geometry": {
                     "type": "Polygon",
                     "coordinates": [
@@ -104,6 +152,7 @@ def write_pastis_dir(
             "target": target,
             "yyyymmdd": yyyymmdd,
             "days": np.array([(date - _EPOCH).days for date in dates]),
+            **s1_written,
         }
     collection = {
         "type": "FeatureCollection",
@@ -119,6 +168,16 @@ def write_pastis_dir(
         for fold in range(1, 6)
     }
     (root / "NORM_S2_patch.json").write_text(json.dumps(norm))
+    if s1:
+        for orbit in PASTIS_S1_ORBITS:
+            s1_norm = {
+                f"Fold_{fold}": {
+                    "mean": rng.uniform(-18.0, 6.0, 3).tolist(),
+                    "std": rng.uniform(2.0, 4.0, 3).tolist(),
+                }
+                for fold in range(1, 6)
+            }
+            (root / f"NORM_{orbit}_patch.json").write_text(json.dumps(s1_norm))
     return written
 
 

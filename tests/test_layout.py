@@ -1,7 +1,8 @@
 """The package's import graph follows the pipeline order the README's layout table states.
 
 Reference: the order written out below (indices → recurrence → models → preprocessing →
-loss → optim → step → train; data and evaluation beside; encode a leaf), checked against
+loss → optim → step → train; data and evaluation beside; encode and the figure command
+plot leaves), checked against
 the imports parsed from the source with ``ast`` (every import, also inside functions).
 """
 
@@ -17,6 +18,8 @@ RANKS = {
     "defaults": 0,
     "parallel": 0,
     "metrics": 0,
+    "storage": 0,
+    "progress": 0,
     "indices": 1,
     "data": 2,
     "recurrence": 2,
@@ -30,6 +33,7 @@ RANKS = {
     "train": 6,
     "encode": 7,
     "launcher": 8,
+    "plot": 8,
 }
 # The evaluation tasks import the shared evaluation modules, never each other.
 EVALUATION_TASKS = ("pixel_classification", "forecasting", "image_classification")
@@ -83,7 +87,13 @@ def test_imports_point_down_the_pipeline(module):
 
 def test_inference_api_is_a_leaf():
     importers = [m for m, names in MODULES.items() if "pimc_jax.encode" in names]
-    assert importers == ["pimc_jax"]  # only the package root re-exports it
+    # The package root re-exports it; the figure command, ranked above it, draws embeddings.
+    assert importers == ["pimc_jax", "pimc_jax.plot"]
+
+
+def test_figure_command_is_a_leaf():
+    importers = [m for m, names in MODULES.items() if "pimc_jax.plot" in names]
+    assert importers == []
 
 
 def test_evaluation_tasks_do_not_import_each_other():

@@ -1,4 +1,4 @@
-"""PASTIS Sentinel-2 patches, read through a TFDS builder (array_record, no TensorFlow).
+"""PASTIS and PASTIS-R patches, read through a TFDS builder (array_record, no TensorFlow).
 
 PASTIS (Sainte Fare Garnot & Landrieu, ICCV 2021) holds 2 433 Sentinel-2 image time
 series patches of 128 x 128 pixels over France, each with 38 to 61 acquisitions and a
@@ -22,7 +22,22 @@ Layout of the manual directory (the official PASTIS archive, unchanged)::
                                per-fold band statistics in digital numbers (optional; read
                                by :func:`load_pastis_norm`).
 
-Other files of the archive (Sentinel-1, instance annotations) are ignored.
+PASTIS-R (Sainte Fare Garnot, Landrieu & Chehata, ISPRS J. 2022; https://zenodo.org/record/5735646)
+is the same archive plus Sentinel-1 GRD series of every patch, one per orbit direction::
+
+    DATA_S1A/S1A_<ID_PATCH>.npy  (T, 3, H, W) float32, ascending orbit, and
+    DATA_S1D/S1D_<ID_PATCH>.npy  the same for the descending orbit: channels VV, VH and
+                                 VV/VH, backscatter σ0 in dB, the ratio as the dB
+                                 difference VV − VH (the channel means published with
+                                 the data set, about −10.3, −16.9 and 6.6, agree with that).
+    metadata.geojson             properties dates-S1A and dates-S1D beside dates-S2, in the
+                                 same {index: YYYYMMDD} form (equal days allowed).
+    NORM_S1A_patch.json,         per-fold channel statistics in dB (optional;
+    NORM_S1D_patch.json          :func:`load_pastis_norm` with ``sensor="S1A"``).
+
+An orbit's series exists for a patch when its .npy file does (then its dates are
+required); a patch without it gets an empty series. Other files of the archive
+(instance annotations) are ignored.
 
 The builder :class:`Pastis` stores one example per patch with the features
 
@@ -31,6 +46,9 @@ The builder :class:`Pastis` stores one example per patch with the features
     ``labels``    (H, W) int32 semantic class (channel 0 of TARGET),
     ``patch_id``  text, the ID_PATCH,
     ``fold``      int32 official fold 1..5,
+    ``s1a_bands`` (T1, H, W, 3) float32 dB, ascending orbit, ``(0, H, W, 3)`` without it,
+    ``s1a_dates`` (T1,) int32 days since 1970-01-01 (non-decreasing, as in the file),
+    ``s1d_bands``, ``s1d_dates`` the same for the descending orbit,
 
 in one split per fold, ``fold1`` ... ``fold5`` (TFDS split arithmetic such as
 ``"fold1+fold2"`` selects several). The number of dates stays variable, as in the files.
@@ -38,6 +56,10 @@ in one split per fold, ``fold1`` ... ``fold5`` (TFDS split arithmetic such as
 and returns :class:`~pimc_jax.data.patches.Patch` objects that keep the int16 digital
 numbers (``reflectance_scale`` 10 000; ``patch.reflectance()`` converts). After the
 files in the manual directory change, delete the prepared directory so that it is rebuilt.
+With ``s1="S1A"``, ``"S1D"`` or ``"both"`` (merged by date,
+:func:`~pimc_jax.data.radar.merge_s1_series`) the patches also carry that Sentinel-1
+series (``patch.s1_bands`` in dB, ``patch.s1_dates``; an empty one where the patch has
+none, counted in the log).
 """
 
 from __future__ import annotations
@@ -58,9 +80,12 @@ from absl import logging
 
 from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch
-from pimc_jax.indices import BAND_TABLES
+from pimc_jax.data.radar import S1_ORBITS, check_s1_setting, merge_s1_series, s1_orbits
+from pimc_jax.indices import BAND_TABLES, S1_BAND_NAMES
 
 PASTIS_BAND_NAMES: tuple[str, ...] = BAND_TABLES["pastis"]
+#: Channels of PASTIS-R's DATA_S1A / DATA_S1D series (dB).
+PASTIS_S1_BAND_NAMES: tuple[str, ...] = S1_BAND_NAMES
 BACKGROUND_CLASS = 0
 VOID_CLASS = 19
 PASTIS_FOLDS: tuple[int, ...] = (1, 2, 3, 4, 5)
@@ -111,6 +136,33 @@ def _s2_file(manual_dir: Path, patch_id: str) -> Path:
     return manual_dir / "DATA_S2" / f"S2_{patch_id}.npy"
 
 
+def _s1_file(manual_dir: Path, orbit: str, patch_id: str) -> Path:
+    return manual_dir / f"DATA_{orbit}" / f"{orbit}_{patch_id}.npy"
+
+
+def _parse_dates(raw_dates: Any, key: str, where: str, *, strict: bool = True) -> np.ndarray:
+    """A ``{index: YYYYMMDD}`` object (or its JSON text, or a list) -> (T,) int32 days."""
+    if isinstance(raw_dates, str):
+        try:
+            raw_dates = json.loads(raw_dates)
+        except json.JSONDecodeError:
+            raise ValueError(f"{where}: {key} is not a JSON object") from None
+    if isinstance(raw_dates, list):
+        raw_dates = {str(i): d for i, d in enumerate(raw_dates)}
+    if not isinstance(raw_dates, Mapping) or not raw_dates:
+        raise ValueError(f"{where}: {key} must be a non-empty {{index: YYYYMMDD}} object")
+    try:
+        order = sorted(raw_dates, key=int)
+        dates = np.array([yyyymmdd_to_days(raw_dates[k]) for k in order], np.int32)
+    except ValueError as err:
+        raise ValueError(f"{where}: {key}: {err}") from None
+    steps = np.diff(dates)
+    if np.any(steps <= 0) if strict else np.any(steps < 0):
+        order_kind = "strictly increasing" if strict else "in time order"
+        raise ValueError(f"{where}: {key} are not {order_kind}")
+    return dates
+
+
 def _target_file(manual_dir: Path, patch_id: str) -> Path:
     return manual_dir / "ANNOTATIONS" / f"TARGET_{patch_id}.npy"
 
@@ -120,11 +172,14 @@ def read_pastis_metadata(manual_dir: str | os.PathLike[str]) -> list[dict[str, A
 
     Returns:
       One dict per patch, sorted by ID_PATCH: ``patch_id`` (str), ``fold`` (int 1..5),
-      ``dates`` ((T,) int32 days since 1970-01-01, in time-series order).
+      ``dates`` ((T,) int32 days since 1970-01-01, in time-series order), and per orbit
+      ``s1a_dates`` / ``s1d_dates``: (T1,) int32 days when the patch's DATA_S1A / DATA_S1D
+      file exists, else None.
 
     Raises:
       ValueError naming the file when it is missing, is not a FeatureCollection, lacks a
-      property, holds an invalid date or fold, or when a patch's .npy files are missing.
+      property, holds an invalid date or fold, or when a patch's .npy files are missing
+      (or an S1 file exists without its dates-S1A / dates-S1D).
     """
     manual_dir = Path(manual_dir)
     meta_file = manual_dir / "metadata.geojson"
@@ -154,27 +209,22 @@ def read_pastis_metadata(manual_dir: str | os.PathLike[str]) -> list[dict[str, A
             raise ValueError(f"{where}: Fold must be an integer, got {props['Fold']!r}") from None
         if fold not in PASTIS_FOLDS:
             raise ValueError(f"{where}: Fold must be one of {PASTIS_FOLDS}, got {fold}")
-        raw_dates = props["dates-S2"]
-        if isinstance(raw_dates, str):
-            try:
-                raw_dates = json.loads(raw_dates)
-            except json.JSONDecodeError:
-                raise ValueError(f"{where}: dates-S2 is not a JSON object") from None
-        if isinstance(raw_dates, list):
-            raw_dates = {str(i): d for i, d in enumerate(raw_dates)}
-        if not isinstance(raw_dates, Mapping) or not raw_dates:
-            raise ValueError(f"{where}: dates-S2 must be a non-empty {{index: YYYYMMDD}} object")
-        try:
-            order = sorted(raw_dates, key=int)
-            dates = np.array([yyyymmdd_to_days(raw_dates[key]) for key in order], np.int32)
-        except ValueError as err:
-            raise ValueError(f"{where}: dates-S2: {err}") from None
-        if np.any(np.diff(dates) <= 0):
-            raise ValueError(f"{where}: dates-S2 are not strictly increasing")
+        dates = _parse_dates(props["dates-S2"], "dates-S2", where)
         for path in (_s2_file(manual_dir, patch_id), _target_file(manual_dir, patch_id)):
             if not path.is_file():
                 raise ValueError(f"PASTIS file not found for patch {patch_id}: {path}")
-        entries.append({"patch_id": patch_id, "fold": fold, "dates": dates})
+        entry = {"patch_id": patch_id, "fold": fold, "dates": dates}
+        for orbit in S1_ORBITS:
+            entry[f"{orbit.lower()}_dates"] = None
+            if _s1_file(manual_dir, orbit, patch_id).is_file():
+                key = f"dates-{orbit}"
+                if key not in props:
+                    raise ValueError(
+                        f"{where}: {_s1_file(manual_dir, orbit, patch_id).name} exists but "
+                        f"the feature has no {key} property"
+                    )
+                entry[f"{orbit.lower()}_dates"] = _parse_dates(props[key], key, where, strict=False)
+        entries.append(entry)
 
     if not entries:
         raise ValueError(f"{meta_file}: no patches")
@@ -240,15 +290,52 @@ def read_pastis_patch_arrays(
     return bands, semantic.astype(np.int32)
 
 
-class Pastis(tfds.core.GeneratorBasedBuilder):
-    """PASTIS Sentinel-2 patches from the official archive in a manual directory."""
+def read_pastis_s1_array(
+    manual_dir: str | os.PathLike[str],
+    orbit: str,
+    patch_id: str,
+    num_dates: int,
+    size: tuple[int, int],
+) -> np.ndarray:
+    """Reads and checks one patch's Sentinel-1 file of ``orbit`` (``"S1A"`` or ``"S1D"``).
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Sentinel-2 patches, semantic labels, one split per fold."}
+    Returns:
+      ``(T1, H, W, 3)`` float32 dB values (time first, channels last), ±inf as NaN.
+
+    Raises:
+      ValueError naming the file when its shape or dtype is wrong.
+    """
+    s1_file = _s1_file(Path(manual_dir), orbit, patch_id)
+    try:
+        data = np.load(s1_file)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {s1_file}: {err}") from None
+    num_channels = len(PASTIS_S1_BAND_NAMES)
+    if data.ndim != 4 or data.shape[0] != num_dates or data.shape[1:] != (num_channels, *size):
+        raise ValueError(
+            f"{s1_file}: expected shape ({num_dates}, {num_channels}, {size[0]}, {size[1]}) "
+            f"(T from dates-{orbit}, H and W of the S2 file), got {data.shape}"
+        )
+    if not np.issubdtype(data.dtype, np.floating):
+        raise ValueError(f"{s1_file}: expected float backscatter in dB, got dtype {data.dtype}")
+    values = np.ascontiguousarray(np.transpose(data, (0, 2, 3, 1)).astype(np.float32))
+    values[np.isinf(values)] = np.nan
+    return values
+
+
+class Pastis(tfds.core.GeneratorBasedBuilder):
+    """PASTIS / PASTIS-R patches from the official archive in a manual directory."""
+
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Sentinel-2 patches, semantic labels, one split per fold.",
+        "1.1.0": "PASTIS-R Sentinel-1 series of both orbits (empty where absent).",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-    Download PASTIS from https://zenodo.org/record/5012942 (PASTIS.zip) and unpack it.
-    Pass the folder that holds metadata.geojson, DATA_S2/ and ANNOTATIONS/ as the manual
-    directory (`load_pastis_patches(path)` does this for you).
+    Download PASTIS from https://zenodo.org/record/5012942 (PASTIS.zip), or PASTIS-R
+    (with Sentinel-1) from https://zenodo.org/record/5735646, and unpack it. Pass the
+    folder that holds metadata.geojson, DATA_S2/ and ANNOTATIONS/ (and DATA_S1A/,
+    DATA_S1D/) as the manual directory (`load_pastis_patches(path)` does this for you).
     """
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -268,6 +355,21 @@ class Pastis(tfds.core.GeneratorBasedBuilder):
                     ),
                     "patch_id": tfds.features.Text(),
                     "fold": tfds.features.Scalar(dtype=np.int32),
+                    **{
+                        f"{orbit.lower()}_{key}": feature
+                        for orbit in S1_ORBITS
+                        for key, feature in (
+                            (
+                                "bands",
+                                tfds.features.Tensor(
+                                    shape=(None, None, None, len(PASTIS_S1_BAND_NAMES)),
+                                    dtype=np.float32,
+                                    encoding=zlib,
+                                ),
+                            ),
+                            ("dates", tfds.features.Tensor(shape=(None,), dtype=np.int32)),
+                        )
+                    },
                 }
             ),
             homepage="https://github.com/VSainteuf/pastis-benchmark",
@@ -277,6 +379,16 @@ class Pastis(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
         manual_dir = Path(dl_manager.manual_dir)
         entries = read_pastis_metadata(manual_dir)
+        for orbit in S1_ORBITS:
+            missing = sum(entry[f"{orbit.lower()}_dates"] is None for entry in entries)
+            if missing:
+                logging.info(
+                    "PASTIS at %s: %d of %d patches have no %s series (stored empty)",
+                    manual_dir,
+                    missing,
+                    len(entries),
+                    orbit,
+                )
         splits = {}
         for fold in PASTIS_FOLDS:
             fold_entries = [entry for entry in entries if entry["fold"] == fold]
@@ -293,16 +405,26 @@ class Pastis(tfds.core.GeneratorBasedBuilder):
         ):
             patch_id = entry["patch_id"]
             bands, labels = read_pastis_patch_arrays(manual_dir, patch_id, len(entry["dates"]))
-            yield (
-                patch_id,
-                {
-                    "bands": bands,
-                    "dates": entry["dates"],
-                    "labels": labels,
-                    "patch_id": patch_id,
-                    "fold": entry["fold"],
-                },
-            )
+            example = {
+                "bands": bands,
+                "dates": entry["dates"],
+                "labels": labels,
+                "patch_id": patch_id,
+                "fold": entry["fold"],
+            }
+            for orbit in S1_ORBITS:
+                key = orbit.lower()
+                s1_dates = entry[f"{key}_dates"]
+                if s1_dates is None:
+                    s1_dates = np.zeros((0,), np.int32)
+                    s1_bands = np.zeros((0, *labels.shape, len(PASTIS_S1_BAND_NAMES)), np.float32)
+                else:
+                    s1_bands = read_pastis_s1_array(
+                        manual_dir, orbit, patch_id, len(s1_dates), labels.shape
+                    )
+                example[f"{key}_bands"] = s1_bands
+                example[f"{key}_dates"] = s1_dates
+            yield patch_id, example
 
 
 def prepare_pastis(
@@ -347,15 +469,33 @@ def _tfds_bars(enabled: bool) -> Iterator[None]:
         tfds.display_progress_bar(before)
 
 
-def patch_from_example(example: Mapping[str, Any]) -> Patch:
+def patch_from_example(example: Mapping[str, Any], s1: str | None = None) -> Patch:
     """One stored example -> :class:`Patch` keeping the int16 digital numbers.
 
     ``patch.reflectance()`` gives DN / 10 000; keeping the integers quarters the memory
-    of a loaded dataset.
+    of a loaded dataset. With ``s1`` (``"S1A"``, ``"S1D"`` or ``"both"``) the patch also
+    holds that Sentinel-1 series: ``s1_bands`` ``(T1, H, W, 3)`` float32 dB, ``s1_dates``
+    ``(T1,)`` int32 (orbits merged by date for ``"both"``, equal days averaged in linear
+    power), ``s1_band_names`` :data:`PASTIS_S1_BAND_NAMES`; ``T1 = 0`` without one.
     """
     patch_id = example["patch_id"]
     if isinstance(patch_id, bytes):
         patch_id = patch_id.decode()
+    s1_fields: dict[str, Any] = {}
+    setting = check_s1_setting(s1)
+    if setting is not None:
+        labels_shape = np.shape(example["labels"])
+        series = [
+            (np.asarray(example[f"{orbit.lower()}_bands"], np.float32),
+             np.asarray(example[f"{orbit.lower()}_dates"], np.int32))
+            for orbit in s1_orbits(setting)
+        ]  # fmt: skip
+        if any(dates.size for _, dates in series):
+            s1_bands, s1_dates = merge_s1_series(series, PASTIS_S1_BAND_NAMES)
+        else:
+            s1_bands = np.zeros((0, *labels_shape, len(PASTIS_S1_BAND_NAMES)), np.float32)
+            s1_dates = np.zeros((0,), np.int32)
+        s1_fields = dict(s1_bands=s1_bands, s1_dates=s1_dates, s1_band_names=PASTIS_S1_BAND_NAMES)
     return Patch(
         bands=np.asarray(example["bands"], np.int16),
         dates=np.asarray(example["dates"], np.int32),
@@ -364,6 +504,7 @@ def patch_from_example(example: Mapping[str, Any]) -> Patch:
         patch_id=str(patch_id),
         fold=int(example["fold"]),
         reflectance_scale=REFLECTANCE_SCALE,
+        **s1_fields,
     )
 
 
@@ -380,20 +521,22 @@ class LazyPatches(collections.abc.Sequence):
 
     For passes that visit each patch once or twice (pixel sampling for the evaluations,
     band statistics), this keeps memory at one patch instead of the ~70 GB of the whole
-    dataset. Slicing gives another lazy view.
+    dataset. Slicing gives another lazy view. ``s1``: the Sentinel-1 series each patch
+    carries (:func:`patch_from_example`).
     """
 
-    def __init__(self, source: Any, indices: Sequence[int]):
+    def __init__(self, source: Any, indices: Sequence[int], s1: str | None = None):
         self._source = source
         self._indices = list(indices)
+        self._s1 = check_s1_setting(s1)
 
     def __len__(self) -> int:
         return len(self._indices)
 
     def __getitem__(self, item: int | slice) -> Any:
         if isinstance(item, slice):
-            return LazyPatches(self._source, self._indices[item])
-        return patch_from_example(self._source[self._indices[item]])
+            return LazyPatches(self._source, self._indices[item], self._s1)
+        return patch_from_example(self._source[self._indices[item]], self._s1)
 
 
 def load_pastis_patches(
@@ -404,6 +547,7 @@ def load_pastis_patches(
     process_index: int = 0,
     process_count: int = 1,
     lazy: bool = False,
+    s1: str | None = None,
 ) -> Sequence[Patch]:
     """Reads the PASTIS patches of the given official folds (this process's shard).
 
@@ -417,6 +561,9 @@ def load_pastis_patches(
         run reads its own shard).
       lazy: return a :class:`LazyPatches` view that decodes each patch when it is
         accessed (in the data source's order) instead of a list held in memory.
+      s1: also read the PASTIS-R Sentinel-1 series of orbit ``"S1A"``, ``"S1D"`` or
+        ``"both"`` (merged by date); ``None`` / ``"none"``: S2 only. Patches without that
+        series get an empty one (``patch.has_s1`` False); eager loading logs their count.
 
     Returns:
       Patches: bands (T, H, W, 10) int16 digital numbers with ``reflectance_scale``
@@ -430,6 +577,7 @@ def load_pastis_patches(
       none of the requested folds holds a patch.
     """
     folds = _check_folds(folds)
+    s1 = check_s1_setting(s1)
     builder = prepare_pastis(path, data_dir)
     present = [fold for fold in folds if f"fold{fold}" in builder.info.splits]
     absent = sorted(set(folds) - set(present))
@@ -440,27 +588,49 @@ def load_pastis_patches(
     source = builder.as_data_source(split="+".join(f"fold{fold}" for fold in present))
     indices = range(process_index, len(source), process_count)
     if lazy:
-        return LazyPatches(source, indices)
+        return LazyPatches(source, indices, s1)
     patches = [
-        patch_from_example(source[index])
+        patch_from_example(source[index], s1)
         for index in progress_lib.progress(indices, desc="Loading PASTIS", unit="patch")
     ]
+    if s1 is not None:
+        missing = sum(not patch.has_s1 for patch in patches)
+        if missing:
+            logging.warning(
+                "PASTIS at %s: %d of %d patches have no Sentinel-1 series (%s); they are "
+                "left out of Sentinel-1 views",
+                path,
+                missing,
+                len(patches),
+                s1,
+            )
     return sorted(patches, key=lambda p: (p.fold, *_patch_sort_key({"patch_id": p.patch_id})))
 
 
 def load_pastis_norm(
-    path: str | os.PathLike[str], folds: Sequence[int] = PASTIS_FOLDS
+    path: str | os.PathLike[str],
+    folds: Sequence[int] = PASTIS_FOLDS,
+    *,
+    sensor: str = "S2",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std in reflectance from ``NORM_S2_patch.json``.
+    """Per-band mean and std from ``NORM_<sensor>_patch.json``.
 
     Like the official data loader, the statistics of the selected folds are averaged.
 
+    Args:
+      sensor: ``"S2"`` (reflectance) or PASTIS-R's ``"S1A"`` / ``"S1D"`` (dB).
+
     Returns:
-      ``mean`` and ``std``, each (10,) float32, in reflectance (DN / 10 000), band order
-      :data:`PASTIS_BAND_NAMES`.
+      ``mean`` and ``std``, each (C,) float32: for S2 (10,) in reflectance (DN / 10 000),
+      band order :data:`PASTIS_BAND_NAMES`; for S1 (3,) in dB, channel order
+      :data:`PASTIS_S1_BAND_NAMES`.
     """
     folds = _check_folds(folds)
-    norm_file = Path(path) / "NORM_S2_patch.json"
+    if sensor not in ("S2", *S1_ORBITS):
+        raise ValueError(f"sensor must be 'S2', 'S1A' or 'S1D', got {sensor!r}")
+    names = PASTIS_BAND_NAMES if sensor == "S2" else PASTIS_S1_BAND_NAMES
+    scale = REFLECTANCE_SCALE if sensor == "S2" else 1.0
+    norm_file = Path(path) / f"NORM_{sensor}_patch.json"
     if not norm_file.is_file():
         raise ValueError(f"PASTIS normalisation file not found: {norm_file}")
     stats = json.loads(norm_file.read_text())
@@ -471,12 +641,12 @@ def load_pastis_norm(
             raise ValueError(f"{norm_file}: no 'Fold_{fold}' entry with 'mean' and 'std'")
         for key, out in (("mean", means), ("std", stds)):
             values = np.asarray(entry[key], np.float64)
-            if values.shape != (len(PASTIS_BAND_NAMES),):
+            if values.shape != (len(names),):
                 raise ValueError(
-                    f"{norm_file}: Fold_{fold} {key} must hold {len(PASTIS_BAND_NAMES)} "
+                    f"{norm_file}: Fold_{fold} {key} must hold {len(names)} "
                     f"values, got shape {values.shape}"
                 )
             out.append(values)
-    mean = np.mean(means, axis=0) / REFLECTANCE_SCALE
-    std = np.mean(stds, axis=0) / REFLECTANCE_SCALE
+    mean = np.mean(means, axis=0) / scale
+    std = np.mean(stds, axis=0) / scale
     return mean.astype(np.float32), std.astype(np.float32)

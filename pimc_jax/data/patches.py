@@ -40,6 +40,13 @@ class Patch:
         has its upper-left corner at ``x = a·col + b·row + c``, ``y = d·col + e·row + f``
         (rasterio's ``Affine`` order), or ``None``. Kept so that per-pixel outputs can be
         written back onto the same grid (:func:`pimc_jax.data.geotiff.write_patch_geotiff`).
+      s1_bands: optional second sensor, Sentinel-1: ``(T1, H, W, C1)`` float32 backscatter
+        in dB on the same pixel grid (NaN = no-data), or ``None``. ``T1 = 0`` means the
+        series was asked for but the source has none for this patch (:attr:`has_s1`).
+      s1_dates: ``(T1,)`` int32 days since 1970-01-01, strictly increasing, their own
+        dates (not aligned with ``dates``); given exactly when ``s1_bands`` is.
+      s1_band_names: ``C1`` channel names, e.g. ``("VV", "VH", "VV/VH")``
+        (:data:`pimc_jax.indices.S1_BAND_NAMES`); ``()`` without S1.
     """
 
     bands: np.ndarray
@@ -51,6 +58,9 @@ class Patch:
     reflectance_scale: float = 1.0
     crs: str | None = None
     transform: tuple[float, ...] | None = None
+    s1_bands: np.ndarray | None = None
+    s1_dates: np.ndarray | None = None
+    s1_band_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.reflectance_scale <= 0:
@@ -87,6 +97,38 @@ class Patch:
                 f"Patch {self.patch_id!r}: transform must be 6 finite numbers (a, b, c, d, e, f), "
                 f"got {self.transform}"
             )
+        self._check_s1(height, width)
+
+    def _check_s1(self, height: int, width: int) -> None:
+        where = f"Patch {self.patch_id!r}"
+        if self.s1_bands is None:
+            if self.s1_dates is not None or self.s1_band_names:
+                raise ValueError(f"{where}: s1_dates or s1_band_names given without s1_bands")
+            return
+        if self.s1_dates is None:
+            raise ValueError(f"{where}: s1_bands given without s1_dates")
+        if self.s1_bands.ndim != 4 or self.s1_bands.shape[1:3] != (height, width):
+            raise ValueError(
+                f"{where}: s1_bands must be (T1, {height}, {width}, C1) on the bands' grid, "
+                f"got shape {self.s1_bands.shape}"
+            )
+        if not np.issubdtype(self.s1_bands.dtype, np.floating):
+            raise ValueError(
+                f"{where}: s1_bands must be float dB values, got {self.s1_bands.dtype}"
+            )
+        num_dates, num_bands = self.s1_bands.shape[0], self.s1_bands.shape[3]
+        if self.s1_dates.shape != (num_dates,):
+            raise ValueError(
+                f"{where}: s1_dates must have shape ({num_dates},) to match s1_bands "
+                f"{self.s1_bands.shape}, got {self.s1_dates.shape}"
+            )
+        if len(self.s1_band_names) != num_bands:
+            raise ValueError(
+                f"{where}: {num_bands} S1 channels but {len(self.s1_band_names)} s1_band_names "
+                f"{self.s1_band_names}"
+            )
+        if num_dates > 1 and not np.all(np.diff(self.s1_dates) > 0):
+            raise ValueError(f"{where}: s1_dates must be strictly increasing")
 
     def reflectance(self, index: Any = ...) -> np.ndarray:
         """``bands[index]`` as float32 reflectance (a view when already reflectance).
@@ -99,6 +141,11 @@ class Patch:
         if self.reflectance_scale == 1.0 and values.dtype == np.float32:
             return values
         return values.astype(np.float32) / np.float32(self.reflectance_scale)
+
+    @property
+    def has_s1(self) -> bool:
+        """Whether the patch holds a Sentinel-1 series with at least one date."""
+        return self.s1_bands is not None and self.s1_bands.shape[0] > 0
 
     @property
     def num_dates(self) -> int:

@@ -12,7 +12,8 @@ Each task module has an evaluator class built from the config (it loads the data
 with ``random_params()`` (the baseline encoder) and ``run(params) -> results``.
 :func:`run_evaluation` picks the encoder (``init_from``, and how it is evaluated,
 ``protocol``: :mod:`.encoders`), runs it and writes ``WORKDIR/results.json`` /
-``results.md`` (:mod:`.results`). With ``config.poll`` it keeps watching the
+``results.md`` (:mod:`.results`) with the figures they link (:mod:`.figures`:
+``confusion.png`` or ``forecast_examples.png``). With ``config.poll`` it keeps watching the
 pre-training workdir ``config.init_from`` and evaluates every new checkpoint as it lands:
 each into ``WORKDIR/steps/<step>/``, the latest also into ``WORKDIR/results.*`` and one
 line per checkpoint into ``WORKDIR/history.jsonl``. Polling stops when the checkpoint of
@@ -27,6 +28,7 @@ The task modules import only these shared modules, never each other:
 * :mod:`.finetune`: the ``finetune`` protocol (supervised training of tower and head);
 * :mod:`.scores`: confusion matrix, accuracy and F1, RMSE;
 * :mod:`.results`: ``results.json`` / ``results.md``;
+* :mod:`.figures`: the figures written beside them (confusion matrix, forecast examples);
 * :mod:`.pixels`: labelled pixel series and their train / val / test splits;
 * :mod:`.classification`: the protocol and the scores of both classification tasks.
 """
@@ -34,17 +36,19 @@ The task modules import only these shared modules, never each other:
 from __future__ import annotations
 
 import json
+import os
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
 import ml_collections
 from absl import logging
+from etils import epath
 
-from pimc_jax import parallel
+from pimc_jax import parallel, storage
 from pimc_jax.checkpoint import checkpoint_steps, load_checkpoint, locate_checkpoint
 from pimc_jax.evaluation.encoders import RANDOM_INIT, EncoderSource, check_protocol, load_encoder
+from pimc_jax.evaluation.figures import write_figures
 from pimc_jax.evaluation.forecasting import Forecasting
 from pimc_jax.evaluation.image_classification import ImageClassification
 from pimc_jax.evaluation.pixel_classification import PixelClassification
@@ -96,8 +100,20 @@ def evaluate(
     return results
 
 
-def _poll(config: ml_collections.ConfigDict, workdir: Path, evaluator: Any) -> dict[str, Any]:
-    source_dir = Path(config.init_from)
+def write_outputs(workdir: str | os.PathLike, results: dict[str, Any]) -> dict[str, Any]:
+    """Draws the results' figures into ``workdir``, then writes ``results.json`` /
+    ``results.md`` (which link them); returns the results with their ``figures`` entry.
+
+    A ``gs://`` workdir gets the figures drawn locally, then copied there."""
+    with storage.local_staging(workdir) as figure_dir:
+        figures = write_figures(figure_dir, results)
+    results = {**results, "figures": figures}
+    write_results(workdir, results)
+    return results
+
+
+def _poll(config: ml_collections.ConfigDict, workdir: epath.Path, evaluator: Any) -> dict[str, Any]:
+    source_dir = storage.as_path(config.init_from)
     done: set[int] = set()
     last: dict[str, Any] = {}
     last_new = time.time()
@@ -116,10 +132,11 @@ def _poll(config: ml_collections.ConfigDict, workdir: Path, evaluator: Any) -> d
             done.add(step)
             last_new = time.time()
             if parallel.is_main_process():
-                write_results(workdir / "steps" / str(step), last)
-                write_results(workdir, last)
-                with open(workdir / "history.jsonl", "a") as history:
-                    history.write(json.dumps({"step": step, **last["metrics"]}) + "\n")
+                write_outputs(workdir / "steps" / str(step), last)
+                last = write_outputs(workdir, last)
+                storage.append_text(
+                    workdir / "history.jsonl", json.dumps({"step": step, **last["metrics"]}) + "\n"
+                )
             if total_steps is not None and step >= int(total_steps):
                 logging.info("Evaluated the final checkpoint (step %d); stopping.", step)
                 return last
@@ -134,13 +151,18 @@ def _poll(config: ml_collections.ConfigDict, workdir: Path, evaluator: Any) -> d
 def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Runs the evaluation ``config.task`` names and writes its results to ``workdir``.
 
+    Args:
+      config: an evaluation config (``configs/eval_*.py``).
+      workdir: a local directory or a ``gs://`` URL (:mod:`pimc_jax.storage`);
+        ``config.init_from`` may be either too.
+
     Returns:
       The results dict written to ``workdir/results.json`` (the last one when polling).
     """
     if config.task not in EVAL_TASKS:
         raise ValueError(f"config.task must be one of {EVAL_TASKS}, got {config.task!r}")
+    workdir_path = storage.as_path(workdir)
     evaluator = make_evaluator(config)
-    workdir_path = Path(workdir)
     if config.get("poll", False):
         if config.init_from == RANDOM_INIT:
             raise ValueError("config.poll needs init_from to be a pre-training workdir")
@@ -148,7 +170,7 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
     params, source = load_encoder(config.init_from, evaluator.random_params)
     results = evaluate(config, evaluator, params, source)
     if parallel.is_main_process():
-        write_results(workdir_path, results)
+        results = write_outputs(workdir_path, results)
     return results
 
 

@@ -2,7 +2,8 @@
 
 :func:`classify` runs ``config.protocol`` (:mod:`pimc_jax.evaluation.encoders`) on train /
 val / test splits of either tower's inputs and returns predictions;
-:func:`classification_results` turns them into the test metrics and per-class table;
+:func:`classification_results` turns them into the test metrics, per-class table and
+confusion matrix;
 :func:`selection_score` is the validation score fine-tuning selects its step by.
 """
 
@@ -102,16 +103,25 @@ def classification_results(
     splits: Sequence[dict[str, np.ndarray]],
     class_names: Sequence[str],
 ) -> dict[str, Any]:
-    """Test metrics and per-class table (plus val accuracy) from :func:`classify` outputs."""
+    """Test metrics, per-class table (plus val accuracy) from :func:`classify` outputs.
+
+    Returns:
+      ``metrics``, ``per_class``, ``confusion_matrix`` (``K × K`` test-split counts as
+      nested lists, row = true class, column = predicted) and ``class_names`` (``K``).
+    """
     _, val, test = splits
     num_classes = len(class_names)
-    scores = classification_metrics(
-        confusion_matrix(test["labels"], outputs["test_predictions"], num_classes),
-        class_names,
-    )
+    confusion = confusion_matrix(test["labels"], outputs["test_predictions"], num_classes)
+    scores = classification_metrics(confusion, class_names)
     metrics = {"overall_accuracy": scores["overall_accuracy"], "macro_f1": scores["macro_f1"]}
     if val["labels"].size and "val_predictions" in outputs:
         metrics["val_accuracy"] = float(np.mean(outputs["val_predictions"] == val["labels"]))
     if "l2" in outputs:
         metrics["linear_l2"] = outputs["l2"]
-    return {"metrics": metrics, "per_class": scores["per_class"]}
+    return {
+        "metrics": metrics,
+        "per_class": scores["per_class"],
+        # Drawn as confusion.png (pimc_jax.evaluation.figures); rows true, columns predicted.
+        "confusion_matrix": confusion.tolist(),
+        "class_names": list(class_names),
+    }

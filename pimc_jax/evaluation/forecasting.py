@@ -27,6 +27,10 @@ Models, all scored on the same test windows:
 
 Data splits: the labelled-pixel splits of :mod:`pimc_jax.evaluation.pixels` (folds, or a
 seeded split for ``data.name="npz"``; labels are not needed).
+
+The results also hold ``forecast_examples``: :data:`NUM_EXAMPLES` test windows evenly
+spread over the test split, with every model's forecast of them, which the evaluation
+draws as ``forecast_examples.png`` (:mod:`pimc_jax.evaluation.figures`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from pimc_jax.indices import vegetation_indices
 from pimc_jax.models import PIMCParams
 
 ZSCORE_MODES: tuple[str, ...] = ("input", "window")
+# Test windows kept, with every model's forecast, as ``forecast_examples`` in the results.
+NUM_EXAMPLES = 4
 
 
 def forecast_windows(
@@ -178,6 +184,8 @@ class Forecasting:
                 )
             self.windows.append(windows)
         self._baselines: dict[str, Any] | None = None
+        # Test-split forecasts of the baselines, (M, horizon, K) by model.
+        self._baseline_predictions: dict[str, np.ndarray] = {}
 
     def random_params(self) -> PIMCParams:
         s = self.splits
@@ -201,9 +209,9 @@ class Forecasting:
             flat(test),
             l2_grid=tuple(self.config.linear.l2_grid),
         )
-        out = {
-            "ridge_1d": rmse(self._shape_predictions(ridge["test_predictions"]), test["targets"]),
-            "zero": rmse(np.zeros_like(test["targets"]), test["targets"]),
+        forecasts = {
+            "ridge_1d": self._shape_predictions(ridge["test_predictions"]),
+            "zero": np.zeros_like(test["targets"]),
         }
         if self.config.forecast.get("cnn_baseline", False):
             model = SeriesCNN(num_outputs=self._flat_targets(train).shape[1])
@@ -222,9 +230,38 @@ class Forecasting:
                 },
             )
             predictions = predict(forward, params, {"inputs": test["inputs"]})
-            out["cnn_1d"] = rmse(self._shape_predictions(predictions), test["targets"])
-        self._baselines = out
-        return out
+            forecasts["cnn_1d"] = self._shape_predictions(predictions)
+        self._baseline_predictions = forecasts
+        self._baselines = {
+            model: rmse(values, test["targets"]) for model, values in forecasts.items()
+        }
+        return self._baselines
+
+    def examples(self, forecasts: dict[str, np.ndarray]) -> dict[str, Any]:
+        """``forecast_examples`` of the results: :data:`NUM_EXAMPLES` test windows.
+
+        Args:
+          forecasts: model name → ``(M, horizon, K)`` forecasts of the ``M`` test windows.
+
+        Returns:
+          ``indices`` (``K`` names), ``rows`` (``E`` test-window numbers, evenly spread),
+          ``inputs`` ``(E, L, K)``, ``targets`` ``(E, horizon, K)`` and ``predictions``
+          (model → ``(E, horizon, K)``), as nested lists for ``results.json``.
+        """
+        test = self.windows[2]
+        count = test["targets"].shape[0]
+        rows = np.unique(np.linspace(0, count - 1, min(NUM_EXAMPLES, count)).round())
+        rows = rows.astype(np.int64)
+        return {
+            "indices": list(self.indices),
+            "rows": rows.tolist(),
+            "inputs": test["inputs"][rows].tolist(),
+            "targets": test["targets"][rows].tolist(),
+            "predictions": {
+                model: np.asarray(values, np.float32)[rows].tolist()
+                for model, values in forecasts.items()
+            },
+        }
 
     def run(self, params: PIMCParams) -> dict[str, Any]:
         config = self.config
@@ -257,7 +294,8 @@ class Forecasting:
             )
             predictions = predict(forward, trained, series_inputs(test))
             extra = {}
-        pimc = rmse(self._shape_predictions(predictions), test["targets"])
+        forecast = self._shape_predictions(np.asarray(predictions))
+        pimc = rmse(forecast, test["targets"])
         table = {"pimc": pimc, **self.baselines()}
         metrics = _per_index(pimc, self.indices, "")
         for model, values in table.items():
@@ -278,4 +316,5 @@ class Forecasting:
                 for model, values in table.items()
             },
             "data": {"name": config.data.name, **sizes},
+            "forecast_examples": self.examples({"pimc": forecast, **self._baseline_predictions}),
         }

@@ -10,10 +10,11 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pimc_jax import storage
 
 
 def _json_default(value: Any) -> Any:
@@ -33,7 +34,8 @@ def _format(value: Any) -> str:
 
 
 def results_markdown(results: Mapping[str, Any]) -> str:
-    """The ``results.md`` text: run facts, a metric table, and per-class / per-model tables."""
+    """The ``results.md`` text: run facts, a metric table, per-class / per-model tables, and
+    image links to the figures named by ``results["figures"]`` (name → file beside it)."""
     lines = [f"# {results.get('task', 'evaluation')}", ""]
     for key in ("init_from", "checkpoint", "step", "protocol", "num_devices"):
         if key in results:
@@ -67,12 +69,18 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         ]
         for model, row in table.items():
             lines.append(f"| {model} | " + " | ".join(_format(row[c]) for c in columns) + " |")
+    if results.get("figures"):
+        # Figure files lie beside results.md (pimc_jax.evaluation.figures).
+        lines += ["", "## Figures", ""]
+        for name, file_name in results["figures"].items():
+            lines += [f"![{name}]({file_name})", ""]
+        lines.pop()
     return "\n".join(lines) + "\n"
 
 
 def write_results(workdir: str | os.PathLike, results: Mapping[str, Any]) -> None:
-    """Writes ``workdir/results.json`` and ``workdir/results.md``."""
-    path = Path(workdir)
+    """Writes ``workdir/results.json`` and ``workdir/results.md`` (local or ``gs://``)."""
+    path = storage.as_path(workdir)
     path.mkdir(parents=True, exist_ok=True)
     (path / "results.json").write_text(
         json.dumps(results, indent=2, default=_json_default, allow_nan=True) + "\n"

@@ -1,0 +1,158 @@
+"""Sentinel-1 series beside the Sentinel-2 ones: the orbit setting, orbits merged by date,
+and the S1 date nearest to a given day.
+
+Every S1 series a :class:`~pimc_jax.data.patches.Patch` holds is ``(T1, H, W, C1)`` float32
+backscatter in dB (NaN = no-data) on its own dates. PASTIS-R delivers one series per orbit
+direction, ascending (``S1A``) and descending (``S1D``); the setting ``data.s1`` chooses
+``"S1A"``, ``"S1D"``, ``"both"`` (merged by date, :func:`merge_s1_series`) or ``"none"``.
+
+Backscatter is averaged in linear power, never in dB: two acquisitions on the same day
+give ``10·log10((10^(a/10) + 10^(b/10)) / 2)``, and a ``VV/VH`` ratio channel is
+recomputed as ``VV_dB − VH_dB`` from the merged VV and VH.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from pimc_jax.data.patches import Patch
+from pimc_jax.indices import canonical_radar_band_name
+
+#: Values of the ``data.s1`` setting that choose a Sentinel-1 series (``"none"`` or
+#: ``False`` chooses none).
+S1_SETTINGS: tuple[str, ...] = ("S1A", "S1D", "both")
+#: PASTIS-R's two orbit directions: ascending and descending.
+S1_ORBITS: tuple[str, ...] = ("S1A", "S1D")
+
+
+def check_s1_setting(value: Any) -> str | None:
+    """The ``data.s1`` setting as ``"S1A"``, ``"S1D"``, ``"both"`` or ``None`` (no S1).
+
+    ``None``, ``False``, ``""`` and ``"none"`` give None; ``True`` gives ``"both"``;
+    strings are case-insensitive.
+
+    Raises:
+      ValueError: one line naming the setting and its accepted values.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "both"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "none"):
+            return None
+        for setting in S1_SETTINGS:
+            if text == setting.lower():
+                return setting
+    choices = ", ".join(repr(setting) for setting in S1_SETTINGS)
+    raise ValueError(f"data.s1 must be 'none' or one of {choices}, got {value!r}")
+
+
+def s1_orbits(setting: str) -> tuple[str, ...]:
+    """The orbits a setting of :data:`S1_SETTINGS` reads: ``("S1A",)``, ``("S1D",)`` or both."""
+    checked = check_s1_setting(setting)
+    if checked is None:
+        return ()
+    return S1_ORBITS if checked == "both" else (checked,)
+
+
+def db_to_linear(values_db: np.ndarray) -> np.ndarray:
+    """``10^(dB / 10)`` as float64; NaN stays NaN."""
+    return np.power(10.0, np.asarray(values_db, np.float64) / 10.0)
+
+
+def linear_to_db(values: np.ndarray) -> np.ndarray:
+    """``10·log10(values)`` as float64; non-positive or non-finite values give NaN."""
+    values = np.asarray(values, np.float64)
+    ok = np.isfinite(values) & (values > 0)
+    return np.where(ok, 10.0 * np.log10(np.where(ok, values, 1.0)), np.nan)
+
+
+def merge_s1_series(
+    series: Iterable[tuple[np.ndarray, np.ndarray]], band_names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Several S1 series of one patch (orbits) as one, sorted by date.
+
+    Args:
+      series: ``(bands, dates)`` pairs: ``(T_k, H, W, C)`` dB values (NaN = no-data) and
+        ``(T_k,)`` integer days, in time order (equal days allowed); empty series are
+        skipped.
+      band_names: the ``C`` channel names shared by all series.
+
+    Returns:
+      ``bands`` ``(T, H, W, C)`` float32 dB and ``dates`` ``(T,)`` int32 strictly
+      increasing, the union of all days. Where several acquisitions share a day, each
+      channel is their mean in linear power over the valid (finite) ones, NaN where none
+      is; a ``VV/VH`` channel is then ``VV − VH`` of the merged dB values.
+
+    Raises:
+      ValueError: series of different pixel grids or channel counts, or no date at all.
+    """
+    pairs = [(np.asarray(b), np.asarray(d)) for b, d in series if np.asarray(d).size]
+    if not pairs:
+        raise ValueError("merge_s1_series: no Sentinel-1 date in any series")
+    shapes = {bands.shape[1:] for bands, _ in pairs}
+    if len(shapes) != 1 or len(band_names) != pairs[0][0].shape[-1]:
+        raise ValueError(
+            f"merge_s1_series: series must share (H, W, C) with C = {len(band_names)} "
+            f"band names, got {sorted(shapes)}"
+        )
+    bands = np.concatenate([b for b, _ in pairs]).astype(np.float64)
+    dates = np.concatenate([d for _, d in pairs]).astype(np.int64)
+    days, group = np.unique(dates, return_inverse=True)
+    if days.size == dates.size:  # no shared day: a reordering only
+        order = np.argsort(dates, kind="stable")
+        return bands[order].astype(np.float32), dates[order].astype(np.int32)
+    linear = db_to_linear(bands)
+    valid = np.isfinite(linear)
+    total = np.zeros((days.size, *bands.shape[1:]))
+    count = np.zeros((days.size, *bands.shape[1:]))
+    np.add.at(total, group, np.where(valid, linear, 0.0))
+    np.add.at(count, group, valid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        merged = linear_to_db(total / count)
+    names = [canonical_radar_band_name(str(name)) for name in band_names]
+    if "VV/VH" in names and "VV" in names and "VH" in names:
+        merged[..., names.index("VV/VH")] = (
+            merged[..., names.index("VV")] - merged[..., names.index("VH")]
+        )
+    return merged.astype(np.float32), days.astype(np.int32)
+
+
+def nearest_dates(
+    dates: np.ndarray, days: np.ndarray | float, max_gap: float | None = None
+) -> np.ndarray:
+    """Index of the date of ``dates`` nearest to each of ``days``, ``-1`` beyond ``max_gap``.
+
+    For the Sentinel-1 image at the date nearest to a Sentinel-2 image date.
+
+    Args:
+      dates: ``(T,)`` sorted days (an S1 series' ``s1_dates``); may be empty.
+      days: the days to match, any shape (scalar included).
+      max_gap: largest accepted ``|date − day|`` in days; None accepts any.
+
+    Returns:
+      int32 array of ``days``' shape: the index into ``dates`` (the earlier date on a
+      tie), or ``-1`` where ``dates`` is empty or the nearest date is more than
+      ``max_gap`` days away.
+    """
+    dates = np.asarray(dates, np.float64)
+    days = np.asarray(days, np.float64)
+    if dates.size == 0:
+        return np.full(days.shape, -1, np.int32)
+    right = np.clip(np.searchsorted(dates, days, side="left"), 0, dates.size - 1)
+    left = np.clip(right - 1, 0, dates.size - 1)
+    take_left = np.abs(days - dates[left]) <= np.abs(dates[right] - days)
+    index = np.where(take_left, left, right)
+    if max_gap is not None:
+        index = np.where(np.abs(dates[index] - days) <= max_gap, index, -1)
+    return index.astype(np.int32)
+
+
+def count_without_s1(patches: Iterable[Patch]) -> int:
+    """How many ``patches`` hold no Sentinel-1 date (left out of S1 views)."""
+    return sum(not patch.has_s1 for patch in patches)
