@@ -36,6 +36,9 @@ def data_config(arg: str = "") -> ml_collections.ConfigDict:
     data.name = "synthetic"  # synthetic | pastis | patches
     data.path = ""  # PASTIS root or patch folder for the real sources
     data.folds = ()  # () = all folds
+    # Sentinel-1 beside Sentinel-2 (pimc_jax.data.radar): none | S1A | S1D | both (PASTIS-R
+    # orbits, both merged by date); any value but none also makes synthetic patches carry S1.
+    data.s1 = "none"
     # Sentinel-2 L2A SCL classes that make an observation a gap in user data (`scl` arrays or
     # bands): no data, saturated, cloud shadow, cloud medium/high, cirrus; snow (11) is kept.
     data.scl_invalid_classes = (0, 1, 3, 8, 9, 10)
@@ -100,9 +103,13 @@ def model_config(arg: str = "") -> ml_collections.ConfigDict:
     model.indices = ("auto",)
     # Plot kinds per index: distance |x_i - x_j|, difference x_j - x_i, level (x_i + x_j) / 2.
     model.rp_channels = ("distance", "difference", "level")
+    # The plots' time axis spans each pixel's "valid" (counted) dates, as in the paper, or
+    # its "acquisitions" (one axis for all pixels of a calendar, whatever their clouds).
+    model.rp_span = "valid"
     if "paper" in variants:
         model.indices = ("ndvi", "evi", "savi")
         model.rp_channels = ("distance",)
+        model.rp_span = "valid"
     model.rp_size = 24
     model.rp_normalize = False  # unthresholded |x_i - x_j| plots
     model.rp_dimension = 1

@@ -16,7 +16,7 @@ Design choices the paper leaves open, made here:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import chex
@@ -29,7 +29,7 @@ import numpy as np
 
 from pimc_jax import defaults
 from pimc_jax.indices import BAND_TABLES, resolve_indices
-from pimc_jax.recurrence import check_plot_channels
+from pimc_jax.recurrence import PLOT_SPANS, check_plot_channels
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -50,7 +50,11 @@ def _groups(channels: int, max_groups: int) -> int:
 
 
 class ResidualBlock(nn.Module):
-    """Basic (two 3×3 convolutions) residual block, ResNet-18/34 style."""
+    """Basic (two 3×3 convolutions) residual block, ResNet-18/34 style.
+
+    ``norm_groups=0``: no normalisation; the residual branch ends in a per-channel scale
+    initialised to zero instead (so each block still starts as the identity).
+    """
 
     width: int
     strides: int = 1
@@ -59,15 +63,24 @@ class ResidualBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        plain = self.norm_groups == 0
         conv = lambda w, k, s, name: nn.Conv(
-            w, (k, k), (s, s), use_bias=False, dtype=self.dtype, name=name
+            w, (k, k), (s, s), use_bias=plain, dtype=self.dtype, name=name
         )
-        norm = lambda name, zero=False: nn.GroupNorm(
-            num_groups=_groups(self.width, self.norm_groups),
-            dtype=self.dtype,
-            scale_init=nn.initializers.zeros if zero else nn.initializers.ones,
-            name=name,
-        )
+
+        def norm(name: str, zero: bool = False) -> Callable[[jax.Array], jax.Array]:
+            if plain:
+                if not zero:
+                    return lambda y: y
+                scale = self.param(name, nn.initializers.zeros, (self.width,), jnp.float32)
+                return lambda y: y * scale.astype(self.dtype)
+            return nn.GroupNorm(
+                num_groups=_groups(self.width, self.norm_groups),
+                dtype=self.dtype,
+                scale_init=nn.initializers.zeros if zero else nn.initializers.ones,
+                name=name,
+            )
+
         residual = x
         y = nn.relu(norm("norm1")(conv(self.width, 3, self.strides, "conv1")(x)))
         # Zero-initialised last scale: each block starts as the identity.
@@ -84,7 +97,9 @@ class ResNetEncoder(nn.Module):
       stage_sizes: residual blocks per stage; ``(2, 2, 2, 2)`` is ResNet-18.
       widths: channels per stage; ``(64, 128, 256, 512)`` is ResNet-18.
       stem_width / stem_kernel / stem_stride / stem_pool: the input stem.
-      norm_groups: GroupNorm groups (capped at the channel count).
+      norm_groups: GroupNorm groups (capped at the channel count); 0 = no normalisation
+        (GroupNorm takes each sample's mean and scale out of its feature maps, so a plot
+        tower with it cannot see the level or the amplitude of a series, only its shape).
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -108,8 +123,11 @@ class ResNetEncoder(nn.Module):
             )
         x = x.astype(self.dtype)
         k, s = self.stem_kernel, self.stem_stride
-        x = nn.Conv(self.stem_width, (k, k), (s, s), use_bias=False, dtype=self.dtype)(x)
-        x = nn.GroupNorm(num_groups=_groups(self.stem_width, self.norm_groups), dtype=self.dtype)(x)
+        plain = self.norm_groups == 0
+        x = nn.Conv(self.stem_width, (k, k), (s, s), use_bias=plain, dtype=self.dtype)(x)
+        if not plain:
+            groups = _groups(self.stem_width, self.norm_groups)
+            x = nn.GroupNorm(num_groups=groups, dtype=self.dtype)(x)
         x = nn.relu(x)
         if self.stem_pool:
             x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
@@ -182,7 +200,7 @@ _SCALAR_MODEL_KEYS: tuple[str, ...] = (
     "rp_percentage",
 )
 # What a checkpoint written before a field existed meant by leaving it out.
-LEGACY_SPEC_FIELDS: dict[str, Any] = {"rp_channels": ("distance",)}
+LEGACY_SPEC_FIELDS: dict[str, Any] = {"rp_channels": ("distance",), "rp_span": "valid"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +225,8 @@ class ModelSpec:
       rp_channels: plot kinds per index (:data:`pimc_jax.recurrence.PLOT_CHANNELS`);
         ``("distance",)`` is the paper's plot (and what a checkpoint without the field has,
         :data:`LEGACY_SPEC_FIELDS`).
+      rp_span: what the resampled time axis spans (:data:`pimc_jax.recurrence.PLOT_SPANS`):
+        each pixel's counted dates (``"valid"``, the paper's) or its acquisitions.
 
     The defaults are the library's (:mod:`pimc_jax.defaults`), for PASTIS's ten bands:
     ``ModelSpec()`` is the model a default run of ``configs/pretrain.py`` builds.
@@ -233,6 +253,7 @@ class ModelSpec:
     rp_threshold: str | float | None = _MODEL.rp_threshold
     rp_percentage: float = _MODEL.rp_percentage
     rp_channels: tuple[str, ...] = tuple(_MODEL.rp_channels)
+    rp_span: str = _MODEL.rp_span
     image_bands: tuple[str, ...] = tuple(_DATA.image_bands)
     crop_size: int = _DATA.crop_size
     image_mean: tuple[float, ...] = (0.0,) * len(_DATA.image_bands)
@@ -247,6 +268,8 @@ class ModelSpec:
                 f"need one value per image band {self.image_bands}"
             )
         check_plot_channels(self.rp_channels)
+        if self.rp_span not in PLOT_SPANS:
+            raise ValueError(f"rp_span must be one of {PLOT_SPANS}, got {self.rp_span!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         compute_dtype(self.dtype)
@@ -286,6 +309,7 @@ class ModelSpec:
             reflectance_scale=1.0,
             # A config written before the key existed means what such a checkpoint means.
             rp_channels=tuple(model.get("rp_channels", LEGACY_SPEC_FIELDS["rp_channels"])),
+            rp_span=model.get("rp_span", LEGACY_SPEC_FIELDS["rp_span"]),
             image_bands=tuple(config.data.image_bands),
             crop_size=config.data.crop_size,
             image_mean=tuple(float(v) for v in image_mean),

@@ -64,6 +64,7 @@ def series_to_plots(
         threshold=spec.rp_threshold,
         percentage=spec.rp_percentage,
         channels=spec.rp_channels,
+        span=spec.rp_span,
     )
 
 

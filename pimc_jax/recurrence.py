@@ -33,6 +33,8 @@ Threshold = float | str | None
 #: ``difference`` ``x_j − x_i`` (keeps the direction of change) and ``level``
 #: ``(x_i + x_j) / 2`` (keeps the level; its diagonal is the series itself).
 PLOT_CHANNELS: tuple[str, ...] = ("distance", "difference", "level")
+#: What the resampled time axis spans (:func:`index_recurrence_plots`).
+PLOT_SPANS: tuple[str, ...] = ("valid", "acquisitions")
 
 
 def check_plot_channels(channels: Sequence[str]) -> tuple[str, ...]:
@@ -259,7 +261,7 @@ def recurrence_plot(
 
 
 def _interpolation_plan(
-    dates: jnp.ndarray, valid: jnp.ndarray, size: int
+    dates: jnp.ndarray, valid: jnp.ndarray, size: int, span: jnp.ndarray | None = None
 ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """Where each of ``size`` regular steps falls among a series' valid samples.
 
@@ -267,6 +269,9 @@ def _interpolation_plan(
       dates: ``(..., T)`` float32 dates, non-decreasing over the valid samples.
       valid: ``(..., T)`` bool; valid dates must be finite.
       size: number of output steps ``S``.
+      span: ``(..., T)`` bool, a superset of ``valid`` with finite dates: the steps run
+        from its first to its last date (default ``valid``). Steps before the first or
+        after the last valid sample take that sample's value.
 
     Returns:
       ``(lower, upper, weight, any_valid)``: ``lower``/``upper`` ``(..., S)`` int32 sample
@@ -276,8 +281,9 @@ def _interpolation_plan(
     n_timestamps = dates.shape[-1]
     time_axis = dates.ndim - 1
     any_valid = valid.any(axis=-1)
-    first = jnp.where(any_valid, jnp.min(jnp.where(valid, dates, jnp.inf), axis=-1), 0.0)
-    last = jnp.where(any_valid, jnp.max(jnp.where(valid, dates, -jnp.inf), axis=-1), 0.0)
+    span = valid if span is None else span | valid
+    first = jnp.where(any_valid, jnp.min(jnp.where(span, dates, jnp.inf), axis=-1), 0.0)
+    last = jnp.where(any_valid, jnp.max(jnp.where(span, dates, -jnp.inf), axis=-1), 0.0)
     steps = jnp.arange(size, dtype=jnp.float32) / max(size - 1, 1)
     # Dates relative to the first valid one keep float32 precision for any origin; the
     # last step is exactly `last − first` since steps[-1] == 1.
@@ -383,6 +389,7 @@ def index_recurrence_plots(
     threshold: Threshold = None,
     percentage: float = 10,
     channels: Sequence[str] = ("distance",),
+    span: str = "valid",
 ) -> jnp.ndarray:
     """Spectral-index recurrence plots of a batch of pixel series: bands → ``(N, S', S', K·P)``.
 
@@ -391,7 +398,11 @@ def index_recurrence_plots(
     NaN, ``nodata`` or implausible band value, see
     :data:`~pimc_jax.indices.PLAUSIBLE_REFLECTANCE`; no near-zero denominator); (2) the
     ``K`` index series are resampled with :func:`resample_series` onto ``size`` regular
-    steps spanning the pixel's first to last counted date (no counted sample → zeros);
+    steps spanning the pixel's first to last counted date (``span="valid"``, the paper's
+    resampling) or its first to last acquisition (``span="acquisitions"``: every date
+    ``mask`` marks, counted or not, so that pixels of one calendar share one time axis
+    whatever their clouds; the ends take the nearest counted value); no counted sample
+    → zeros;
     (3) per index series ``x`` (length ``S``), the ``P = len(channels)`` plot kinds of
     :data:`PLOT_CHANNELS`:
 
@@ -419,6 +430,7 @@ def index_recurrence_plots(
       scale, nodata, normalize, dimension, time_delay, threshold, percentage: see
         :func:`~pimc_jax.indices.vegetation_indices` and :func:`recurrence_plot`.
       channels: plot kinds, in output order, each at most once.
+      span: ``"valid"`` or ``"acquisitions"`` (step 2).
 
     Returns:
       ``(N, S', S', K·P)`` float32 with ``S' = S − (m − 1)τ``; channel ``p·K + k`` is kind
@@ -433,6 +445,8 @@ def index_recurrence_plots(
         check_numeric(value, name)
     _check_size(size)
     channels = check_plot_channels(channels)
+    if span not in PLOT_SPANS:
+        raise ValueError(f"plot span must be one of {PLOT_SPANS}, got {span!r}")
     # Tuples, so that the configuration is hashable as static jit arguments.
     if not isinstance(band_names, str):
         band_names = tuple(band_names)
@@ -451,6 +465,7 @@ def index_recurrence_plots(
         threshold=threshold,
         percentage=percentage,
         channels=channels,
+        span=span,
     )
 
 
@@ -468,6 +483,7 @@ def index_recurrence_plots(
         "threshold",
         "percentage",
         "channels",
+        "span",
     ),
 )
 def _index_recurrence_plots(
@@ -486,6 +502,7 @@ def _index_recurrence_plots(
     threshold: Threshold,
     percentage: float,
     channels: tuple[str, ...],
+    span: str,
 ) -> jnp.ndarray:
     bands = jnp.asarray(bands, dtype=jnp.float32)
     dates = jnp.asarray(dates, dtype=jnp.float32)
@@ -500,7 +517,8 @@ def _index_recurrence_plots(
     )
     valid = mask & index_ok & jnp.isfinite(dates)
     # One interpolation plan per pixel, shared by its K index channels.
-    plan = _interpolation_plan(dates, valid, size)
+    acquired = mask & jnp.isfinite(dates) if span == "acquisitions" else None
+    plan = _interpolation_plan(dates, valid, size, acquired)
     series = _apply_plan(values, valid, plan, channels_last=True)  # (..., S, K)
     # difference/level use the first S' states: the size of the embedded distance plot.
     m = _embedding(dimension, size, "dimension")
@@ -525,6 +543,7 @@ def _index_recurrence_plots(
 
 __all__ = [
     "PLOT_CHANNELS",
+    "PLOT_SPANS",
     "check_plot_channels",
     "index_recurrence_plots",
     "recurrence_plot",

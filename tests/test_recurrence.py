@@ -376,3 +376,44 @@ def test_index_plots_reject_non_numeric_arrays_with_a_value_error(which, value):
     inputs[which] = value
     with pytest.raises(ValueError, match=which):
         index_recurrence_plots(**inputs, band_names="pastis", size=4)
+
+
+def test_acquisition_span_puts_every_pixel_on_its_calendar():
+    rng = np.random.default_rng(11)
+    bands = rng.uniform(0.05, 0.45, (3, 12, 10)).astype(np.float32)
+    bands[0, :3] = np.nan  # cloudy start
+    bands[1, -4:] = np.nan  # cloudy end
+    bands[2, [2, 5, 6]] = np.nan  # gaps inside
+    dates = np.tile(np.sort(rng.uniform(0, 360, 12)), (3, 1)).astype(np.float32)
+    mask = np.ones((3, 12), bool)
+    mask[2, -1] = False  # padding: not an acquisition
+    size = 16
+    got = np.asarray(
+        index_recurrence_plots(
+            bands, dates, mask, band_names="pastis", size=size, indices=("ndvi",),
+            channels=("level",), span="acquisitions",
+        )
+    )
+    nir, red = bands[..., 6].astype(np.float64), bands[..., 2].astype(np.float64)
+    ndvi = (nir - red) / (nir + red)
+    for n in range(3):
+        acquired = dates[n][mask[n]]
+        grid = np.linspace(acquired.min(), acquired.max(), size)
+        ok = mask[n] & np.isfinite(ndvi[n])
+        # np.interp holds the end values outside the counted dates, as the plots do.
+        expected = np.interp(grid, dates[n][ok], ndvi[n][ok])
+        np.testing.assert_allclose(np.diagonal(got[n, ..., 0]), expected, rtol=1e-4, atol=1e-5)
+    # "valid" (the paper's) stretches pixel 0's counted dates over the whole axis instead.
+    valid_span = np.asarray(
+        index_recurrence_plots(
+            bands, dates, mask, band_names="pastis", size=size, indices=("ndvi",),
+            channels=("level",),
+        )
+    )
+    grid = np.linspace(dates[0, 3], dates[0, -1], size)
+    np.testing.assert_allclose(
+        np.diagonal(valid_span[0, ..., 0]), np.interp(grid, dates[0, 3:], ndvi[0, 3:]),
+        rtol=1e-4, atol=1e-5,
+    )
+    with pytest.raises(ValueError, match="plot span"):
+        index_recurrence_plots(bands, dates, mask, band_names="pastis", size=8, span="calendar")

@@ -1,0 +1,49 @@
+"""The encoders: what normalisation lets a plot tower see, against a NumPy forward pass."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pimc_jax.models import ResNetEncoder
+
+
+def _conv_same(x: np.ndarray, kernel: np.ndarray, stride: int = 1) -> np.ndarray:
+    """NumPy ``(N, H, W, C) * (k, k, C, O)`` convolution, zero 'SAME' padding (k odd)."""
+    k = kernel.shape[0]
+    pad = k // 2
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    n, h, w, _ = x.shape
+    out = np.zeros((n, h, w, kernel.shape[-1]))
+    for i in range(k):
+        for j in range(k):
+            out += np.einsum("nhwc,co->nhwo", padded[:, i : i + h, j : j + w], kernel[i, j])
+    return out[:, ::stride, ::stride]
+
+
+def test_plain_encoder_at_init_matches_numpy_and_sees_the_level():
+    encoder = ResNetEncoder(stage_sizes=(1, 1), widths=(4, 6), stem_width=4, norm_groups=0)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    variables = encoder.init(jax.random.key(0), jnp.asarray(x))
+    params = jax.tree.map(np.asarray, variables["params"])
+    # The residual branches start at zero (norm2 scales), so each block is the identity
+    # plus its shortcut; non-zero biases, so the reference checks that they are added.
+    assert not np.any(params["ResidualBlock_0"]["norm2"])
+    params["Conv_0"]["bias"] = np.linspace(-0.2, 0.3, 4, dtype=np.float32)
+    params["ResidualBlock_1"]["proj_conv"]["bias"] = np.full(6, 0.1, np.float32)
+    got = np.asarray(encoder.apply({"params": params}, jnp.asarray(x)))
+    # Reference: relu(stem conv + b); block 0 the identity; block 1 relu(1×1 stride-2 proj).
+    stem = np.maximum(_conv_same(x, params["Conv_0"]["kernel"]) + params["Conv_0"]["bias"], 0)
+    proj = params["ResidualBlock_1"]["proj_conv"]
+    shortcut = np.maximum(_conv_same(stem, proj["kernel"], stride=2) + proj["bias"], 0)
+    np.testing.assert_allclose(got, shortcut.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+
+    # A constant plot at two levels: the plain encoder tells them apart, GroupNorm cannot.
+    flat = np.ones((1, 8, 8, 3), np.float32)
+    plain = encoder.apply(variables, jnp.asarray(np.concatenate([0.2 * flat, 0.7 * flat])))
+    grouped = ResNetEncoder(stage_sizes=(1, 1), widths=(4, 6), stem_width=4, norm_groups=2)
+    grouped_vars = grouped.init(jax.random.key(0), jnp.asarray(flat))
+    normed = grouped.apply(grouped_vars, jnp.asarray(np.concatenate([0.2 * flat, 0.7 * flat])))
+    assert np.abs(np.asarray(plain[0] - plain[1])).max() > 1e-2
+    np.testing.assert_allclose(np.asarray(normed[0]), np.asarray(normed[1]), atol=1e-3)
