@@ -51,7 +51,7 @@ def _write_pastis_s1(
     """PASTIS-R S1A/S1D files of one patch: (T, 3, H, W) float32 VV, VH (dB), VV − VH.
 
     S1A has ``4 + index`` dates six days apart from ``start``; S1D has 3 dates, its second
-    on S1A's second day (a day both orbits share). One VV value of S1A date 0 is NaN.
+    on S1A's second day (a day both orbits share). One VV value of S1A date 1 is NaN.
     """
     written: dict[str, Any] = {}
     s1a_dates = [start + datetime.timedelta(days=6 * k) for k in range(4 + index)]
@@ -62,7 +62,7 @@ def _write_pastis_s1(
         vh = rng.uniform(-28.0, -12.0, size=(len(dates), size, size))
         data = np.stack([vv, vh, vv - vh], axis=1).astype(np.float32)
         if orbit == "S1A":
-            data[0, 0, 1, 2] = np.nan
+            data[1, 0, 1, 2] = np.nan
         (root / f"DATA_{orbit}").mkdir(exist_ok=True)
         np.save(root / f"DATA_{orbit}" / f"{orbit}_{patch_id}.npy", data)
         key = orbit.lower()
@@ -315,6 +315,7 @@ def write_user_patch_folder(
     digital_numbers: bool = False,
     iso_dates: bool = False,
     with_labels: bool = True,
+    s1_units: str | None = None,
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Writes a folder of ``<name>.npz`` patches in the documented user format.
@@ -324,9 +325,16 @@ def write_user_patch_folder(
     With ``digital_numbers``, bands are int16 reflectance x 10 000 with ``scale`` 0.0001
     and ``nodata`` -9999 at one pixel.
 
+    With ``s1_units`` (``"db"`` or ``"linear"``) every patch but the last also holds a
+    Sentinel-1 series: ``s1_bands`` (``3 + i`` dates, channels VH, VV in that order, in
+    ``layout``) in those units, ``s1_dates`` 5 days apart (ISO strings with
+    ``iso_dates``), ``s1_band_names`` / ``s1_units`` beside the other settings, and
+    ``s1_nodata`` -999 at pixel (1, 1) of date 0.
+
     Returns:
       ``{name: {"reflectance" (T, H, W, C) float32 expected (NaN at no-data),
-      "days" (T,) int, "labels" (H, W) | None}}``.
+      "days" (T,) int, "labels" (H, W) | None}}``, plus for a patch with S1 ``"s1_db"``
+      (T1, H, W, 2) float64 expected dB (NaN at no-data) and ``"s1_days"`` (T1,) int.
     """
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
@@ -334,6 +342,8 @@ def write_user_patch_folder(
     settings: dict[str, Any] = {"band_names": list(band_names), "layout": layout}
     if digital_numbers:
         settings.update(scale=0.0001, nodata=-9999)
+    if s1_units is not None:
+        settings.update(s1_band_names=["vh", "VV"], s1_units=s1_units, s1_nodata=-999)
     if metadata_json:
         (root / "metadata.json").write_text(json.dumps(settings))
     written = {}
@@ -361,8 +371,30 @@ def write_user_patch_folder(
             arrays["labels"] = labels
         if not metadata_json:
             arrays.update({key: np.asarray(value) for key, value in settings.items()})
-        np.savez(root / f"{name}.npz", **arrays)
         written[name] = {"reflectance": reflectance, "days": days, "labels": labels}
+        if s1_units is not None and index < num_patches - 1:
+            s1_db = np.stack(
+                [
+                    rng.uniform(-28.0, -12.0, size=(3 + index, size, size)),  # VH
+                    rng.uniform(-20.0, -5.0, size=(3 + index, size, size)),  # VV
+                ],
+                axis=-1,
+            )
+            stored = s1_db if s1_units == "db" else 10.0 ** (s1_db / 10.0)
+            stored = stored.astype(np.float32)
+            stored[0, 1, 1, :] = -999
+            s1_db[0, 1, 1, :] = np.nan
+            if layout == "TCHW":
+                stored = np.transpose(stored, (0, 3, 1, 2))
+            s1_days = days[0] + 2 + 5 * np.arange(3 + index)
+            arrays["s1_bands"] = stored
+            arrays["s1_dates"] = (
+                np.datetime_as_string(s1_days.astype("datetime64[D]"), unit="D")
+                if iso_dates
+                else s1_days
+            )
+            written[name].update(s1_db=s1_db, s1_days=s1_days)
+        np.savez(root / f"{name}.npz", **arrays)
     return written
 
 

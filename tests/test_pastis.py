@@ -7,6 +7,7 @@ YYYYMMDD dates (with their day counts computed by ``datetime`` in the fixture).
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import tensorflow_datasets as tfds
 from format_writers import write_pastis_dir
 
 from pimc_jax.data import pastis
+from pimc_jax.data.radar import count_without_s1
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,8 @@ def test_patches_match_the_files(pastis_dir):
         assert patch.band_names == ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
     # Variable numbers of dates are kept (5, 6, 7, 8).
     assert [p.num_dates for p in patches] == [5, 6, 7, 8]
-    assert (path / "tfds" / "pastis" / "1.0.0").is_dir()
+    assert (path / "tfds" / "pastis" / "1.1.0").is_dir()
+    assert all(patch.s1_bands is None and not patch.has_s1 for patch in patches)
 
 
 def test_lazy_patches_and_host_shards_match_the_files(pastis_dir):
@@ -180,5 +183,147 @@ def test_dates_as_json_string_are_accepted(tmp_path):
 def test_bad_arrays_are_named(tmp_path, file_name, array, message):
     write_pastis_dir(tmp_path, num_patches=1, size=8)  # patch 10000 has 5 dates
     np.save(tmp_path / file_name, array)
+    with pytest.raises(ValueError, match=message):
+        pastis.load_pastis_patches(tmp_path, folds=(1,))
+
+
+# PASTIS-R: Sentinel-1 series of both orbits beside the S2 ones.
+
+
+@pytest.fixture(scope="module")
+def pastis_r_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pastis_r")
+    written = write_pastis_dir(path, num_patches=3, size=8, s1=True, without_s1=(1,))
+    return path, written
+
+
+def _db_mean(values_db):
+    """Mean in linear power of finite dB values, back in dB (math module, one by one)."""
+    finite = [v for v in values_db if math.isfinite(v)]
+    if not finite:
+        return math.nan
+    return 10 * math.log10(sum(10 ** (v / 10) for v in finite) / len(finite))
+
+
+def _merged_reference(reference, row, col):
+    """(days, (T, 3) dB) of S1A and S1D merged at one pixel, written out date by date."""
+    by_day = {}
+    for orbit in ("s1a", "s1d"):
+        for t, day in enumerate(reference[f"{orbit}_days"]):
+            by_day.setdefault(int(day), []).append(reference[orbit][t, :, row, col])
+    days, values = sorted(by_day), []
+    for day in days:
+        vv = _db_mean([float(v[0]) for v in by_day[day]])
+        vh = _db_mean([float(v[1]) for v in by_day[day]])
+        ratio = vv - vh if len(by_day[day]) > 1 else float(by_day[day][0][2])
+        values.append([vv, vh, ratio])
+    return np.array(days), np.array(values)
+
+
+@pytest.mark.parametrize("orbit", ["S1A", "S1D"])
+def test_pastis_r_orbit_series_match_the_files(pastis_r_dir, orbit, caplog):
+    path, written = pastis_r_dir
+    with caplog.at_level("WARNING"):
+        patches = pastis.load_pastis_patches(path, folds=(1, 2, 3), s1=orbit.lower())
+    assert [p.patch_id for p in patches] == ["10000", "10007", "10014"]
+    assert "1 of 3 patches have no Sentinel-1 series" in caplog.text
+    for patch in patches:
+        reference = written[patch.patch_id]
+        # The S2 side is unchanged by the S1 series.
+        np.testing.assert_array_equal(patch.bands, np.transpose(reference["dn"], (0, 2, 3, 1)))
+        assert patch.s1_band_names == ("VV", "VH", "VV/VH")
+        assert patch.s1_bands.dtype == np.float32 and patch.s1_dates.dtype == np.int32
+        if patch.patch_id == "10007":  # written without S1: an empty series
+            assert not patch.has_s1
+            assert patch.s1_bands.shape == (0, 8, 8, 3) and patch.s1_dates.shape == (0,)
+            continue
+        key = orbit.lower()
+        assert patch.has_s1
+        np.testing.assert_array_equal(patch.s1_bands, np.transpose(reference[key], (0, 2, 3, 1)))
+        np.testing.assert_array_equal(patch.s1_dates, reference[f"{key}_days"])
+    assert count_without_s1(patches) == 1
+
+
+def test_pastis_r_both_orbits_merge_by_date(pastis_r_dir):
+    path, written = pastis_r_dir
+    patches = pastis.load_pastis_patches(path, folds=(1, 2, 3), s1="both")
+    for patch in (p for p in patches if p.has_s1):
+        reference = written[patch.patch_id]
+        days = np.union1d(reference["s1a_days"], reference["s1d_days"])
+        # S1D's second date is S1A's second one: one day fewer than the two orbits hold.
+        assert len(days) == len(reference["s1a_days"]) + len(reference["s1d_days"]) - 1
+        np.testing.assert_array_equal(patch.s1_dates, days)
+        for row, col in ((0, 0), (1, 2), (5, 7)):
+            ref_days, values = _merged_reference(reference, row, col)
+            np.testing.assert_array_equal(ref_days, days)
+            np.testing.assert_allclose(patch.s1_bands[:, row, col], values, atol=1e-4)
+        # At the shared day, pixel (1, 2) has no S1A VV (NaN): S1D's value alone.
+        shared = int(np.flatnonzero(days == reference["s1a_days"][1])[0])
+        assert patch.s1_bands[shared, 1, 2, 0] == pytest.approx(reference["s1d"][1, 0, 1, 2])
+    # Lazily decoded patches carry the same series.
+    lazy = pastis.load_pastis_patches(path, folds=(1, 2, 3), s1="both", lazy=True)
+    by_id = {p.patch_id: p for p in patches}
+    for patch in lazy[0:3]:
+        np.testing.assert_array_equal(patch.s1_bands, by_id[patch.patch_id].s1_bands)
+        np.testing.assert_array_equal(patch.s1_dates, by_id[patch.patch_id].s1_dates)
+
+
+def test_pastis_r_stored_examples_hold_both_orbits(pastis_r_dir):
+    path, written = pastis_r_dir
+    pastis.prepare_pastis(path)
+    source = tfds.data_source("pastis", split="fold2", data_dir=str(path / "tfds"))
+    (example,) = [source[i] for i in range(len(source))]  # patch 10007: no S1 files
+    assert example["s1a_bands"].shape == (0, 8, 8, 3) and example["s1d_dates"].shape == (0,)
+    source = tfds.data_source("pastis", split="fold1", data_dir=str(path / "tfds"))
+    (example,) = [source[i] for i in range(len(source))]
+    np.testing.assert_array_equal(
+        example["s1d_bands"], np.transpose(written["10000"]["s1d"], (0, 2, 3, 1))
+    )
+    np.testing.assert_array_equal(example["s1a_dates"], written["10000"]["s1a_days"])
+    with pytest.raises(ValueError, match="data.s1"):
+        pastis.load_pastis_patches(path, folds=(1,), s1="S1B")
+
+
+def test_pastis_r_norm_statistics_in_db(pastis_r_dir):
+    path, _ = pastis_r_dir
+    stats = json.loads((path / "NORM_S1D_patch.json").read_text())
+    mean, std = pastis.load_pastis_norm(path, folds=(2, 3), sensor="S1D")
+    np.testing.assert_allclose(
+        mean, (np.array(stats["Fold_2"]["mean"]) + stats["Fold_3"]["mean"]) / 2, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        std, (np.array(stats["Fold_2"]["std"]) + stats["Fold_3"]["std"]) / 2, rtol=1e-6
+    )
+    assert mean.shape == (3,) and mean.dtype == np.float32
+    with pytest.raises(ValueError, match="sensor"):
+        pastis.load_pastis_norm(path, sensor="S3")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda props: props.pop("dates-S1A"), "S1A_10000.npy exists.*dates-S1A"),
+        (lambda props: props["dates-S1D"].update({"2": 20170101}), "dates-S1D are not in time"),
+        (lambda props: props["dates-S1A"].update({"0": "2018"}), "dates-S1A.*YYYYMMDD"),
+    ],
+)
+def test_pastis_r_bad_metadata(tmp_path, edit, message):
+    write_pastis_dir(tmp_path, num_patches=1, size=8, s1=True)
+    _rewrite_metadata(tmp_path, edit)
+    with pytest.raises(ValueError, match=message):
+        pastis.load_pastis_patches(tmp_path, folds=(1,), s1="both")
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((4, 2, 8, 8), np.float32), r"S1A_10000.npy.*\(4, 3, 8, 8\)"),
+        (np.zeros((3, 3, 8, 8), np.float32), r"S1A_10000.npy.*dates-S1A"),
+        (np.zeros((4, 3, 8, 8), np.int16), "float backscatter"),
+    ],
+)
+def test_pastis_r_bad_s1_arrays_are_named(tmp_path, array, message):
+    write_pastis_dir(tmp_path, num_patches=1, size=8, s1=True)  # S1A of patch 10000: 4 dates
+    np.save(tmp_path / "DATA_S1A" / "S1A_10000.npy", array)
     with pytest.raises(ValueError, match=message):
         pastis.load_pastis_patches(tmp_path, folds=(1,))

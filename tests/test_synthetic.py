@@ -1,4 +1,7 @@
-"""Synthetic PASTIS-like generator: determinism, shapes, dates, and class phenology."""
+"""Synthetic PASTIS-like generator: determinism, shapes, dates, class phenology, and the
+Sentinel-1 series (dates, vegetation signal, speckle statistics)."""
+
+from collections import deque
 
 import numpy as np
 import pytest
@@ -185,3 +188,103 @@ def test_image_classification_set_is_not_separable_by_mean_spectrum():
     distance = ((spectra[test][:, None] - centroids[None]) ** 2).sum(axis=-1)
     accuracy = np.mean(np.argmin(distance, axis=1) == labels[test])
     assert 0.2 < accuracy < 0.6
+
+
+# Sentinel-1 series of the synthetic patches.
+
+
+def _parcels(inside: np.ndarray) -> list[np.ndarray]:
+    """Masks of the 4-connected regions of ``inside`` (breadth-first flood fill)."""
+    seen = np.zeros(inside.shape, bool)
+    regions = []
+    for start in zip(*np.nonzero(inside), strict=True):
+        if seen[start]:
+            continue
+        seen[start] = True
+        region, queue = np.zeros(inside.shape, bool), deque([start])
+        while queue:
+            row, col = queue.popleft()
+            region[row, col] = True
+            for r, c in ((row + 1, col), (row - 1, col), (row, col + 1), (row, col - 1)):
+                if 0 <= r < inside.shape[0] and 0 <= c < inside.shape[1]:
+                    if inside[r, c] and not seen[r, c]:
+                        seen[r, c] = True
+                        queue.append((r, c))
+        regions.append(region)
+    return regions
+
+
+def test_s1_off_by_default_and_s2_side_unchanged():
+    plain, radar = make_patch(7, 2), make_patch(7, 2, s1=True)
+    assert plain.s1_bands is None and plain.s1_dates is None and not plain.has_s1
+    np.testing.assert_array_equal(radar.bands, plain.bands)
+    np.testing.assert_array_equal(radar.dates, plain.dates)
+    np.testing.assert_array_equal(radar.labels, plain.labels)
+    again = make_patch(7, 2, s1=True)
+    np.testing.assert_array_equal(radar.s1_bands, again.s1_bands)
+    np.testing.assert_array_equal(radar.s1_dates, again.s1_dates)
+    assert not np.array_equal(make_patch(8, 2, s1=True).s1_bands[:3], radar.s1_bands[:3])
+    with pytest.raises(ValueError, match="s1_looks"):
+        make_patch(0, 0, s1=True, s1_looks=0)
+
+
+def test_s1_shapes_and_irregular_dates_within_the_s2_period():
+    patches = make_patches(6, seed=5, size=16, s1=True)
+    gaps = set()
+    for patch in patches:
+        t1, h, w, c = patch.s1_bands.shape
+        assert (h, w, c) == (16, 16, 3) and t1 >= 10 and patch.has_s1
+        assert patch.s1_band_names == ("VV", "VH", "VV/VH")
+        assert patch.s1_bands.dtype == np.float32 and patch.s1_dates.dtype == np.int32
+        # Clouds do not reach the radar: no gap, plausible C-band backscatter in dB.
+        assert np.all(np.isfinite(patch.s1_bands))
+        vv, vh, ratio = np.moveaxis(patch.s1_bands.astype(np.float64), -1, 0)
+        assert -35 < np.median(vh) < np.median(vv) < -3
+        np.testing.assert_allclose(ratio, vv - vh, atol=1e-4)
+        assert patch.dates[0] <= patch.s1_dates[0] and patch.s1_dates[-1] <= patch.dates[-1]
+        steps = np.diff(patch.s1_dates)
+        assert np.all(steps >= 6) and np.all(steps % 6 == 0)
+        gaps.update(steps.tolist())
+        # Own dates: not the Sentinel-2 ones.
+        assert len(np.intersect1d(patch.s1_dates, patch.dates)) < len(patch.s1_dates) / 2
+    assert {6, 12} <= gaps  # irregular revisit
+
+
+def test_s1_vh_follows_the_parcels_ndvi():
+    # Per patch and class, the median VH (linear power) at each S1 date against the
+    # median NDVI of the clear S2 observations, interpolated to that date.
+    ndvi_values, vh_values = [], []
+    for patch in make_patches(8, seed=4, size=32, s1=True):
+        ndvi = _ndvi(patch)
+        clear = patch.bands[..., 0] < 0.2
+        vh = 10.0 ** (patch.s1_bands[..., 1].astype(np.float64) / 10.0)
+        for label in np.unique(patch.labels[patch.labels > 0]):
+            pixels = patch.labels == label
+            per_date = [
+                np.median(ndvi[t][pixels & clear[t]]) if np.sum(pixels & clear[t]) > 5 else np.nan
+                for t in range(patch.num_dates)
+            ]
+            per_date = np.array(per_date)
+            seen = np.isfinite(per_date)
+            if pixels.sum() < 10 or seen.sum() < 3:
+                continue
+            ndvi_values += np.interp(patch.s1_dates, patch.dates[seen], per_date[seen]).tolist()
+            vh_values += [np.median(vh[t][pixels]) for t in range(len(patch.s1_dates))]
+    assert len(vh_values) > 200
+    assert np.corrcoef(ndvi_values, vh_values)[0, 1] > 0.5
+
+
+@pytest.mark.parametrize("looks", [1.0, 5.0])
+def test_s1_speckle_mean_over_std_is_sqrt_looks(looks):
+    # Over a parcel (a 4-connected region between field margins) at one date the
+    # backscatter is nearly uniform, so mean / std of the linear intensity is that of
+    # gamma speckle of L looks: sqrt(L).
+    ratios = []
+    for patch in make_patches(3, seed=2, size=48, s1=True, s1_looks=looks):
+        linear = 10.0 ** (patch.s1_bands[..., :2].astype(np.float64) / 10.0)
+        for region in _parcels(patch.labels != 0):
+            if region.sum() >= 40:
+                values = linear[:, region]  # (T1, pixels, 2)
+                ratios += (values.mean(axis=1) / values.std(axis=1)).ravel().tolist()
+    assert len(ratios) > 500
+    assert np.median(ratios) == pytest.approx(np.sqrt(looks), rel=0.05)

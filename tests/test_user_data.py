@@ -212,3 +212,91 @@ def test_known_band_names():
         assert user.is_known_band_name(name), name
     for name in ("B0", "B13", "B8B", "sur_refl_b01", "LAI", ""):
         assert not user.is_known_band_name(name), name
+
+
+@pytest.mark.parametrize(
+    ("layout", "metadata_json", "s1_units", "iso_dates"),
+    [
+        ("THWC", True, "db", False),
+        ("TCHW", False, "linear", True),
+        ("THWC", False, "linear", False),
+    ],
+)
+def test_patch_folder_sentinel1(tmp_path, layout, metadata_json, s1_units, iso_dates):
+    written = write_user_patch_folder(
+        tmp_path,
+        num_patches=3,
+        layout=layout,
+        metadata_json=metadata_json,
+        s1_units=s1_units,
+        iso_dates=iso_dates,
+    )
+    patches = user.load_patch_folder(tmp_path)
+    assert [p.has_s1 for p in patches] == [True, True, False]
+    for patch in patches[:2]:
+        reference = written[patch.patch_id]
+        assert patch.s1_band_names == ("VH", "VV")
+        assert patch.s1_bands.dtype == np.float32 and patch.s1_dates.dtype == np.int32
+        assert patch.s1_bands.shape == reference["s1_db"].shape
+        # dB as stored, or 10 log10 of the stored linear power; s1_nodata at (0, 1, 1).
+        np.testing.assert_allclose(patch.s1_bands, reference["s1_db"], atol=1e-4)
+        assert np.isnan(patch.s1_bands[0, 1, 1]).all() and np.isnan(patch.s1_bands).sum() == 2
+        np.testing.assert_array_equal(patch.s1_dates, reference["s1_days"])
+        # The S2 side as without S1.
+        np.testing.assert_array_equal(patch.bands, reference["reflectance"])
+    assert patches[2].s1_bands is None and patches[2].s1_dates is None
+
+
+def test_patch_folder_sentinel1_hand_value(tmp_path):
+    bands = np.full((2, 2, 2, 1), 0.3, np.float32)
+    # Linear power 0.1 is -10 dB, 0.001 is -30 dB; 0 and negative powers are gaps.
+    s1 = np.array([0.1, 0.001, 0.0, -1.0], np.float32).reshape(1, 2, 2, 1)
+    np.savez(
+        tmp_path / "p.npz",
+        bands=bands,
+        dates=np.array([3, 9]),
+        band_names=np.array(["B8"]),
+        s1_bands=s1,
+        s1_dates=np.array(["2019-01-02"]),
+        s1_band_names=np.array(["vv"]),
+        s1_units=np.array("Linear"),
+    )
+    (patch,) = user.load_patch_folder(tmp_path)
+    np.testing.assert_allclose(patch.s1_bands[0, :, :, 0], [[-10, -30], [np.nan, np.nan]])
+    assert patch.s1_dates.tolist() == [17898]  # 2019-01-02: 49 years, 12 leap days, + 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"s1_dates": None}, "both s1_bands and s1_dates"),
+        ({"s1_bands": None}, "both s1_bands and s1_dates"),
+        ({"s1_bands": np.zeros((4, 7, 8, 2), np.float32)}, "share the pixel grid"),
+        ({"s1_bands": np.zeros((4, 8, 8), np.float32)}, "s1_bands must be 4-D"),
+        ({"s1_bands": np.zeros((0, 8, 8, 2), np.float32), "s1_dates": np.zeros(0)}, "no date"),
+        ({"s1_bands": np.zeros((4, 8, 8, 3), np.float32)}, "3 channels but s1_band_names has 2"),
+        ({"s1_band_names": np.array(["VV", "HH"])}, r"unknown Sentinel-1 band names \['HH'\]"),
+        ({"s1_band_names": np.array(["VV", "vv"])}, "twice"),
+        ({"s1_band_names": np.array(["VV", "VV/VH"])}, "differ"),
+        ({"s1_units": np.array("natural")}, "s1_units must be one of"),
+        ({"s1_dates": np.array([5, 1, 9, 12])}, "s1_dates are missing or not strictly"),
+        ({"s1_dates": np.array([1, 2])}, r"s1_dates must have shape \(4,\)"),
+        ({"s1_nodata": np.array("x")}, "s1_nodata must be a number"),
+    ],
+)
+def test_patch_folder_sentinel1_errors_name_file(tmp_path, changes, message):
+    write_user_patch_folder(tmp_path, num_patches=3, metadata_json=False, s1_units="db")
+    _edit_npz(tmp_path / "patch_1.npz", **changes)  # 4 S1 dates of 8 x 8 pixels, VH and VV
+    with pytest.raises(ValueError, match=message) as info:
+        user.load_patch_folder(tmp_path)
+    assert "patch_1.npz" in str(info.value)
+
+
+def test_patch_folder_sentinel1_names_from_metadata(tmp_path):
+    write_user_patch_folder(tmp_path, num_patches=2, s1_units="db")
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    assert metadata["s1_band_names"] == ["vh", "VV"]
+    metadata.pop("s1_band_names")
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="no s1_band_names"):
+        user.load_patch_folder(tmp_path)

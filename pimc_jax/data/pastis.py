@@ -68,6 +68,7 @@ import collections.abc
 import contextlib
 import datetime
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -79,6 +80,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from pimc_jax import progress as progress_lib
+from pimc_jax import storage
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.radar import S1_ORBITS, check_s1_setting, merge_s1_series, s1_orbits
 from pimc_jax.indices import BAND_TABLES, S1_BAND_NAMES
@@ -110,13 +112,19 @@ def default_data_dir(manual_dir: str | os.PathLike[str]) -> Path:
 
     ``<manual_dir>/tfds`` when ``manual_dir`` is writable, else a per-directory folder
     under ``$XDG_CACHE_HOME/pimc_jax/tfds`` (``~/.cache`` by default), keyed by a hash of
-    the resolved path so that two copies of a dataset never share prepared files.
+    the resolved path so that two copies of a dataset never share prepared files. A
+    remote ``manual_dir`` (``gs://``) is always prepared into that local folder, keyed by
+    its URL.
     """
-    manual_dir = Path(manual_dir)
-    if os.access(manual_dir, os.W_OK):
-        return manual_dir / "tfds"
+    if storage.is_remote(manual_dir):
+        resolved = os.fspath(manual_dir).rstrip("/")
+    else:
+        manual_dir = Path(manual_dir)
+        if os.access(manual_dir, os.W_OK):
+            return manual_dir / "tfds"
+        resolved = str(manual_dir.resolve())
     cache_root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    key = hashlib.sha256(str(manual_dir.resolve()).encode()).hexdigest()[:16]
+    key = hashlib.sha256(resolved.encode()).hexdigest()[:16]
     return cache_root / "pimc_jax" / "tfds" / key
 
 
@@ -167,6 +175,13 @@ def _target_file(manual_dir: Path, patch_id: str) -> Path:
     return manual_dir / "ANNOTATIONS" / f"TARGET_{patch_id}.npy"
 
 
+def _load_npy(path: os.PathLike[str]) -> np.ndarray:
+    """``np.load`` of a local ``.npy`` file, or of a remote one's bytes."""
+    if storage.is_remote(path):
+        return np.load(io.BytesIO(storage.as_path(path).read_bytes()))
+    return np.load(path)
+
+
 def read_pastis_metadata(manual_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Parses ``metadata.geojson`` and checks that every patch's files exist.
 
@@ -181,7 +196,7 @@ def read_pastis_metadata(manual_dir: str | os.PathLike[str]) -> list[dict[str, A
       property, holds an invalid date or fold, or when a patch's .npy files are missing
       (or an S1 file exists without its dates-S1A / dates-S1D).
     """
-    manual_dir = Path(manual_dir)
+    manual_dir = storage.as_path(manual_dir)
     meta_file = manual_dir / "metadata.geojson"
     if not meta_file.is_file():
         raise ValueError(f"PASTIS metadata file not found: {meta_file}")
@@ -250,11 +265,11 @@ def read_pastis_patch_arrays(
     Raises:
       ValueError naming the file when a shape, dtype or class value is wrong.
     """
-    manual_dir = Path(manual_dir)
+    manual_dir = storage.as_path(manual_dir)
     s2_file = _s2_file(manual_dir, patch_id)
     target_file = _target_file(manual_dir, patch_id)
     try:
-        data = np.load(s2_file)
+        data = _load_npy(s2_file)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {s2_file}: {err}") from None
     expected = f"({num_dates}, {len(PASTIS_BAND_NAMES)}, H, W)"
@@ -271,7 +286,7 @@ def read_pastis_patch_arrays(
     bands = np.ascontiguousarray(np.transpose(data, (0, 2, 3, 1)).astype(np.int16))
 
     try:
-        target = np.load(target_file)
+        target = _load_npy(target_file)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {target_file}: {err}") from None
     height, width = data.shape[2:]
@@ -305,9 +320,9 @@ def read_pastis_s1_array(
     Raises:
       ValueError naming the file when its shape or dtype is wrong.
     """
-    s1_file = _s1_file(Path(manual_dir), orbit, patch_id)
+    s1_file = _s1_file(storage.as_path(manual_dir), orbit, patch_id)
     try:
-        data = np.load(s1_file)
+        data = _load_npy(s1_file)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {s1_file}: {err}") from None
     num_channels = len(PASTIS_S1_BAND_NAMES)
@@ -377,7 +392,7 @@ class Pastis(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
-        manual_dir = Path(dl_manager.manual_dir)
+        manual_dir = storage.as_path(dl_manager.manual_dir)
         entries = read_pastis_metadata(manual_dir)
         for orbit in S1_ORBITS:
             missing = sum(entry[f"{orbit.lower()}_dates"] is None for entry in entries)
@@ -439,7 +454,7 @@ def prepare_pastis(
     Returns:
       The prepared builder; ``builder.as_data_source(split="fold1+fold2")`` reads it.
     """
-    path = Path(path)
+    path = storage.as_path(path)
     if not path.is_dir():
         raise ValueError(f"PASTIS directory not found: {path}")
     builder = Pastis(
@@ -552,7 +567,8 @@ def load_pastis_patches(
     """Reads the PASTIS patches of the given official folds (this process's shard).
 
     Args:
-      path: the manual directory in the official PASTIS layout (module docstring).
+      path: the manual directory in the official PASTIS layout (module docstring), a
+        local path or a ``gs://`` URL (:mod:`pimc_jax.storage`).
       folds: official folds to read, any of 1..5.
       data_dir: where the builder's array_record files go; default
         :func:`default_data_dir` (``<path>/tfds`` when writable).
@@ -582,7 +598,7 @@ def load_pastis_patches(
     present = [fold for fold in folds if f"fold{fold}" in builder.info.splits]
     absent = sorted(set(folds) - set(present))
     if not present:
-        raise ValueError(f"{Path(path) / 'metadata.geojson'}: no patch in folds {folds}")
+        raise ValueError(f"{storage.as_path(path) / 'metadata.geojson'}: no patch in folds {folds}")
     if absent:
         logging.warning("PASTIS at %s has no patch in folds %s", path, absent)
     source = builder.as_data_source(split="+".join(f"fold{fold}" for fold in present))
@@ -630,7 +646,7 @@ def load_pastis_norm(
         raise ValueError(f"sensor must be 'S2', 'S1A' or 'S1D', got {sensor!r}")
     names = PASTIS_BAND_NAMES if sensor == "S2" else PASTIS_S1_BAND_NAMES
     scale = REFLECTANCE_SCALE if sensor == "S2" else 1.0
-    norm_file = Path(path) / f"NORM_{sensor}_patch.json"
+    norm_file = storage.as_path(path) / f"NORM_{sensor}_patch.json"
     if not norm_file.is_file():
         raise ValueError(f"PASTIS normalisation file not found: {norm_file}")
     stats = json.loads(norm_file.read_text())

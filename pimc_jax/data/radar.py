@@ -87,7 +87,7 @@ def merge_s1_series(
       ``bands`` ``(T, H, W, C)`` float32 dB and ``dates`` ``(T,)`` int32 strictly
       increasing, the union of all days. Where several acquisitions share a day, each
       channel is their mean in linear power over the valid (finite) ones, NaN where none
-      is; a ``VV/VH`` channel is then ``VV − VH`` of the merged dB values.
+      is; on such a shared day a ``VV/VH`` channel is ``VV − VH`` of the merged dB values.
 
     Raises:
       ValueError: series of different pixel grids or channel counts, or no date at all.
@@ -101,24 +101,24 @@ def merge_s1_series(
             f"merge_s1_series: series must share (H, W, C) with C = {len(band_names)} "
             f"band names, got {sorted(shapes)}"
         )
-    bands = np.concatenate([b for b, _ in pairs]).astype(np.float64)
     dates = np.concatenate([d for _, d in pairs]).astype(np.int64)
-    days, group = np.unique(dates, return_inverse=True)
+    order = np.argsort(dates, kind="stable")
+    bands = np.concatenate([b for b, _ in pairs])[order]
+    dates = dates[order]
+    days, starts = np.unique(dates, return_index=True)
     if days.size == dates.size:  # no shared day: a reordering only
-        order = np.argsort(dates, kind="stable")
-        return bands[order].astype(np.float32), dates[order].astype(np.int32)
+        return bands.astype(np.float32), dates.astype(np.int32)
     linear = db_to_linear(bands)
     valid = np.isfinite(linear)
-    total = np.zeros((days.size, *bands.shape[1:]))
-    count = np.zeros((days.size, *bands.shape[1:]))
-    np.add.at(total, group, np.where(valid, linear, 0.0))
-    np.add.at(count, group, valid)
+    total = np.add.reduceat(np.where(valid, linear, 0.0), starts, axis=0)
+    count = np.add.reduceat(valid.astype(np.float64), starts, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         merged = linear_to_db(total / count)
     names = [canonical_radar_band_name(str(name)) for name in band_names]
     if "VV/VH" in names and "VV" in names and "VH" in names:
-        merged[..., names.index("VV/VH")] = (
-            merged[..., names.index("VV")] - merged[..., names.index("VH")]
+        shared = np.diff(np.append(starts, dates.size)) > 1
+        merged[shared, ..., names.index("VV/VH")] = (
+            merged[shared, ..., names.index("VV")] - merged[shared, ..., names.index("VH")]
         )
     return merged.astype(np.float32), days.astype(np.int32)
 

@@ -21,6 +21,12 @@ class curve: NIR rises and red/blue/SWIR fall as a parcel greens up. On top of t
 - per-date illumination changes, Gaussian noise, clouds (bright blobs, all bands ~0.4-0.6)
   on about a fifth of the dates, and rarely a no-data (NaN) swath edge.
 
+With ``s1=True`` a patch also carries a Sentinel-1 series consistent with the same parcels
+(:func:`_sentinel1`): VV and VH backscatter of a water-cloud model driven by each pixel's
+green cover and by the parcel's soil moisture (a wet-winter season plus rain events that
+dry out within days), on its own irregular 6/12-day dates within the Sentinel-2 period,
+with multiplicative gamma speckle of ``s1_looks`` looks; clouds do not affect it.
+
 Everything is vectorised NumPy and seeded by ``(seed, index)``: the same arguments give the
 same arrays on every machine, and patch ``i`` does not depend on how many patches are made.
 
@@ -32,19 +38,31 @@ illumination changes, haze, and sensor noise that grows at low sun.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from pimc_jax.data.classes import EUROSAT_CLASS_NAMES, SYNTHETIC_CLASS_NAMES
 from pimc_jax.data.patches import Patch
-from pimc_jax.indices import canonical_band_name, resolve_band_names
+from pimc_jax.indices import S1_BAND_NAMES, canonical_band_name, resolve_band_names
 
 # 2019-01-01 as days since 1970-01-01.
 _YEAR_START = int(np.datetime64("2019-01-01", "D").astype(np.int64))
 _DAYS_IN_YEAR = 365
 # Sentinel-2 revisit: acquisition dates are drawn from a 5-day grid when enough of it exists.
 _REVISIT_DAYS = 5
+# Sentinel-1 (:func:`_sentinel1`). Water-cloud model per polarisation: canopy A, B and soil
+# backscatter C (dB of dry soil) + D (dB per m³/m³ of volumetric moisture).
+_S1_WATER_CLOUD: dict[str, tuple[float, float, float, float]] = {
+    "VV": (0.10, 0.30, -20.0, 25.0),
+    "VH": (0.025, 0.20, -27.0, 20.0),
+}
+# The canopy descriptor (vegetation water content, kg/m²) is this times the green cover.
+_S1_CANOPY_PER_COVER = 2.0
+# Passes 6 days apart (12 when one is skipped); some passes are missing.
+_S1_GAPS_DAYS = (6, 12)
+_S1_MISSING_PASS = 0.1
+_S1_INCIDENCE_DEG = (30.0, 45.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,6 +247,8 @@ def make_patch(
     nodata_probability: float = 0.02,
     noise: float = 0.01,
     fold: int = 0,
+    s1: bool = False,
+    s1_looks: float = 5.0,
 ) -> Patch:
     """Generates synthetic patch ``index`` of the data set seeded by ``seed``.
 
@@ -248,11 +268,18 @@ def make_patch(
       nodata_probability: chance that a date loses a swath edge to no-data (NaN).
       noise: standard deviation of the additive Gaussian reflectance noise.
       fold: fold stored in the patch.
+      s1: also generate a Sentinel-1 series (module docstring, :func:`_sentinel1`); the
+        Sentinel-2 bands, dates and labels are the same with or without it.
+      s1_looks: equivalent number of looks L of the S1 speckle (gamma, mean 1, variance
+        1/L: over a homogeneous area, mean / std of the linear intensity is √L).
 
     Returns:
       A :class:`Patch` with ``bands`` ``(T, size, size, C)`` float32 reflectance in [0, 1]
       (NaN on no-data), ``dates`` ``(T,)`` int32 days since 1970-01-01 within 2019, strictly
-      increasing, ``labels`` ``(size, size)`` int32 in ``[0, num_classes)``.
+      increasing, ``labels`` ``(size, size)`` int32 in ``[0, num_classes)``; with ``s1``
+      also ``s1_bands`` ``(T1, size, size, 3)`` float32 dB (VV, VH, VV/VH = VV − VH),
+      ``s1_dates`` ``(T1,)`` int32 strictly increasing within ``[dates[0], dates[-1]]``,
+      ``s1_band_names`` :data:`~pimc_jax.indices.S1_BAND_NAMES`.
     """
     if not 2 <= num_classes <= len(SYNTHETIC_CLASS_NAMES):
         raise ValueError(
@@ -265,6 +292,8 @@ def make_patch(
             f"need 1 <= min_dates <= max_dates <= {_DAYS_IN_YEAR}, got min_dates={min_dates}, "
             f"max_dates={max_dates}"
         )
+    if not s1_looks > 0:
+        raise ValueError(f"s1_looks must be positive, got {s1_looks}")
     names = resolve_band_names(band_names)
     spectra = _spectra(names)
     rng = np.random.default_rng([seed, index])
@@ -297,19 +326,23 @@ def make_patch(
     cuts = np.sort(_normal(rng, np.asarray([150.0, 215.0]), 12.0, (num_parcels, 2)), axis=1)
     cuts = cuts[parcel]
 
+    def cover_on(doy: np.ndarray) -> np.ndarray:
+        """``(T, size, size)`` float32 green cover of each pixel on days of year ``(T, 1, 1)``."""
+        greenness = (
+            winter
+            + (peak - winter) * _sigmoid((doy - green_up) / table["rise"])
+            - (peak - after) * _sigmoid((doy - senescence) / table["fall"])
+        )
+        for cut in (cuts[..., 0], cuts[..., 1]):
+            since = doy - cut
+            regrowth = np.where(since >= 0, np.exp(-np.maximum(since, 0.0) / 18.0), 0.0)
+            greenness = greenness - table["mowing"] * (greenness - 0.2) * regrowth
+        return np.clip(greenness, 0.0, 1.0).astype(np.float32)
+
     days = _acquisition_days(rng, min_dates, max_dates)
     num_dates = days.size
     doy = days.astype(np.float32)[:, None, None]
-    greenness = (
-        winter
-        + (peak - winter) * _sigmoid((doy - green_up) / table["rise"])
-        - (peak - after) * _sigmoid((doy - senescence) / table["fall"])
-    )
-    for cut in (cuts[..., 0], cuts[..., 1]):
-        since = doy - cut
-        regrowth = np.where(since >= 0, np.exp(-np.maximum(since, 0.0) / 18.0), 0.0)
-        greenness = greenness - table["mowing"] * (greenness - 0.2) * regrowth
-    greenness = np.clip(greenness, 0.0, 1.0).astype(np.float32)
+    greenness = cover_on(doy)
     flowers = table["flowering"] * np.exp(-0.5 * ((doy - table["flower_day"]) / 12.0) ** 2)
     flowers = (greenness * flowers).astype(np.float32)
 
@@ -349,6 +382,17 @@ def make_patch(
     bands = np.clip(bands, 0.0, 1.0).astype(np.float32)
     bands[nodata] = np.nan
 
+    s1_fields = {}
+    if s1:
+        # Its own generator: the Sentinel-2 side does not change when S1 is asked for.
+        s1_rng = np.random.default_rng([seed, index, 2])
+        s1_days = _s1_days(s1_rng, days)
+        s1_bands = _sentinel1(s1_rng, s1_days, cover_on, parcel, num_parcels, labels == 0, s1_looks)
+        s1_fields = dict(
+            s1_bands=s1_bands,
+            s1_dates=(_YEAR_START + s1_days).astype(np.int32),
+            s1_band_names=S1_BAND_NAMES,
+        )
     return Patch(
         bands=bands,
         dates=(_YEAR_START + days).astype(np.int32),
@@ -356,7 +400,75 @@ def make_patch(
         labels=labels,
         patch_id=f"synthetic-{seed}-{index}",
         fold=fold,
+        **s1_fields,
     )
+
+
+def _s1_days(rng: np.random.Generator, s2_days: np.ndarray) -> np.ndarray:
+    """Sorted S1 days of year within ``[s2_days[0], s2_days[-1]]``: passes 6 or 12 days
+    apart from a random start, a tenth of them missing (at least one day)."""
+    first, last = int(s2_days[0]), int(s2_days[-1])
+    day, found = first + int(rng.integers(0, _S1_GAPS_DAYS[0])), []
+    while day <= last:
+        if rng.random() >= _S1_MISSING_PASS:
+            found.append(day)
+        day += int(rng.choice(_S1_GAPS_DAYS, p=(0.75, 0.25)))
+    return np.asarray(found or [first], dtype=np.int64)
+
+
+def _soil_moisture(rng: np.random.Generator, days: np.ndarray) -> np.ndarray:
+    """``(T,)`` volumetric soil moisture (m³/m³) of the scene on days of year ``days``.
+
+    A wet winter and a dry summer (0.16-0.32) plus rain events (a sixth of the days) that
+    add 0.03-0.12 and dry out with a 4-day time constant.
+    """
+    span = np.arange(int(days[0]) - 30, int(days[-1]) + 1)  # a month of spin-up
+    rain = np.where(rng.random(span.size) < 1 / 6, rng.uniform(0.03, 0.12, span.size), 0.0)
+    wet = np.zeros(span.size)
+    for t in range(span.size):
+        wet[t] = (wet[t - 1] * np.exp(-1 / 4) if t else 0.0) + rain[t]
+    seasonal = 0.24 + 0.08 * np.cos(2 * np.pi * (span - 15) / _DAYS_IN_YEAR)
+    return np.clip(seasonal + wet, 0.05, 0.45)[days - span[0]]
+
+
+def _sentinel1(
+    rng: np.random.Generator,
+    days: np.ndarray,
+    cover_on: Callable[[np.ndarray], np.ndarray],
+    parcel: np.ndarray,
+    num_parcels: int,
+    background: np.ndarray,
+    looks: float,
+) -> np.ndarray:
+    """``(T1, H, W, 3)`` float32 Sentinel-1 VV, VH and VV/VH in dB on days of year ``days``.
+
+    Water-cloud model (Attema & Ulaby 1978), per polarisation with ``(A, B, C, D)`` of
+    :data:`_S1_WATER_CLOUD`, canopy ``V = 2 · green cover`` (``cover_on``) and incidence θ
+    (30-45°, per date)::
+
+        τ² = exp(−2 B V / cos θ)
+        σ0 = A V cos θ (1 − τ²) + τ² · 10^((C + D · mv + r) / 10)
+
+    with ``mv`` the soil moisture (:func:`_soil_moisture`, times a per-parcel drainage
+    factor 0.8-1.2) and ``r`` a per-parcel roughness offset in dB (std 1 dB; built-up
+    ``background`` pixels +3 dB). VH rises with the canopy, VV with the soil moisture and
+    the canopy. Each value is multiplied by independent gamma speckle of ``looks`` looks
+    (mean 1, variance 1 / looks).
+    """
+    doy = days.astype(np.float32)[:, None, None]
+    canopy = _S1_CANOPY_PER_COVER * cover_on(doy).astype(np.float64)  # (T1, H, W)
+    moisture = _soil_moisture(rng, days)[:, None, None] * rng.uniform(0.8, 1.2, num_parcels)[parcel]
+    roughness = rng.normal(0.0, 1.0, num_parcels)[parcel] + 3.0 * background
+    theta = np.deg2rad(rng.uniform(*_S1_INCIDENCE_DEG, days.size))[:, None, None]
+    cos_theta = np.cos(theta)
+    sigma = {}
+    for pol, (a, b, c, d) in _S1_WATER_CLOUD.items():
+        tau2 = np.exp(-2.0 * b * canopy / cos_theta)
+        soil = 10.0 ** ((c + d * moisture + roughness) / 10.0)
+        clean = a * canopy * cos_theta * (1.0 - tau2) + tau2 * soil
+        sigma[pol] = clean * rng.gamma(looks, 1.0 / looks, clean.shape)
+    vv, vh = (10.0 * np.log10(sigma[pol]) for pol in ("VV", "VH"))
+    return np.stack([vv, vh, vv - vh], axis=-1).astype(np.float32)
 
 
 def make_patches(num_patches: int, seed: int = 0, *, folds: int = 0, **kwargs) -> list[Patch]:

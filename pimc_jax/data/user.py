@@ -58,13 +58,24 @@ A directory of ``<name>.npz`` files, one image time series patch each, named fre
     ``transform``    (6,) floats, its affine transform ``(a, b, c, d, e, f)``: kept with
                      the patch, for writing results as GeoTIFF (:mod:`~pimc_jax.data.geotiff`).
 
-``metadata.json`` may give ``band_names``, ``layout``, ``scale`` and ``nodata``
-(keys in a file win over it), e.g.::
+A second sensor, Sentinel-1, on the same pixel grid but its own dates (optional; both or
+neither of the first two):
+
+    ``s1_bands``      (T1, H, W, C1) or (T1, C1, H, W) as ``layout`` says: backscatter σ0.
+    ``s1_dates``      (T1,) integer days or ISO date strings, strictly increasing.
+    ``s1_band_names`` (C1,) strings among ``VV``, ``VH`` and ``VV/VH`` (their ratio), any
+                      case, unless given in metadata.json.
+    ``s1_units``      optional ``"db"`` (default) or ``"linear"`` (power; converted to dB,
+                      the ratio channel too; values <= 0 become gaps).
+    ``s1_nodata``     optional value of ``s1_bands`` marking no-data (becomes NaN).
+
+``metadata.json`` may give ``band_names``, ``layout``, ``scale``, ``nodata``,
+``s1_band_names``, ``s1_units`` and ``s1_nodata`` (keys in a file win over it), e.g.::
 
     {"band_names": ["B2", "B3", "B4", "B8"], "layout": "TCHW", "scale": 0.0001, "nodata": 0}
 
-All patches of a folder must have the same band names; their sizes and numbers of dates
-may differ.
+All patches of a folder must have the same band names (and those with Sentinel-1 the
+same ``s1_band_names``); their sizes and numbers of dates may differ.
 
 GeoTIFF patches
 ---------------
@@ -115,7 +126,14 @@ import numpy as np
 
 from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch, series_dates
-from pimc_jax.indices import BAND_TABLES, INDEX_NAMES, canonical_band_name, resolve_band_names
+from pimc_jax.data.radar import linear_to_db
+from pimc_jax.indices import (
+    BAND_TABLES,
+    INDEX_NAMES,
+    canonical_band_name,
+    check_radar_band_names,
+    resolve_band_names,
+)
 
 if TYPE_CHECKING:  # GeoTIFF reading imports rasterio only when a folder holds GeoTIFFs
     from pimc_jax.data.geotiff import Raster
@@ -131,6 +149,9 @@ _KNOWN_BANDS = (
     | {name.upper() for name in INDEX_NAMES}
 )
 _LAYOUTS = ("THWC", "TCHW")
+_S1_UNITS = ("db", "linear")
+_S1_KEYS = ("s1_band_names", "s1_units", "s1_nodata")
+_METADATA_KEYS = ("band_names", "layout", "scale", "nodata", *_S1_KEYS)
 
 #: SCL classes that are gaps by default (module docstring, "Cloud masks"): no data,
 #: saturated or defective, cloud shadow, cloud medium and high probability, thin cirrus.
@@ -482,10 +503,10 @@ def _read_folder_metadata(folder: Path) -> dict[str, Any]:
         raise ValueError(f"{meta_file}: not valid JSON ({err})") from None
     if not isinstance(metadata, Mapping):
         raise ValueError(f"{meta_file}: expected a JSON object")
-    unknown = sorted(set(metadata) - {"band_names", "layout", "scale", "nodata"})
+    unknown = sorted(set(metadata) - set(_METADATA_KEYS))
     if unknown:
         raise ValueError(
-            f"{meta_file}: unknown keys {unknown}; allowed: band_names, layout, scale, nodata"
+            f"{meta_file}: unknown keys {unknown}; allowed: {', '.join(_METADATA_KEYS)}"
         )
     return dict(metadata)
 
@@ -571,7 +592,81 @@ def _read_patch_file(
         fold=fold,
         crs=crs,
         transform=transform,
+        **_npz_s1(arrays, defaults, layout, (height, width), where),
     )
+
+
+def _npz_s1(
+    arrays: Mapping[str, np.ndarray],
+    defaults: Mapping[str, Any],
+    layout: str,
+    size: tuple[int, int],
+    where: str,
+) -> dict[str, Any]:
+    """The Sentinel-1 fields of a patch file (module docstring), or ``{}`` without them.
+
+    Returns:
+      ``s1_bands`` (T1, H, W, C1) float32 dB (NaN = no-data), ``s1_dates`` (T1,) int32,
+      ``s1_band_names`` canonical names.
+    """
+    if "s1_bands" not in arrays and "s1_dates" not in arrays:
+        return {}
+    if "s1_bands" not in arrays or "s1_dates" not in arrays:
+        raise ValueError(f"{where}: give both s1_bands and s1_dates, or neither")
+    settings = {key: defaults[key] for key in _S1_KEYS if key in defaults}
+    settings.update({key: arrays[key] for key in _S1_KEYS if key in arrays})
+    if "s1_band_names" not in settings:
+        raise ValueError(f"{where}: no s1_band_names in the file or in metadata.json")
+    raw = _numeric(arrays["s1_bands"], "s1_bands", where)
+    if raw.ndim != 4:
+        raise ValueError(f"{where}: s1_bands must be 4-D ({layout}), got shape {raw.shape}")
+    if layout == "TCHW":
+        raw = np.transpose(raw, (0, 2, 3, 1))
+    num_dates, height, width, num_bands = raw.shape
+    if (height, width) != size:
+        raise ValueError(
+            f"{where}: s1_bands cover {height} x {width} pixels but bands {size[0]} x {size[1]}; "
+            "both sensors must share the pixel grid"
+        )
+    if num_dates == 0:
+        raise ValueError(f"{where}: s1_bands has no date (omit s1_bands and s1_dates instead)")
+    names = np.asarray(settings["s1_band_names"])
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise ValueError(f"{where}: s1_band_names must be a 1-D array of strings")
+    try:
+        s1_names = check_radar_band_names([str(name).strip() for name in names.tolist()])
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    if len(s1_names) != num_bands:
+        raise ValueError(
+            f"{where}: s1_bands have {num_bands} channels but s1_band_names has {len(s1_names)}"
+        )
+    units = str(np.asarray(settings.get("s1_units", "db"))).strip().lower()
+    if units not in _S1_UNITS:
+        raise ValueError(f"{where}: s1_units must be one of {_S1_UNITS}, got {units!r}")
+    values = raw.astype(np.float64)
+    gaps = ~np.isfinite(values)
+    if settings.get("s1_nodata") is not None:
+        nodata = np.asarray(settings["s1_nodata"])
+        if nodata.shape != () or nodata.dtype.kind not in "iuf":
+            raise ValueError(f"{where}: s1_nodata must be a number, got {settings['s1_nodata']!r}")
+        gaps |= raw == nodata
+    values[gaps] = np.nan
+    if units == "linear":
+        values = linear_to_db(values)
+    dates = dates_to_days(arrays["s1_dates"], where)
+    if dates.shape != (num_dates,):
+        raise ValueError(
+            f"{where}: s1_dates must have shape ({num_dates},) to match s1_bands "
+            f"(T1 = {num_dates}), got {dates.shape}"
+        )
+    if not np.all(np.isfinite(dates)) or np.any(np.diff(dates) <= 0):
+        raise ValueError(f"{where}: s1_dates are missing or not strictly increasing")
+    return {
+        "s1_bands": values.astype(np.float32),
+        "s1_dates": dates.astype(np.int32),
+        "s1_band_names": s1_names,
+    }
 
 
 def _npz_georeference(
@@ -670,11 +765,20 @@ def _read_source(source: Path, defaults: Mapping[str, Any], classes: Sequence[in
 
 def _check_same_bands(patches: Sequence[Patch], files: Sequence[Path]) -> None:
     first = patches[0].band_names
+    first_s1: tuple[tuple[str, ...], Path] | None = None
     for patch, file in zip(patches, files, strict=True):
         if patch.band_names != first:
             raise ValueError(
                 f"{file}: band_names {patch.band_names} differ from {first} in {files[0].name}"
             )
+        if patch.s1_bands is not None:
+            if first_s1 is None:
+                first_s1 = (patch.s1_band_names, file)
+            elif patch.s1_band_names != first_s1[0]:
+                raise ValueError(
+                    f"{file}: s1_band_names {patch.s1_band_names} differ from {first_s1[0]} "
+                    f"in {first_s1[1].name}"
+                )
 
 
 # --------------------------------------------------------------------------------------
