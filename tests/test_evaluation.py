@@ -474,3 +474,27 @@ def test_train_supervised_ema_is_the_bias_corrected_average_of_the_steps():
     assert not np.allclose(expected, outputs[-1], rtol=1e-3)
     with pytest.raises(ValueError, match="ema_decay"):
         fit(ema_decay=1.0)
+
+
+def test_npz_scl_setting_reaches_the_pixel_evaluations(tmp_path):
+    write_user_npz(tmp_path / "pixels.npz", num_pixels=20, num_dates=6, num_classes=2)
+    with np.load(tmp_path / "pixels.npz") as stored:
+        arrays = dict(stored)
+    scl = np.full(arrays["labels"].shape + (6,), 4, np.uint8)  # 4: vegetation
+    scl[:, 2] = 9  # cloud high probability at date 2 of every pixel
+    scl[:, 4] = 11  # snow at date 4
+    np.savez(tmp_path / "pixels.npz", **arrays, scl=scl)
+    config = eval_config("eval_pastis_classification", "random", "linear")
+    config.data.update(dict(name="npz", path=str(tmp_path / "pixels.npz")))
+
+    def gaps() -> np.ndarray:
+        splits = load_pixel_splits(config)
+        bands = np.concatenate([s["bands"] for s in (splits.train, splits.val, splits.test)])
+        return np.isnan(bands).all(axis=(0, 2))  # dates that are gaps in every pixel
+
+    default = gaps()
+    assert default[2] and not default[4]  # cloud masked, snow kept by default
+    config.data.scl_invalid_classes = (9, 11)
+    assert gaps()[4]
+    config.data.scl_invalid_classes = ()
+    assert not gaps()[2]

@@ -28,7 +28,7 @@ from pimc_jax.data.classes import PASTIS_CLASS_NAMES, SYNTHETIC_CLASS_NAMES
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.splits import stratified_folds, stratified_split
 from pimc_jax.data.statistics import image_statistics
-from pimc_jax.data.user import MAX_CLASSES, load_pixel_npz
+from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, MAX_CLASSES, load_pixel_npz
 from pimc_jax.data.views import pad_series
 from pimc_jax.evaluation.towers import frozen_features
 from pimc_jax.models import PIMCParams
@@ -153,8 +153,10 @@ def _excluded(
     return _subset(arrays, np.flatnonzero(keep))
 
 
-def _npz_arrays(path: str, require_labels: bool) -> tuple[dict[str, np.ndarray], Any]:
-    pixels = load_pixel_npz(path)
+def _npz_arrays(
+    path: str, require_labels: bool, scl_invalid_classes: Sequence[int]
+) -> tuple[dict[str, np.ndarray], Any]:
+    pixels = load_pixel_npz(path, scl_invalid_classes=tuple(scl_invalid_classes))
     if pixels.labels is None and require_labels:
         raise ValueError(f"{path}: pixel classification needs 'labels' in the .npz file")
     arrays = {"bands": pixels.bands, "dates": pixels.dates, "mask": pixels.mask}
@@ -205,11 +207,12 @@ def _npz_splits(
     data = config.data
     if not data.get("path"):
         raise ValueError("data.name='npz' needs --config.data.path=FILE.npz")
-    arrays, pixels = _npz_arrays(data.path, require_labels)
+    scl = data.get("scl_invalid_classes", DEFAULT_SCL_INVALID_CLASSES)
+    arrays, pixels = _npz_arrays(data.path, require_labels, scl)
     arrays = _excluded(arrays, exclude)
     if not data.get("test_path"):
         return _seeded_split(arrays, data, with_test=True), pixels.band_names, pixels.class_names
-    test, test_pixels = _npz_arrays(data.test_path, require_labels)
+    test, test_pixels = _npz_arrays(data.test_path, require_labels, scl)
     if test_pixels.band_names != pixels.band_names:
         raise ValueError(
             f"{data.test_path}: band_names {test_pixels.band_names} differ from "
