@@ -279,3 +279,16 @@ def test_cli_refused_resume_is_one_line(trained, tmp_path):
 def test_user_error_line_folds_newlines():
     line = launcher.user_error_line(FileNotFoundError("no such\nfile  here"))
     assert line == "FATAL: FileNotFoundError: no such file here"
+
+
+def test_keys_added_to_the_library_later_do_not_block_a_resume():
+    from pimc_jax.train import check_resume
+
+    config = tiny_pretrain_config()
+    saved = json.loads(json.dumps(config.to_dict()))
+    del saved["data"]["scl_invalid_classes"]  # a workdir written before the key existed
+    del saved["model"]["rp_span"]
+    check_resume(config, saved, 2, "run")  # at the library's defaults: the same run
+    config.model.rp_span = "acquisitions"
+    with pytest.raises(ValueError, match=r"model\.rp_span: '\(unset\)' → 'acquisitions'"):
+        check_resume(config, saved, 2, "run")
