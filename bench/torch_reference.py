@@ -46,9 +46,7 @@ class SameConv(nn.Module):
         top, bottom = _same_padding(x.shape[2], self.kernel, self.stride)
         left, right = _same_padding(x.shape[3], self.kernel, self.stride)
         if top == bottom and left == right:
-            return F.conv2d(
-                x, self.conv.weight, self.conv.bias, self.stride, padding=(top, left)
-            )
+            return F.conv2d(x, self.conv.weight, self.conv.bias, self.stride, padding=(top, left))
         return self.conv(F.pad(x, (left, right, top, bottom)))
 
 
@@ -115,7 +113,9 @@ class ProjectionHead(nn.Module):
     def __init__(self, features: int, hidden: tuple[int, ...], output: int) -> None:
         super().__init__()
         dims = (features, *hidden)
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.hidden = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
         self.out = nn.Linear(dims[-1], output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,7 +198,7 @@ def load_flax_variables(model: TwoTower, variables: Mapping[str, Any]) -> None:
             for key in torch_path:
                 module = module[int(key)] if key.isdigit() else getattr(module, key)
             for name, value in node.items():
-                value = np.asarray(value, np.float32)
+                value = np.array(value, np.float32)
                 if name == "kernel":
                     value = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value.T
                     module.weight.copy_(torch.from_numpy(np.ascontiguousarray(value)))

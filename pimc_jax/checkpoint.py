@@ -243,6 +243,7 @@ def checkpoint_steps(path: str | os.PathLike) -> list[int]:
     so only finished checkpoints are listed. A missing directory gives ``[]``.
     """
     path = storage.as_path(path)
+    storage.refresh(path)  # a remote listing may be cached from an earlier call
     if (path / CHECKPOINT_SUBDIR).is_dir():
         path = path / CHECKPOINT_SUBDIR
     if not path.is_dir():

@@ -57,6 +57,10 @@ def data_config(arg: str = "") -> ml_collections.ConfigDict:
     # clear date (lower loss in the same number of steps on the synthetic data).
     data.image_date = "median"  # random_clear | median | fixed_index
     data.image_bands = ("B4", "B3", "B2", "B8")
+    # Views that read Sentinel-1 (model.views): the S1 crop's channels, and the largest
+    # |S1 date − S2 image date| in days for an ``s1_image`` view (pairs beyond it are dropped).
+    data.s1_image_bands = ("VV", "VH", "VV/VH")
+    data.s1_max_gap_days = 6
     data.crop_size = 16
     data.num_threads = 2
     data.prefetch = 4
@@ -90,6 +94,13 @@ def model_config(arg: str = "") -> ml_collections.ConfigDict:
     """The ``model`` block shared by pre-training and the evaluations (variants: top)."""
     variants = parse_variants(arg)
     model = ml_collections.ConfigDict()
+    # The view feeding each tower (pimc_jax.models.VIEWS): tower 1 (``rp_encoder``) and
+    # tower 2 (``image_encoder``). s2_rp / s1_rp: recurrence plots of the Sentinel-2 index /
+    # Sentinel-1 radar series; s2_image / s1_image: crops around the pixel (the S1 crop at
+    # the S1 date nearest to the S2 image date). Views reading S1 need data.s1 != "none".
+    model.views = ("s2_rp", "s2_image")
+    # Radar series of an s1_rp view (pimc_jax.indices.RADAR_INDEX_NAMES) or "auto".
+    model.s1_indices = ("auto",)
     model.rp_encoder = encoder_config(arg)
     model.image_encoder = encoder_config(arg)
     model.head_hidden_dims = (64,)

@@ -269,6 +269,12 @@ def encode(
         raise ValueError(f"batch needs 'bands' and/or 'image'; got keys {sorted(batch)}")
     _check_scale(scale)
     spec = params.spec
+    for key, tower, view in (("bands", 0, "s2_rp"), ("image", 1, "s2_image")):
+        if key in batch and spec.views[tower] != view:
+            raise ValueError(
+                f"batch[{key!r}] feeds an {view} tower, but this model's tower {tower + 1} "
+                f"reads {spec.views[tower]} (model.views={spec.views})"
+            )
     out: dict[str, np.ndarray] = {}
     if "bands" in batch:
         bands, dates, mask, band_names = _series_inputs(spec, batch, scale, nodata)
@@ -352,9 +358,15 @@ def encode_patch(
     centers = np.stack([rows.ravel(), cols.ravel()], axis=1)
     crops = extract_crops(composite, centers, spec.crop_size)
     # The series are already in reflectance when `scale` was given and their no-data NaN.
+    # Only the towers fed Sentinel-2 views (model.views) encode a Sentinel-2 patch.
+    inputs = {"bands": series, "dates": dates, "band_names": names, "image": crops}
+    if spec.views[0] != "s2_rp":
+        del inputs["bands"]
+    if spec.views[1] != "s2_image":
+        del inputs["image"]
     out = encode(
         params,
-        {"bands": series, "dates": dates, "band_names": names, "image": crops},
+        inputs,
         scale=None if scale is None else 1.0,
         progress=progress,
     )

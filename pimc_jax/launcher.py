@@ -119,7 +119,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 class _QuietLibraries(py_logging.Filter):
     """Drops INFO chatter of Orbax and friends; keeps their warnings and our own logs."""
 
-    NOISY = ("orbax", "etils", "tensorflow_datasets", "array_record")
+    NOISY = ("orbax", "etils", "tensorflow_datasets", "array_record", "gcsfs", "fsspec")
 
     def filter(self, record: py_logging.LogRecord) -> bool:
         if record.levelno >= py_logging.WARNING:

@@ -2,6 +2,9 @@
 
 * :func:`series_to_plots`: raw band series → the RP tower's input plots.
 * :func:`normalize_crops`: reflectance crops → the image tower's standardised input.
+* :func:`radar_plots`: raw Sentinel-1 series (dB) → an ``s1_rp`` tower's input plots.
+* :func:`normalize_s1_crops`: Sentinel-1 crops (dB) → an ``s1_image`` tower's input.
+* :func:`view_inputs`: any view's model input from a batch (:data:`pimc_jax.data.views.VIEWS`).
 * :func:`augment_series`: random, label-preserving changes of a batch of band series
   (date dropout, date jitter, reflectance noise), a pure function of its key.
 
@@ -11,13 +14,14 @@ to preprocess, so a model sees identical inputs wherever it runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import chex
 import jax
 import jax.numpy as jnp
 
 from pimc_jax import recurrence
+from pimc_jax.indices import radar_indices
 from pimc_jax.models import ModelSpec
 
 
@@ -75,6 +79,98 @@ def normalize_crops(spec: ModelSpec, image: jax.Array) -> jax.Array:
     std = jnp.asarray(spec.image_std, jnp.float32)
     normalized = (image.astype(jnp.float32) - mean) / std
     return jnp.where(jnp.isfinite(normalized), normalized, 0.0)
+
+
+def radar_plots(spec: ModelSpec, s1: jax.Array, dates: jax.Array, mask: jax.Array) -> jax.Array:
+    """Raw Sentinel-1 series → recurrence plots of ``spec.s1_indices`` (jittable).
+
+    The radar series (:func:`pimc_jax.indices.radar_indices`, channels named
+    ``spec.s1_band_names``) are resampled onto ``spec.rp_size`` regular steps spanning each
+    pixel's first to last counted date (:func:`pimc_jax.recurrence.resample_series`; a date
+    counts when ``mask`` is True and every series is valid there) and plotted as the S2
+    plots are (kinds ``spec.rp_channels``, same embedding and threshold options).
+
+    Args:
+      spec: model spec.
+      s1: ``(N, T, C1)`` float backscatter in dB, NaN = no-data.
+      dates: ``(N, T)`` float days.
+      mask: ``(N, T)`` bool, True for real acquisitions.
+
+    Returns:
+      ``(N, S', S', K·P)`` float32, ``K = len(spec.s1_indices)``, channel ``p·K + k`` is kind
+      ``spec.rp_channels[p]`` of series ``k``; finite for any input.
+    """
+    chex.assert_rank(s1, 3)
+    values, valid = radar_indices(
+        s1, spec.s1_indices, band_names=spec.s1_band_names, return_mask=True
+    )
+    valid = valid & jnp.asarray(mask, bool)
+    # (N, T, K) → (N, K, T) → resampled (N, K, S) → (N, S, K)
+    series = recurrence.resample_series(
+        jnp.swapaxes(jnp.where(valid[..., None], values, jnp.nan), -1, -2),
+        jnp.asarray(dates, jnp.float32)[:, None, :],
+        valid[:, None, :],
+        spec.rp_size,
+    )
+    series = jnp.swapaxes(series, -1, -2)
+    size = spec.rp_plot_size
+    states = series[:, :size, :]
+    rows, cols = states[:, :, None, :], states[:, None, :, :]
+    plots = {
+        "distance": lambda: recurrence.recurrence_plot(
+            series,
+            dimension=spec.rp_dimension,
+            time_delay=spec.rp_time_delay,
+            threshold=spec.rp_threshold,
+            percentage=spec.rp_percentage,
+            normalize=spec.rp_normalize,
+            channels_last=True,
+        ),
+        "difference": lambda: cols - rows,
+        "level": lambda: 0.5 * (rows + cols),
+    }
+    return jnp.concatenate([plots[kind]() for kind in spec.rp_channels], axis=-1).astype(
+        jnp.float32
+    )
+
+
+def normalize_s1_crops(spec: ModelSpec, image: jax.Array) -> jax.Array:
+    """``(N, k, k, C)`` S1 crops in dB → standardised float32 (``spec.s1_image_mean`` /
+    ``spec.s1_image_std``); NaN → 0 (the mean)."""
+    chex.assert_rank(image, 4)
+    mean = jnp.asarray(spec.s1_image_mean, jnp.float32)
+    std = jnp.asarray(spec.s1_image_std, jnp.float32)
+    normalized = (image.astype(jnp.float32) - mean) / std
+    return jnp.where(jnp.isfinite(normalized), normalized, 0.0)
+
+
+def view_inputs(
+    spec: ModelSpec,
+    view: str,
+    batch: Mapping[str, jax.Array],
+    band_names: Sequence[str] | None = None,
+) -> jax.Array:
+    """The model input of ``view`` from a batch (keys: :data:`pimc_jax.data.views.VIEW_KEYS`).
+
+    Args:
+      spec: model spec.
+      view: ``"s2_rp"`` (batch ``bands``/``dates``/``mask``), ``"s2_image"`` (``image``),
+        ``"s1_rp"`` (``s1_bands``/``s1_dates``/``s1_mask``) or ``"s1_image"`` (``s1_image``).
+      batch: the arrays (a pre-training batch or evaluation inputs).
+      band_names: names of the S2 series bands (default ``spec.band_names``).
+
+    Returns:
+      ``(N, H, W, C)`` float32, the shape :meth:`ModelSpec.view_input_shape` gives.
+    """
+    if view == "s2_rp":
+        return series_to_plots(spec, batch["bands"], batch["dates"], batch["mask"], band_names)
+    if view == "s2_image":
+        return normalize_crops(spec, batch["image"])
+    if view == "s1_rp":
+        return radar_plots(spec, batch["s1_bands"], batch["s1_dates"], batch["s1_mask"])
+    if view == "s1_image":
+        return normalize_s1_crops(spec, batch["s1_image"])
+    raise ValueError(f"unknown view {view!r}")
 
 
 def augment_series(

@@ -1,8 +1,9 @@
 """One PIMC pre-training step: a pure per-device function.
 
-``train_step(state, batch, rng) -> (state, metrics)`` computes recurrence plots
-from the raw band series *inside* the step (the host never builds them), embeds
-both views, scores them with the symmetric InfoNCE over the global batch
+``train_step(state, batch, rng) -> (state, metrics)`` builds each tower's input from the
+raw batch *inside* the step (recurrence plots of the S2 or S1 series, standardised and
+augmented crops: the host never builds them, :func:`pimc_jax.preprocessing.view_inputs`),
+embeds both views (``spec.views``), scores them with the symmetric InfoNCE over the global batch
 (negatives gathered over the device axis), averages gradients over that axis and
 applies the optax update. :func:`pimc_jax.parallel.map_over_devices` maps it over
 all devices; called without an axis name it is the single-device step.
@@ -21,9 +22,10 @@ import jax.numpy as jnp
 import optax
 
 from pimc_jax import parallel
+from pimc_jax.data.views import IMAGE_VIEWS, VIEW_KEYS
 from pimc_jax.loss import symmetric_infonce
 from pimc_jax.models import PIMC, ModelSpec, init_params
-from pimc_jax.preprocessing import normalize_crops, series_to_plots
+from pimc_jax.preprocessing import view_inputs
 
 
 @flax.struct.dataclass
@@ -79,38 +81,45 @@ def train_step(
 
     Args:
       state: the :class:`TrainState` (identical on every device).
-      batch: this device's pairs: ``bands`` (n, T, C) float32 reflectance (NaN =
-        no-data), ``dates`` (n, T) float32 days, ``mask`` (n, T) bool, ``image``
-        (n, k, k, Ci) float32 reflectance crops.
+      batch: this device's pairs, the keys of ``spec.views``
+        (:data:`pimc_jax.data.views.VIEW_KEYS`): ``bands`` (n, T, C) float32 reflectance
+        (NaN = no-data), ``dates`` (n, T) float32 days, ``mask`` (n, T) bool, ``image``
+        (n, k, k, Ci) float32 reflectance crops; ``s1_bands`` (n, T, C1) float32 dB,
+        ``s1_dates``, ``s1_mask``; ``s1_image`` (n, k, k, C2) float32 dB.
       rng: PRNG key shared by all devices (a ``jax.random.key``, or its ``key_data`` as
         the device-mapped step receives it); folded with the step and each row's index
         in the global batch.
       spec: model spec (static).
       optimizer: the optax transformation (static).
-      augment: random flips/rotations of the image crops.
+      augment: random flips/rotations of the image crops (each image tower its own draw).
       axis_name: the device axis to gather negatives and average gradients over.
 
     Returns:
       The new state and float32 scalar metrics (identical on every device):
       ``loss``, ``rp_to_image_top1`` and ``image_to_rp_top1`` (in-batch top-1 retrieval
-      accuracy; chance is 1 / global batch), ``temperature``,
+      accuracy from tower 1 to tower 2 and back, whatever their views; chance is 1 /
+      global batch), ``temperature``,
       ``grad_norm`` and ``param_norm``.
     """
-    chex.assert_rank(batch["bands"], 3)
-    chex.assert_rank(batch["image"], 4)
+    for view in spec.views:
+        # Series (n, T, C) and crops (n, k, k, C); dates and masks are (n, T).
+        chex.assert_rank(batch[VIEW_KEYS[view][0]], 4 if view in IMAGE_VIEWS else 3)
     rng = jax.random.fold_in(rng, state.step)
-    local_rows = batch["image"].shape[0]
+    local_rows = batch[VIEW_KEYS[spec.views[0]][0]].shape[0]
     first_row = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local_rows
-    plots = jax.lax.stop_gradient(
-        series_to_plots(spec, batch["bands"], batch["dates"], batch["mask"])
-    )
-    crops = normalize_crops(spec, batch["image"])
-    if augment:
-        crops = _augment_crops(rng, crops, first_row + jnp.arange(local_rows))
+    inputs = []
+    for tower, view in enumerate(spec.views):
+        x = jax.lax.stop_gradient(view_inputs(spec, view, batch))
+        if augment and view in IMAGE_VIEWS:
+            # Tower 2 draws from ``rng`` itself (the default pair's draws), tower 1 from a
+            # key of its own: two image views get independent flips and rotations.
+            key = rng if tower == 1 else jax.random.fold_in(rng, 1_000_003)
+            x = _augment_crops(key, x, first_row + jnp.arange(local_rows))
+        inputs.append(x)
     model = PIMC(spec)
 
     def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
-        out = model.apply(params, plots, crops)
+        out = model.apply(params, *inputs)
         return symmetric_infonce(out["z_rp"], out["z_image"], out["temperature"], axis_name)
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

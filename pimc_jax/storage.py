@@ -124,6 +124,20 @@ def absolute(path: PathLike) -> epath.Path:
     return result if is_remote(path) else result.absolute()
 
 
+def refresh(path: PathLike) -> None:
+    """Forgets the directory listings cached for remote paths, so that the next listing
+    shows what other processes wrote since (gcsfs caches listings without expiry; a
+    process polling a bucket for new checkpoints must ask again). No-op for local paths.
+    """
+    if not is_remote(path):
+        return
+    scheme = url_scheme(path)
+    if scheme in REMOTE_SCHEMES and _module_available(REMOTE_SCHEMES[scheme][0]):
+        from etils.epath import backend
+
+        backend.fsspec_backend.fs(_text(path)).invalidate_cache()
+
+
 def _one_line(error: BaseException, limit: int = 300) -> str:
     text = " ".join(f"{type(error).__name__}: {error}".split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

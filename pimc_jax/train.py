@@ -45,7 +45,9 @@ from pimc_jax.data import load_patches
 from pimc_jax.data.pairs import PairSampler
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.pipeline import PairBatches
-from pimc_jax.data.statistics import image_statistics
+from pimc_jax.data.radar import check_s1_setting
+from pimc_jax.data.statistics import image_statistics, s1_spec_facts
+from pimc_jax.data.views import S1_VIEWS, check_views
 from pimc_jax.metrics import MetricWriter
 from pimc_jax.models import ModelSpec
 from pimc_jax.optim import learning_rate_schedule, make_optimizer
@@ -68,9 +70,7 @@ def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
         config.data, process_index=jax.process_index(), process_count=jax.process_count()
     )
     image_mean, image_std = image_statistics(patches, tuple(config.data.image_bands))
-    spec = ModelSpec.from_config(
-        config, band_names=patches[0].band_names, image_mean=image_mean, image_std=image_std
-    )
+    views = check_views(config.model.get("views", ("s2_rp", "s2_image")), "config.model.views")
     sampler = PairSampler(
         patches,
         pixels_per_patch=config.data.pixels_per_patch,
@@ -80,6 +80,16 @@ def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
         sampling=config.data.sampling,
         image_date=config.data.image_date,
         seed=config.seed,
+        views=views,
+        s1_image_bands=tuple(config.data.get("s1_image_bands", ("VV", "VH", "VV/VH"))),
+        s1_max_gap_days=config.data.get("s1_max_gap_days", 6),
+    )
+    spec = ModelSpec.from_config(
+        config,
+        band_names=patches[0].band_names,
+        image_mean=image_mean,
+        image_std=image_std,
+        **s1_spec_facts(sampler.patches, views, sampler.s1_image_bands),
     )
     return PretrainingSetup(patches, spec, sampler, make_optimizer(config))
 
@@ -172,6 +182,16 @@ def validate_pretrain_config(config: ml_collections.ConfigDict) -> None:
             f"rp_time_delay={model.rp_time_delay}); it must leave at least 2"
         )
     data = config.data
+    views = check_views(model.get("views", ("s2_rp", "s2_image")), "config.model.views")
+    s1_views = [view for view in views if view in S1_VIEWS]
+    if s1_views and check_s1_setting(data.get("s1", "none")) is None:
+        raise ValueError(
+            f"config.model.views={views!r} reads Sentinel-1 ({', '.join(s1_views)}), but "
+            f"config.data.s1={data.get('s1', 'none')!r}; set it to S1A, S1D or both"
+        )
+    gap = data.get("s1_max_gap_days", 0)
+    if isinstance(gap, bool) or not isinstance(gap, (int, float)) or gap < 0:
+        raise ValueError(f"config.data.s1_max_gap_days must be a number >= 0, got {gap!r}")
     if data.name == "synthetic":
         for key in ("num_patches", "patch_size"):
             if data[key] < 1:
@@ -214,6 +234,17 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 _UNSET = "(unset)"
+# Keys added after runs were written, with the value that means what their absence meant:
+# a saved config without the key resumes under that value as unchanged.
+_ADDED_KEYS: dict[str, Any] = {
+    "data.s1": "none",
+    "data.s1_image_bands": ["VV", "VH", "VV/VH"],
+    "data.s1_max_gap_days": 6,
+    "model.views": ["s2_rp", "s2_image"],
+    "model.s1_indices": ["auto"],
+    "model.rp_span": "valid",
+    "data.scl_invalid_classes": [0, 1, 3, 8, 9, 10],
+}
 
 
 def check_resume(
@@ -234,6 +265,7 @@ def check_resume(
       ValueError: a changed trajectory key without ``config.resume_allow_changes=True``.
     """
     old, new = _flatten(saved), _flatten(config.to_dict())
+    old = {**{k: v for k, v in _ADDED_KEYS.items() if k in new}, **old}
     changed = {
         key: (old.get(key, _UNSET), new.get(key, _UNSET))
         for key in sorted(set(old) | set(new))

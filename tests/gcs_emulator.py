@@ -74,10 +74,12 @@ def serve(port: int, bucket: str = BUCKET) -> None:
     from gcp_storage_emulator import server
     from gcp_storage_emulator.handlers import objects
 
-    patched = _with_generation_headers(objects.download)
+    original = objects.download
+    patched = _with_generation_headers(original)
+    objects.download = patched  # objects.get (``?alt=media``) calls it by this name
     for _, handlers in server.HANDLERS:
         for method, handler in list(handlers.items()):
-            if handler is objects.download:
+            if handler is original:
                 handlers[method] = patched
     server.create_server("localhost", port, in_memory=True, default_bucket=bucket).run()
 

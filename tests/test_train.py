@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from tiny_configs import ROOT, tiny_pretrain_config
+from tiny_configs import ROOT, TWO_SENSOR, tiny_pretrain_config
 
 from pimc_jax import launcher, parallel
 from pimc_jax.checkpoint import CheckpointStore, load_params, read_meta
@@ -23,8 +23,13 @@ def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-def test_one_and_four_devices_give_the_same_losses():
-    config = tiny_pretrain_config()
+# The paper's pairing, and a two-sensor one (Sentinel-1 crop ↔ Sentinel-2 crop).
+PAIRINGS = pytest.mark.parametrize("overrides", [{}, TWO_SENSOR], ids=["s2_rp-s2_image", "s1s2"])
+
+
+@PAIRINGS
+def test_one_and_four_devices_give_the_same_losses(overrides):
+    config = tiny_pretrain_config(**overrides)
     setup = build_pretraining(config)
     spec, optimizer = setup.spec, setup.optimizer
     state = jax.device_get(create_train_state(spec, optimizer, jax.random.key(0)))
@@ -56,8 +61,9 @@ class _Crash(Exception):
     pass
 
 
-def test_killed_run_resumes_to_the_same_params(tmp_path, monkeypatch):
-    config = tiny_pretrain_config()
+@PAIRINGS
+def test_killed_run_resumes_to_the_same_params(tmp_path, monkeypatch, overrides):
+    config = tiny_pretrain_config(**overrides)
     launcher.run(config, str(tmp_path / "straight"))
 
     # Crash while fetching the batch of step 4, i.e. after the checkpoint of step 2.
@@ -226,9 +232,7 @@ def test_bfloat16_compute_trains_with_float32_params():
     state = jax.device_get(create_train_state(setup.spec, setup.optimizer, jax.random.key(0)))
     batch = next(PairBatches(setup.sampler, batch_size=16, seed=0, end_step=1))
     step = jax.jit(
-        lambda s, b: train_step(
-            s, b, jax.random.key(1), spec=setup.spec, optimizer=setup.optimizer
-        )
+        lambda s, b: train_step(s, b, jax.random.key(1), spec=setup.spec, optimizer=setup.optimizer)
     )
     new_state, metrics = step(state, batch)
     assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0

@@ -290,5 +290,5 @@ def test_keys_added_to_the_library_later_do_not_block_a_resume():
     del saved["model"]["rp_span"]
     check_resume(config, saved, 2, "run")  # at the library's defaults: the same run
     config.model.rp_span = "acquisitions"
-    with pytest.raises(ValueError, match=r"model\.rp_span: '\(unset\)' → 'acquisitions'"):
+    with pytest.raises(ValueError, match=r"model\.rp_span: 'valid' → 'acquisitions'"):
         check_resume(config, saved, 2, "run")

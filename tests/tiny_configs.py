@@ -22,3 +22,7 @@ def tiny_pretrain_config(**overrides) -> ml_collections.ConfigDict:
     config = load_config("pretrain:tiny")
     config.update_from_flattened_dict(overrides)
     return config
+
+
+# A two-sensor pairing (Sentinel-1 crop ↔ Sentinel-2 crop) on the synthetic patches.
+TWO_SENSOR = {"data.s1": "both", "model.views": ("s1_image", "s2_image")}

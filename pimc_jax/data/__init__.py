@@ -26,12 +26,14 @@ batch is built:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import ml_collections
 from jax.experimental import multihost_utils
 
 from pimc_jax.data.patches import Patch, shard_patches
+from pimc_jax.data.radar import check_s1_setting
 from pimc_jax.data.synthetic import make_patches
 from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, load_patch_folder
 
@@ -57,8 +59,14 @@ def load_patches(
         ``process_count``-th patch starting at ``process_index``.
       lazy: where the source supports it (PASTIS), decode patches on access instead of
         holding them all in memory: for passes that visit each patch once or twice.
+
+    ``data_config.s1`` (``none`` | ``S1A`` | ``S1D`` | ``both``) adds the Sentinel-1 series:
+    PASTIS-R orbits, synthetic radar (any value but ``none``), or what a patch folder's
+    files hold (dropped with ``none``). Patches of a source without S1 for them get an
+    empty series (:attr:`Patch.has_s1` False): S1 views leave them out.
     """
     name = data_config.name
+    s1 = check_s1_setting(data_config.get("s1", "none"))
     if folds is None and data_config.get("folds"):
         folds = tuple(data_config.folds)
     if name == "synthetic":
@@ -69,6 +77,7 @@ def load_patches(
             size=data_config.patch_size,
             min_dates=data_config.synthetic_min_dates,
             max_dates=data_config.synthetic_max_dates,
+            s1=s1 is not None,
         )
     elif name == "pastis":
         # Lazy: the TFDS builder imports tensorflow_datasets, needed on this path only.
@@ -86,6 +95,7 @@ def load_patches(
             process_index=process_index,
             process_count=process_count,
             lazy=lazy,
+            s1=s1,
         )
         folds, process_index, process_count = None, 0, 1  # already selected and sharded
     elif name == "patches":
@@ -96,6 +106,13 @@ def load_patches(
                 data_config.get("scl_invalid_classes", DEFAULT_SCL_INVALID_CLASSES)
             ),
         )
+        if s1 is None:
+            patches = [
+                dataclasses.replace(p, s1_bands=None, s1_dates=None, s1_band_names=())
+                if p.s1_bands is not None
+                else p
+                for p in patches
+            ]
     else:
         raise ValueError(f"Unknown data.name {name!r} for patches; choose one of {PATCH_SOURCES}")
     if folds is not None:

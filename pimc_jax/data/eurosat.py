@@ -46,6 +46,7 @@ when the split lists appear, disappear or change.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -59,8 +60,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tifffile
 from absl import logging
+from etils import epath
 from PIL import Image
 
+from pimc_jax import storage
 from pimc_jax.data import splits
 from pimc_jax.data.classes import EUROSAT_CLASS_NAMES
 from pimc_jax.data.pastis import default_data_dir
@@ -99,28 +102,41 @@ _CITATION = """
 """
 
 
-def find_archive(manual_dir: str | os.PathLike[str], config: str) -> Path:
-    """Path of the archive of ``config`` ("rgb" or "all") in ``manual_dir``."""
+def find_archive(manual_dir: str | os.PathLike[str], config: str) -> epath.Path:
+    """Path of the archive of ``config`` ("rgb" or "all") in ``manual_dir`` (local or
+    ``gs://``)."""
     if config not in _ARCHIVES:
         raise ValueError(f"EuroSAT config must be 'rgb' or 'all', got {config!r}")
+    manual_dir = storage.as_path(manual_dir)
     for name in _ARCHIVES[config]:
-        candidate = Path(manual_dir) / name
+        candidate = manual_dir / name
         if candidate.is_file():
             return candidate
     raise ValueError(
         f"EuroSAT archive for config {config!r} not found: expected "
-        f"{Path(manual_dir) / _ARCHIVES[config][0]} (or {_ARCHIVES[config][1]})"
+        f"{manual_dir / _ARCHIVES[config][0]} (or {_ARCHIVES[config][1]})"
     )
 
 
-def list_archive_images(archive: Path, config: str) -> list[tuple[str, str, int]]:
+@contextlib.contextmanager
+def _open_zip(archive: os.PathLike[str]) -> Iterator[zipfile.ZipFile]:
+    """The zip archive, local or remote (read through a seekable remote file)."""
+    if not storage.is_remote(archive):
+        with zipfile.ZipFile(archive) as zip_file:
+            yield zip_file
+        return
+    with storage.as_path(archive).open("rb") as raw, zipfile.ZipFile(raw) as zip_file:
+        yield zip_file
+
+
+def list_archive_images(archive: os.PathLike[str], config: str) -> list[tuple[str, str, int]]:
     """``(member, class_name, n)`` of every image in the archive, by (class, n).
 
     Raises:
       ValueError naming the archive when it is unreadable or a class has no image.
     """
     try:
-        with zipfile.ZipFile(archive) as zip_file:
+        with _open_zip(archive) as zip_file:
             names = zip_file.namelist()
     except (OSError, zipfile.BadZipFile) as err:
         raise ValueError(f"cannot read EuroSAT archive {archive}: {err}") from None
@@ -148,7 +164,9 @@ def _stem(name: str) -> str:
     return Path(name.strip().replace("\\", "/")).stem
 
 
-def _read_split_lists(manual_dir: Path) -> dict[str, tuple[Path, list[str]]] | None:
+def _read_split_lists(
+    manual_dir: epath.Path,
+) -> dict[str, tuple[epath.Path, list[str]]] | None:
     found = {}
     for split, candidates in _SPLIT_LIST_FILES.items():
         for name in candidates:
@@ -187,7 +205,7 @@ def seeded_split_assignment(labels: Sequence[int], seed: int = SPLIT_SEED) -> np
 
 def split_method(manual_dir: str | os.PathLike[str]) -> str:
     """How :class:`EurosatArchive` splits the images of ``manual_dir`` (recorded when prepared)."""
-    lists = _read_split_lists(Path(manual_dir))
+    lists = _read_split_lists(storage.as_path(manual_dir))
     if lists is None:
         return f"stratified-60-20-20-seed-{SPLIT_SEED}"
     digest = hashlib.sha256()
@@ -196,7 +214,9 @@ def split_method(manual_dir: str | os.PathLike[str]) -> str:
     return f"lists-{digest.hexdigest()[:16]}"
 
 
-def _assign_splits(manual_dir: Path, images: Sequence[tuple[str, str, int]]) -> list[str | None]:
+def _assign_splits(
+    manual_dir: epath.Path, images: Sequence[tuple[str, str, int]]
+) -> list[str | None]:
     lists = _read_split_lists(manual_dir)
     if lists is None:
         order = {name: index for index, name in enumerate(EUROSAT_CLASS_NAMES)}
@@ -290,7 +310,7 @@ class EurosatArchive(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
-        manual_dir = Path(dl_manager.manual_dir)
+        manual_dir = storage.as_path(dl_manager.manual_dir)
         config = self.builder_config.name
         archive = find_archive(manual_dir, config)
         images = list_archive_images(archive, config)
@@ -304,10 +324,10 @@ class EurosatArchive(tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(
-        self, archive: Path, images: Sequence[tuple[str, str, int]]
+        self, archive: epath.Path, images: Sequence[tuple[str, str, int]]
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         config = self.builder_config.name
-        with zipfile.ZipFile(archive) as zip_file:
+        with _open_zip(archive) as zip_file:
             for member, class_name, _ in images:
                 data = zip_file.read(member)
                 filename = Path(member).name
@@ -329,7 +349,7 @@ def prepare_eurosat(
     The dataset is rebuilt when the split method recorded at preparation (split lists or
     the seeded split) differs from what ``path`` holds now.
     """
-    path = Path(path)
+    path = storage.as_path(path)
     if not path.is_dir():
         raise ValueError(f"EuroSAT directory not found: {path}")
     find_archive(path, config)  # fail early, naming the expected file
@@ -358,7 +378,8 @@ def load_eurosat(
     """Reads one EuroSAT split into memory.
 
     Args:
-      path: manual directory holding the archives (module docstring).
+      path: manual directory holding the archives (module docstring), a local path or a
+        ``gs://`` URL (:mod:`pimc_jax.storage`).
       config: "rgb" or "all".
       split: "train", "validation" (or "val"), "test", or TFDS split arithmetic such as
         "train+validation".

@@ -9,13 +9,15 @@ the same :class:`~pimc_jax.models.ModelSpec`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
 from pimc_jax.data.patches import Patch
-from pimc_jax.indices import band_index
+from pimc_jax.data.views import S1_VIEWS
+from pimc_jax.indices import band_index, canonical_radar_band_name
 
 
 def band_statistics(
@@ -78,3 +80,60 @@ def image_statistics(
         gathered = multihost_utils.process_allgather(np.stack([mean, std]))
         mean, std = gathered[:, 0].mean(0), gathered[:, 1].mean(0)
     return tuple(float(v) for v in mean), tuple(float(max(v, 1e-6)) for v in std)
+
+
+def s1_statistics(
+    patches: Sequence[Patch], band_names: Sequence[str], *, max_patches: int | None = 256
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (dB) of the named Sentinel-1 bands, agreed across processes.
+
+    Only patches with S1 (:attr:`Patch.has_s1`) are read, at most ``max_patches`` evenly
+    spaced ones; NaN is ignored.
+
+    Returns:
+      ``(mean, std)``, each ``len(band_names)`` floats; std floored at 1e-6 (1 where zero).
+    """
+    chosen = [patch for patch in patches if patch.has_s1]
+    if not chosen:
+        raise ValueError("s1_statistics needs at least one patch with Sentinel-1")
+    if max_patches is not None and len(chosen) > max_patches:
+        keep = np.linspace(0, len(chosen) - 1, max_patches).round().astype(np.int64)
+        chosen = [chosen[i] for i in keep]
+    num = len(band_names)
+    sums = np.zeros((3, num))
+    for patch in chosen:
+        names = list(patch.s1_band_names)
+        columns = [names.index(name) for name in band_names]
+        values = np.asarray(patch.s1_bands[..., columns], np.float64).reshape(-1, num)
+        valid = np.isfinite(values)
+        values = np.where(valid, values, 0.0)
+        sums += np.stack([valid.sum(0), values.sum(0), (values**2).sum(0)])
+    if jax.process_count() > 1:
+        sums = multihost_utils.process_allgather(sums).sum(0)
+    count = np.maximum(sums[0], 1.0)
+    mean = sums[1] / count
+    std = np.sqrt(np.maximum(sums[2] / count - mean**2, 0.0))
+    std = np.where(std > 0, std, 1.0)
+    return tuple(float(v) for v in mean), tuple(float(max(v, 1e-6)) for v in std)
+
+
+def s1_spec_facts(
+    patches: Sequence[Patch], views: Sequence[str], s1_image_bands: Sequence[str]
+) -> dict[str, Any]:
+    """The Sentinel-1 facts :meth:`pimc_jax.models.ModelSpec.from_config` needs for ``views``.
+
+    Returns:
+      ``{}`` when no view reads S1; else ``s1_band_names`` (of the first patch with S1) and,
+      for an ``s1_image`` view, ``s1_image_mean`` / ``s1_image_std`` of ``s1_image_bands``
+      (:func:`s1_statistics`).
+    """
+    if not any(view in S1_VIEWS for view in views):
+        return {}
+    first = next((patch for patch in patches if patch.has_s1), None)
+    if first is None:
+        raise ValueError(f"model.views={tuple(views)!r} reads Sentinel-1, but no patch has it")
+    facts: dict[str, Any] = {"s1_band_names": tuple(first.s1_band_names)}
+    if "s1_image" in views:
+        names = tuple(canonical_radar_band_name(name) for name in s1_image_bands)
+        facts["s1_image_mean"], facts["s1_image_std"] = s1_statistics(patches, names)
+    return facts

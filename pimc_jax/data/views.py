@@ -1,4 +1,11 @@
-"""The two views of a sampled pixel: its padded band series and an image crop around it.
+"""The views of a sampled pixel: its padded band series and an image crop around it.
+
+Which views feed the two towers is a choice (:data:`VIEWS`, ``config.model.views``):
+``s2_rp`` (Sentinel-2 series, turned into recurrence plots in the step), ``s2_image`` (a
+Sentinel-2 crop), ``s1_rp`` (the pixel's Sentinel-1 series, plotted in the step) and
+``s1_image`` (a Sentinel-1 crop at the S1 date nearest to the S2 image date,
+:func:`s1_image_dates`). PIMC's pair is ``("s2_rp", "s2_image")``; Jain et al. (2022)
+pair ``("s1_image", "s2_image")``.
 
 The *time-series view* of a pixel is its band series over all dates, padded (or evenly
 subsampled) to a fixed length (:func:`pad_series`). The *image view* is a ``k × k`` crop
@@ -16,7 +23,39 @@ import warnings
 import numpy as np
 
 from pimc_jax.data.patches import Patch, series_dates
+from pimc_jax.data.radar import nearest_dates
 from pimc_jax.indices import band_index
+
+VIEWS: tuple[str, ...] = ("s2_rp", "s2_image", "s1_rp", "s1_image")
+PLOT_VIEWS: tuple[str, ...] = ("s2_rp", "s1_rp")
+IMAGE_VIEWS: tuple[str, ...] = ("s2_image", "s1_image")
+S1_VIEWS: tuple[str, ...] = ("s1_rp", "s1_image")
+# The batch keys each view's model input is built from (pimc_jax.data.pairs.PairSampler).
+VIEW_KEYS: dict[str, tuple[str, ...]] = {
+    "s2_rp": ("bands", "dates", "mask"),
+    "s2_image": ("image",),
+    "s1_rp": ("s1_bands", "s1_dates", "s1_mask"),
+    "s1_image": ("s1_image",),
+}
+
+
+def check_views(views: object, key: str = "model.views") -> tuple[str, str]:
+    """``views`` as a tuple of two distinct names of :data:`VIEWS`; else a one-line error.
+
+    Args:
+      views: the configured value (a sequence of two names).
+      key: the config key named in the error.
+    """
+    if isinstance(views, str) or not hasattr(views, "__len__") or len(views) != 2:
+        raise ValueError(f"{key} must be two view names from {VIEWS}, got {views!r}")
+    names = tuple(str(view) for view in views)
+    unknown = [view for view in names if view not in VIEWS]
+    if unknown:
+        raise ValueError(f"{key}={names!r}: unknown view(s) {unknown}; choose from {VIEWS}")
+    if names[0] == names[1]:
+        raise ValueError(f"{key}={names!r}: the two towers need two different views")
+    return names[0], names[1]
+
 
 IMAGE_DATE_METHODS: tuple[str, ...] = ("random_clear", "median", "fixed_index")
 # Date index standing for the per-pixel median composite in :func:`choose_image_dates`.
@@ -244,3 +283,39 @@ def gather_crops(
         return bands[date[:, None, None, None], rows[..., None], cols[..., None], columns]
     pixel = (date[:, None, None] * height + rows) * width + cols
     return np.take(bands.reshape(-1), pixel[..., None] * num_bands + columns)
+
+
+def s2_image_days(patch: Patch, dates: np.ndarray) -> np.ndarray:
+    """Acquisition day of each chosen S2 image date (:func:`choose_image_dates`).
+
+    The median composite (:data:`MEDIAN_COMPOSITE`) stands for the whole season: its day is
+    the median of the patch's dates (the earlier middle date for an even count).
+
+    Args:
+      patch: the patch.
+      dates: ``(N,)`` int date indices or :data:`MEDIAN_COMPOSITE`.
+
+    Returns:
+      ``(N,)`` int64 days since 1970-01-01.
+    """
+    dates = np.asarray(dates, np.int64)
+    days = np.asarray(patch.dates, np.int64)
+    centre = days[(days.size - 1) // 2]
+    return np.where(dates == MEDIAN_COMPOSITE, centre, days[np.maximum(dates, 0)])
+
+
+def s1_image_dates(patch: Patch, s2_days: np.ndarray, max_gap_days: float | None) -> np.ndarray:
+    """Index of the S1 date of each ``s1_image`` crop: nearest to its S2 image day.
+
+    Args:
+      patch: a patch with Sentinel-1 (:attr:`Patch.has_s1`; without it every entry is -1).
+      s2_days: ``(N,)`` S2 image days (:func:`s2_image_days`).
+      max_gap_days: largest accepted ``|S1 day − S2 day|``; None accepts any.
+
+    Returns:
+      ``(N,)`` int32 indices into ``patch.s1_dates``, ``-1`` where no S1 date lies within
+      ``max_gap_days`` (that pair has no S1 image and is dropped).
+    """
+    if not patch.has_s1:
+        return np.full(np.shape(s2_days), -1, np.int32)
+    return nearest_dates(patch.s1_dates, s2_days, max_gap_days)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import ml_collections
 from absl import logging
@@ -78,6 +79,7 @@ def random_encoder(
     band_names: Sequence[str],
     image_mean: Sequence[float],
     image_std: Sequence[float],
+    **s1_facts: Any,
 ) -> PIMCParams:
     """The ``init_from=random`` baseline: fresh parameters from ``config.model``/``config.data``.
 
@@ -85,11 +87,14 @@ def random_encoder(
       band_names: names of the series bands the encoder reads.
       image_mean / image_std: per-band statistics of ``data.image_bands`` (what
         pre-training would give a fresh model).
+      s1_facts: ``s1_band_names`` / ``s1_image_mean`` / ``s1_image_std`` for views that read
+        Sentinel-1 (:func:`pimc_jax.data.statistics.s1_spec_facts`).
     """
     spec = ModelSpec.from_config(
         config,
         band_names=tuple(band_names),
         image_mean=tuple(image_mean),
         image_std=tuple(image_std),
+        **s1_facts,
     )
     return init_params(spec, config.seed)

@@ -50,7 +50,7 @@ from pimc_jax.evaluation.finetune import finetune_settings, train_supervised
 from pimc_jax.evaluation.pixels import load_pixel_splits, series_features, series_inputs
 from pimc_jax.evaluation.probes import ridge_probe
 from pimc_jax.evaluation.scores import rmse
-from pimc_jax.evaluation.towers import predict, tower_forward, tower_params
+from pimc_jax.evaluation.towers import plot_tower, predict, tower_forward, tower_params
 from pimc_jax.indices import vegetation_indices
 from pimc_jax.models import PIMCParams
 
@@ -189,7 +189,7 @@ class Forecasting:
 
     def random_params(self) -> PIMCParams:
         s = self.splits
-        return random_encoder(self.config, s.band_names, s.image_mean, s.image_std)
+        return random_encoder(self.config, s.band_names, s.image_mean, s.image_std, **s.s1_facts)
 
     def _flat_targets(self, windows: dict[str, np.ndarray]) -> np.ndarray:
         return windows["targets"].reshape(windows["targets"].shape[0], -1)
@@ -266,30 +266,32 @@ class Forecasting:
     def run(self, params: PIMCParams) -> dict[str, Any]:
         config = self.config
         train, val, test = self.windows
+        # The windows are Sentinel-2 series: the encoder's s2_rp tower reads them.
+        tower = plot_tower(params.spec, "s2")
         if config.protocol == "linear":
-            train_x = series_features(params, train, self.splits.band_names)
+            train_x = series_features(params, train, self.splits.band_names, tower)
             val_x = (
-                series_features(params, val, self.splits.band_names)
+                series_features(params, val, self.splits.band_names, tower)
                 if val["targets"].size
                 else np.zeros((0, train_x.shape[1]))
             )
             probe = ridge_probe(
                 (train_x, self._flat_targets(train)),
                 (val_x, self._flat_targets(val)),
-                series_features(params, test, self.splits.band_names),
+                series_features(params, test, self.splits.band_names, tower),
                 l2_grid=tuple(config.linear.l2_grid),
             )
             predictions = probe["test_predictions"]
             extra = {"linear_l2": probe["l2"]}
         else:
-            forward = tower_forward(params.spec, "rp", self.splits.band_names)
+            forward = tower_forward(params.spec, tower, self.splits.band_names)
             trained = train_supervised(
                 forward,
-                tower_params(params, "rp", self._flat_targets(train).shape[1]),
+                tower_params(params, tower, self._flat_targets(train).shape[1]),
                 series_inputs(train),
                 self._flat_targets(train),
                 loss="mse",
-                tower="rp",
+                tower=tower,
                 **finetune_settings(config),
             )
             predictions = predict(forward, trained, series_inputs(test))

@@ -1,5 +1,9 @@
 """Pixel classification with the recurrence-plot (RP) encoder (``eval_pastis_classification``).
 
+The encoder's first plot tower is scored: the ``s2_rp`` view's, or the ``s1_rp`` view's
+for a checkpoint pre-trained on Sentinel-1 plots (``data.s1`` must then load S1); the
+results name it (``tower``).
+
 The labelled pixels and their train / val / test splits: :mod:`pimc_jax.evaluation.pixels`.
 Metrics on the test split: overall accuracy, macro-F1, per-class precision / recall / F1 /
 support; plus the validation accuracy.
@@ -14,6 +18,7 @@ import ml_collections
 from pimc_jax.evaluation.classification import classification_results, classify
 from pimc_jax.evaluation.encoders import random_encoder
 from pimc_jax.evaluation.pixels import load_pixel_splits, series_features, series_inputs
+from pimc_jax.evaluation.towers import plot_tower
 from pimc_jax.models import PIMCParams
 
 
@@ -26,21 +31,29 @@ class PixelClassification:
 
     def random_params(self) -> PIMCParams:
         s = self.splits
-        return random_encoder(self.config, s.band_names, s.image_mean, s.image_std)
+        return random_encoder(self.config, s.band_names, s.image_mean, s.image_std, **s.s1_facts)
 
     def run(self, params: PIMCParams) -> dict[str, Any]:
         s = self.splits
         splits = (s.train, s.val, s.test)
+        tower = plot_tower(params.spec)
+        view = params.spec.tower_view(tower)
+        if view == "s1_rp" and "s1_bands" not in s.train:
+            raise ValueError(
+                f"the encoder's plot tower reads s1_rp, but config.data.s1="
+                f"{self.config.data.get('s1', 'none')!r} loads no Sentinel-1 series"
+            )
         outputs = classify(
             self.config,
             params,
-            "rp",
+            tower,
             splits,
             s.num_classes,
-            features_fn=lambda split: series_features(params, split, s.band_names),
+            features_fn=lambda split: series_features(params, split, s.band_names, tower),
             inputs_fn=series_inputs,
             band_names=s.band_names,
         )
         results = classification_results(outputs, splits, s.class_names)
         results["data"] = {"name": self.config.data.name, **s.sizes()}
+        results["tower"] = {"name": tower, "view": view, "views": list(params.spec.views)}
         return results

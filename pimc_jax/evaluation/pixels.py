@@ -22,18 +22,21 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from pimc_jax.data import load_patches
 from pimc_jax.data.classes import PASTIS_CLASS_NAMES, SYNTHETIC_CLASS_NAMES
 from pimc_jax.data.patches import Patch
+from pimc_jax.data.radar import check_s1_setting
 from pimc_jax.data.splits import stratified_folds, stratified_split
-from pimc_jax.data.statistics import image_statistics
+from pimc_jax.data.statistics import image_statistics, s1_spec_facts
 from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, MAX_CLASSES, load_pixel_npz
-from pimc_jax.data.views import pad_series
-from pimc_jax.evaluation.towers import frozen_features
+from pimc_jax.data.views import check_views, pad_series
+from pimc_jax.evaluation.towers import frozen_features, plot_tower
 from pimc_jax.models import PIMCParams
 
 SERIES_KEYS: tuple[str, ...] = ("bands", "dates", "mask")
+S1_SERIES_KEYS: tuple[str, ...] = ("s1_bands", "s1_dates", "s1_mask")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 # One split: ``(N, ...)`` arrays by name (``bands``/``dates``/``mask`` or ``image``, ``labels``).
 Split = dict[str, np.ndarray]
@@ -46,6 +49,7 @@ def pixel_dataset(
     max_dates: int,
     seed: int = 0,
     exclude_classes: Sequence[int] = (),
+    s1: bool = False,
 ) -> dict[str, np.ndarray]:
     """Labelled pixels drawn from each patch, for the pixel-level evaluations.
 
@@ -56,7 +60,10 @@ def pixel_dataset(
     Returns:
       dict with ``bands`` ``(N, T, C)`` float32, ``dates`` ``(N, T)`` float32, ``mask``
       ``(N, T)`` bool (see :func:`pad_series`, ``T = max_dates``), ``labels`` ``(N,)``
-      int32 and ``fold`` ``(N,)`` int32, the fold of each pixel's patch.
+      int32 and ``fold`` ``(N,)`` int32, the fold of each pixel's patch. With ``s1``
+      also the pixels' Sentinel-1 series ``s1_bands`` ``(N, T, C1)`` float32 dB,
+      ``s1_dates`` ``(N, T)``, ``s1_mask`` ``(N, T)``; patches without S1 are then left
+      out (logged), so every encoder sees the same pixels.
 
     Raises:
       ValueError: no patch, a patch without labels, or patches with different bands.
@@ -67,7 +74,11 @@ def pixel_dataset(
     excluded = np.asarray(list(exclude_classes), dtype=np.int64)
     band_names = patches[0].band_names
     parts = []
+    without_s1 = 0
     for patch in patches:
+        if s1 and not patch.has_s1:
+            without_s1 += 1
+            continue
         if patch.labels is None:
             raise ValueError(f"patch {patch.patch_id!r} has no labels")
         if patch.band_names != band_names:
@@ -82,9 +93,20 @@ def pixel_dataset(
         series = pad_series(
             np.swapaxes(patch.reflectance(np.s_[:, rows, cols, :]), 0, 1), patch.dates, max_dates
         )
+        if s1:
+            radar = pad_series(
+                np.swapaxes(patch.s1_bands[:, rows, cols, :], 0, 1), patch.s1_dates, max_dates
+            )
+            series.update({f"s1_{key}": value for key, value in radar.items()})
         series["labels"] = patch.labels[rows, cols].astype(np.int32)
         series["fold"] = np.full(flat.size, patch.fold, dtype=np.int32)
         parts.append(series)
+    if without_s1:
+        logging.warning(
+            "%d of %d patches have no Sentinel-1 series; their pixels are left out",
+            without_s1,
+            len(patches),
+        )
     if not parts:
         num_bands = len(band_names)
         return {
@@ -109,6 +131,9 @@ class PixelSplits:
       class_names: names of classes ``0..K-1`` (``str(k)`` when the source has none).
       image_mean / image_std: per-band statistics of ``data.image_bands`` over the patches
         (what pre-training would give a fresh model; zeros / ones for pixel files).
+      s1_facts: the Sentinel-1 arguments of a fresh model's spec for ``model.views``
+        (:func:`pimc_jax.data.statistics.s1_spec_facts`; empty without S1). With
+        ``data.s1`` set, the splits also hold ``s1_bands``/``s1_dates``/``s1_mask``.
     """
 
     train: dict[str, np.ndarray]
@@ -118,6 +143,7 @@ class PixelSplits:
     class_names: tuple[str, ...]
     image_mean: tuple[float, ...]
     image_std: tuple[float, ...]
+    s1_facts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -224,7 +250,13 @@ def _npz_splits(
 
 def _patch_splits(
     config: ml_collections.ConfigDict, exclude: Sequence[int]
-) -> tuple[list[dict[str, np.ndarray]], tuple[str, ...], tuple[float, ...], tuple[float, ...]]:
+) -> tuple[
+    list[dict[str, np.ndarray]],
+    tuple[str, ...],
+    tuple[float, ...],
+    tuple[float, ...],
+    dict[str, Any],
+]:
     data = config.data
     folds = {name: tuple(int(f) for f in config.get(f"{name}_folds", ())) for name in SPLITS}
     if (set(folds["train"]) & set(folds["test"])) or (
@@ -234,19 +266,25 @@ def _patch_splits(
     # Each patch is visited twice (statistics, pixel sampling): no need to hold them all.
     patches = load_patches(data, folds=folds["train"] + folds["val"] + folds["test"], lazy=True)
     image_mean, image_std = image_statistics(patches, tuple(data.image_bands))
+    s1 = check_s1_setting(data.get("s1", "none")) is not None
+    s1_facts: dict[str, Any] = {}
+    if s1:
+        views = check_views(config.model.get("views", ("s2_rp", "s2_image")), "model.views")
+        s1_facts = s1_spec_facts(patches, views, tuple(data.get("s1_image_bands", ())))
     pixels = pixel_dataset(
         patches,
         pixels_per_patch=data.pixels_per_patch,
         max_dates=data.max_dates,
         seed=data.eval_seed,
         exclude_classes=exclude,
+        s1=s1,
     )
     fold = pixels.pop("fold")
     if np.all(fold == 0):  # patches without folds (a user folder)
         splits = _seeded_split(pixels, data, with_test=True)
     else:
         splits = [_subset(pixels, np.flatnonzero(np.isin(fold, folds[n]))) for n in SPLITS]
-    return splits, patches[0].band_names, image_mean, image_std
+    return splits, patches[0].band_names, image_mean, image_std, s1_facts
 
 
 def excluded_classes(config: ml_collections.ConfigDict) -> tuple[int, ...]:
@@ -297,7 +335,7 @@ def load_pixel_splits(
         image_mean = (0.0,) * len(data.image_bands)
         image_std = (1.0,) * len(data.image_bands)
     else:
-        splits, band_names, image_mean, image_std = _patch_splits(config, exclude)
+        splits, band_names, image_mean, image_std, s1_facts = _patch_splits(config, exclude)
         given_names = None
     train, val, test = splits
     for name, split in (("train", train), ("test", test)):
@@ -315,14 +353,23 @@ def load_pixel_splits(
         class_names=_class_names(data.name, num_classes, given_names),
         image_mean=tuple(image_mean),
         image_std=tuple(image_std),
+        s1_facts=s1_facts if data.name != "npz" else {},
     )
 
 
 def series_inputs(split: Split) -> dict[str, np.ndarray]:
-    """The RP tower's inputs of a split: ``bands``, ``dates``, ``mask``."""
-    return {key: split[key] for key in SERIES_KEYS}
+    """A plot tower's inputs of a split: ``bands``, ``dates``, ``mask`` (and ``s1_bands``,
+    ``s1_dates``, ``s1_mask`` when the split holds Sentinel-1 series)."""
+    return {key: split[key] for key in SERIES_KEYS + S1_SERIES_KEYS if key in split}
 
 
-def series_features(params: PIMCParams, split: Split, band_names: Sequence[str]) -> np.ndarray:
-    """Frozen RP-tower backbone features ``(N, F)`` float32 of a split's series."""
-    return frozen_features(params, "rp", series_inputs(split), band_names)
+def series_features(
+    params: PIMCParams, split: Split, band_names: Sequence[str], tower: str | None = None
+) -> np.ndarray:
+    """Frozen plot-tower backbone features ``(N, F)`` float32 of a split's series.
+
+    ``tower``: default the encoder's first plot tower (:func:`plot_tower`: ``s2_rp`` or
+    ``s1_rp``, whichever its views hold first).
+    """
+    tower = plot_tower(params.spec) if tower is None else tower
+    return frozen_features(params, tower, series_inputs(split), band_names)

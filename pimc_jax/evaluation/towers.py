@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pimc_jax.models import PIMC, ModelSpec, PIMCParams
-from pimc_jax.preprocessing import normalize_crops, series_to_plots
+from pimc_jax.preprocessing import view_inputs
 
 TOWERS: tuple[str, ...] = ("rp", "image")
 
@@ -25,15 +25,33 @@ TOWERS: tuple[str, ...] = ("rp", "image")
 Forward = Callable[[Any, Mapping[str, jax.Array]], jax.Array]
 
 
+def plot_tower(spec: ModelSpec, sensor: str | None = None) -> str:
+    """The first tower fed recurrence plots (of ``sensor`` ``"s1"``/``"s2"`` if given).
+
+    Raises:
+      ValueError: the spec's views hold no such plot view.
+    """
+    towers = spec.plot_towers(sensor)
+    if not towers:
+        wanted = f"{sensor}_rp" if sensor else "s2_rp or s1_rp"
+        raise ValueError(
+            f"this evaluation needs a recurrence-plot tower ({wanted}), but the encoder's "
+            f"model.views are {spec.views}"
+        )
+    return towers[0]
+
+
 def tower_features(spec: ModelSpec, tower: str, band_names: Sequence[str] | None = None) -> Forward:
     """Forward function of one PIMC tower's backbone: raw inputs → pooled features.
 
     Args:
       spec: the model spec.
-      tower: ``"rp"`` (batch ``bands`` (B, T, C), ``dates`` (B, T), ``mask`` (B, T);
-        preprocessed by :func:`pimc_jax.preprocessing.series_to_plots`) or ``"image"`` (batch
-        ``image`` (B, k, k, C) reflectance in ``spec.image_bands`` order; preprocessed by
-        :func:`pimc_jax.preprocessing.normalize_crops`).
+      tower: ``"rp"`` (tower 1) or ``"image"`` (tower 2); the batch holds the keys of the
+        view feeding it (``spec.tower_view(tower)``, :func:`pimc_jax.preprocessing.view_inputs`):
+        for ``s2_rp`` ``bands`` (B, T, C), ``dates`` (B, T), ``mask`` (B, T); for
+        ``s2_image`` ``image`` (B, k, k, C) reflectance in ``spec.image_bands`` order; for
+        ``s1_rp`` ``s1_bands`` (B, T, C1) dB, ``s1_dates``, ``s1_mask``; for ``s1_image``
+        ``s1_image`` (B, k, k, C2) dB.
       band_names: names of the series bands (default ``spec.band_names``).
 
     Returns:
@@ -45,13 +63,11 @@ def tower_features(spec: ModelSpec, tower: str, band_names: Sequence[str] | None
     model = PIMC(spec)
     names = tuple(band_names) if band_names is not None else spec.band_names
 
+    view = spec.tower_view(tower)
+    method = PIMC.encode_rp if tower == "rp" else PIMC.encode_image
+
     def features(variables: Any, batch: Mapping[str, jax.Array]) -> jax.Array:
-        if tower == "rp":
-            inputs = series_to_plots(spec, batch["bands"], batch["dates"], batch["mask"], names)
-            out, _ = model.apply(variables, inputs, method=PIMC.encode_rp)
-        else:
-            inputs = normalize_crops(spec, batch["image"])
-            out, _ = model.apply(variables, inputs, method=PIMC.encode_image)
+        out, _ = model.apply(variables, view_inputs(spec, view, batch, names), method=method)
         return out
 
     return features
