@@ -14,6 +14,7 @@ leaf that nothing in the package imports but :mod:`~pimc_jax.plot`, the figure c
 (``python -m pimc_jax.plot KIND --workdir=DIR``), itself a leaf.
 """
 
+from pimc_jax import parallel as _parallel
 from pimc_jax.checkpoint import load_params
 from pimc_jax.encode import encode, encode_patch
 from pimc_jax.indices import BAND_TABLES, vegetation_indices
@@ -38,3 +39,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Importing the package starts no JAX backend, so the flags still take effect here.
+_parallel.set_xla_cpu_flags()

@@ -121,6 +121,36 @@ def _in_multiprocess_environment() -> bool:
     return False
 
 
+# XLA CPU flags the project sets (measured with bench/train_step.py and
+# bench/dense_encode.py): hand the convolutions XLA deems worth it to YNNPACK.
+XLA_CPU_FLAGS: tuple[str, ...] = ("--xla_cpu_experimental_ynn_fusion_type=INDIVIDUAL_CONVOLUTION",)
+XLA_CPU_FLAGS_ENV = "PIMC_JAX_XLA_CPU_FLAGS"
+
+
+def set_xla_cpu_flags() -> bool:
+    """Adds :data:`XLA_CPU_FLAGS` to ``XLA_FLAGS`` if JAX's backends are not started yet.
+
+    Called when :mod:`pimc_jax` is imported. A flag whose name ``XLA_FLAGS`` already
+    mentions is left as the user set it, and ``PIMC_JAX_XLA_CPU_FLAGS=0`` turns the
+    whole thing off. The flags change only how XLA's CPU backend runs convolutions
+    (results agree to float rounding); other platforms ignore them.
+
+    Returns:
+      True if ``XLA_FLAGS`` was changed.
+    """
+    if os.environ.get(XLA_CPU_FLAGS_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        return False
+    current = os.environ.get("XLA_FLAGS", "")
+    added = [f for f in XLA_CPU_FLAGS if f.split("=", 1)[0] not in current]
+    if added:
+        os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
+    return bool(added)
+
+
 def is_main_process() -> bool:
     """True on the process that logs and writes metrics (process 0)."""
     return jax.process_index() == 0

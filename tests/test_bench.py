@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from format_writers import write_user_npz
 from tiny_configs import ROOT
 
@@ -70,3 +71,87 @@ def test_pixel_benchmark_rows_share_folds(tmp_path):
     for line in table.values():
         accuracy = float(line.split("|")[2].split("±")[0])
         assert 0.0 <= accuracy <= 1.0
+
+
+def test_dense_encode_bench_runs_each_part():
+    out = _run(
+        "bench/dense_encode.py",
+        "--layouts=default",
+        "--size=16",
+        "--repeats=1",
+        "--train-steps=0",
+        "--raster=40",
+        "--chunk-pixels=400",
+    )
+    assert _ratio(out, "px/s ratio exact/baseline (default):") > 0
+    assert _ratio(out, "px/s ratio fast/baseline (default):") > 0
+    cosine = re.search(r"cosine similarity: mean ([-0-9.]+)", out)
+    assert cosine and -1.0 <= float(cosine.group(1)) <= 1.0, out
+    assert re.search(r"exact +\d+ +\d+ +\d+", out) and re.search(r"fast +\d+ +\d+ +\d+", out)
+
+
+def test_train_step_bench_against_torch():
+    pytest.importorskip("torch")
+    out = _run(
+        "bench/train_step.py",
+        "--vs-torch",
+        "--layouts=default",
+        "--repeats=1",
+        "--per-round=1",
+        "--set",
+        "global_batch_size=16",
+        "--set",
+        "data.num_patches=4",
+    )
+    assert _ratio(out, "step time jax step/torch (default):") > 0
+    assert _ratio(out, "step time jax model/torch (default):") > 0
+
+
+def test_torch_reference_computes_the_jax_loss_and_gradients():
+    torch = pytest.importorskip("torch")
+    import jax
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import torch_reference
+
+    from pimc_jax.loss import symmetric_infonce
+    from pimc_jax.models import PIMC, EncoderSpec, ModelSpec, init_params
+
+    # Two stages with a stride-2 block (Flax's asymmetric "SAME" padding) and the
+    # ImageNet stem, random weights without the zero-initialised scales.
+    encoder = EncoderSpec(
+        stage_sizes=(1, 1),
+        widths=(8, 16),
+        stem_width=8,
+        norm_groups=4,
+        stem_kernel=5,
+        stem_stride=2,
+        stem_pool=True,
+    )
+    spec = ModelSpec(rp_encoder=encoder, image_encoder=encoder, rp_size=16, crop_size=16)
+    variables = init_params(spec, 0).variables
+    leaves, tree = jax.tree.flatten(variables)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    variables = jax.tree.unflatten(
+        tree, [v + 0.1 * jax.random.normal(k, v.shape) for v, k in zip(leaves, keys, strict=True)]
+    )
+    rng = np.random.default_rng(0)
+    plots = rng.normal(size=(8, 16, 16, spec.rp_input_channels)).astype(np.float32)
+    crops = rng.normal(size=(8, 16, 16, len(spec.image_bands))).astype(np.float32)
+
+    def loss_fn(v):
+        out = PIMC(spec).apply(v, plots, crops)
+        return symmetric_infonce(out["z_rp"], out["z_image"], out["temperature"])[0]
+
+    loss, grads = jax.value_and_grad(loss_fn)(variables)
+    step = torch_reference.make_step(spec, variables=variables, channels_last=False)
+    t_loss = torch_reference.symmetric_infonce(*step.model(*step.inputs(plots, crops)))
+    t_loss.backward()
+    np.testing.assert_allclose(float(t_loss.detach()), float(loss), rtol=1e-5)
+    kernel = np.asarray(grads["params"]["image_encoder"]["ResidualBlock_1"]["conv1"]["kernel"])
+    t_kernel = step.model.image_encoder.blocks[1].conv1.conv.weight.grad.numpy()
+    np.testing.assert_allclose(t_kernel, kernel.transpose(3, 2, 0, 1), atol=1e-6)
+    scale = float(grads["params"]["logit_scale"])
+    assert abs(float(step.model.logit_scale.grad) - scale) <= 1e-5 * max(1.0, abs(scale))
+    assert isinstance(t_loss, torch.Tensor)

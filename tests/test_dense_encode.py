@@ -1,0 +1,223 @@
+"""Dense encoding: block-wise equals one pass, repeated inputs, the fast mode, GroupNorm."""
+
+import importlib
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pimc_jax
+import pimc_jax.models
+from pimc_jax.data.synthetic import make_patch
+from pimc_jax.data.views import extract_crops, median_composite
+from pimc_jax.models import EncoderSpec, GroupNorm, ModelSpec, PIMCParams
+
+encode_lib = importlib.import_module("pimc_jax.encode")
+
+
+def _perturbed(params: PIMCParams, seed: int = 1) -> PIMCParams:
+    """Random parameters without the zero-initialised scales that hide residual branches."""
+    leaves, tree = jax.tree.flatten(params.variables)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    noisy = [
+        leaf + 0.1 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys, strict=True)
+    ]
+    return PIMCParams(jax.tree.unflatten(tree, noisy), params.spec)
+
+
+def _cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.sum(x * y, 1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
+
+
+@pytest.fixture(scope="module")
+def params(tiny_params):
+    return _perturbed(tiny_params)
+
+
+@pytest.fixture(scope="module")
+def patch():
+    return make_patch(3, 0, size=20)
+
+
+def test_blocks_of_rows_equal_one_pass(params, patch, monkeypatch):
+    whole = pimc_jax.encode_patch(params, patch, progress=False)
+    # 45 pixels per block: 2 rows of 20 at a time, 10 blocks, the last one full.
+    calls = []
+    original = encode_lib.encode
+    monkeypatch.setattr(encode_lib, "encode", lambda *a, **k: calls.append(1) or original(*a, **k))
+    blocks = encode_lib.encode_patch(params, patch, progress=False, chunk_pixels=45)
+    assert len(calls) == 10
+    assert whole.keys() == blocks.keys()
+    for key, value in whole.items():
+        assert blocks[key].shape == value.shape and blocks[key].dtype == value.dtype
+        np.testing.assert_allclose(blocks[key], value, atol=2e-6, err_msg=key)
+
+
+def test_blocks_use_the_whole_raster_for_crops_and_composite(params, patch):
+    # Reference built by hand from the definition: the crop of each pixel from the median
+    # composite of the whole patch, the series as they are.
+    got = encode_lib.encode_patch(params, patch, progress=False, chunk_pixels=20 * 3)
+    spec = params.spec
+    bands = patch.reflectance()
+    channels = [patch.band_names.index(b) for b in spec.image_bands]
+    composite = median_composite(bands[..., channels])
+    rows, cols = np.meshgrid(np.arange(20), np.arange(20), indexing="ij")
+    centers = np.stack([rows.ravel(), cols.ravel()], axis=1)
+    crops = extract_crops(composite, centers, spec.crop_size)
+    series = bands.transpose(1, 2, 0, 3).reshape(400, patch.num_dates, -1)
+    want = pimc_jax.encode(
+        params,
+        {"bands": series, "dates": patch.dates, "band_names": patch.band_names, "image": crops},
+        scale=1.0,
+    )
+    np.testing.assert_allclose(got["image"].reshape(400, -1), want["image"], atol=2e-6)
+    np.testing.assert_allclose(got["rp"].reshape(400, -1), want["rp"], atol=2e-6)
+
+
+def test_repeated_rows_are_embedded_once_with_the_same_result(params, patch):
+    bands = patch.reflectance()[:, :4, :4].transpose(1, 2, 0, 3).reshape(16, patch.num_dates, -1)
+    repeated = np.concatenate([bands, bands[::-1], bands[:3]])
+    unique, inverse = encode_lib._unique_rows([repeated])
+    assert unique[0].shape[0] == 16 and np.array_equal(unique[0][inverse], repeated)
+    batch = {"dates": patch.dates, "band_names": patch.band_names}
+    out = pimc_jax.encode(params, {**batch, "bands": repeated})
+    # Each row alone: no batching, no de-duplication.
+    for row in (0, 5, 17, 34):
+        alone = pimc_jax.encode(params, {**batch, "bands": repeated[row : row + 1]})
+        np.testing.assert_allclose(out["rp"][row], alone["rp"][0], atol=2e-6)
+
+
+def test_no_data_pixels_get_one_embedding(params, patch):
+    bands = patch.reflectance().copy()
+    bands[:, :10] = np.nan  # the top half without any data
+    out = encode_lib.encode_patch(params, bands, patch.dates, patch.band_names, scale=1.0)
+    assert not out["valid"][:10].any() and out["valid"][10:].all()
+    assert np.all(out["rp"][:10] == out["rp"][0, 0])
+
+
+def test_fast_mode_agrees_with_exact(patch):
+    # The default image tower (16-pixel crops, 16/32 channels, GroupNorm 8), random weights.
+    spec = ModelSpec(
+        rp_encoder=EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4),
+        rp_size=8,
+    )
+    params = _perturbed(pimc_jax.init_params(spec, 0))
+    exact = encode_lib.encode_patch(params, patch, progress=False)
+    fast = encode_lib.encode_patch(params, patch, progress=False, mode="fast")
+    np.testing.assert_array_equal(fast["rp"], exact["rp"])
+    x, y = exact["image"].reshape(400, -1), fast["image"].reshape(400, -1)
+    x, y = x - x.mean(0), y - y.mean(0)  # what sets pixels apart: a random model gives
+    # every pixel nearly the same embedding (raw cosine 0.99 between any two pixels)
+    centred = _cosine(x, y)
+    # The documented tolerance (pimc_jax.encode): centred cosine about 0.7 for random
+    # weights (GroupNorm statistics of each position's own window, real neighbours
+    # instead of zero padding), far above that of another pixel's embedding.
+    assert centred.mean() > 0.55
+    assert centred.mean() > _cosine(x, np.roll(y, 37, axis=0)).mean() + 0.4
+
+
+def test_fast_mode_blocks_equal_one_pass(params, patch):
+    whole = encode_lib.encode_patch(params, patch, progress=False, mode="fast")
+    blocks = encode_lib.encode_patch(params, patch, progress=False, mode="fast", chunk_pixels=45)
+    np.testing.assert_allclose(blocks["image"], whole["image"], atol=2e-6)
+
+
+def test_dense_features_keep_each_pixels_sampling_grid():
+    # An 8-pixel crop after one stride-2 layer: 4 positions 2 apart, the first 4 pixels
+    # before the centre. Pixel q pools rows (and columns) q - 4, q - 2, q, q + 2.
+    grid = encode_lib._Grid(8, 1, 4)
+    grid.advance(2)
+    x = jnp.zeros((1, 16, 16, 1)).at[0, 5, 5, 0].set(1.0)
+    pooled = grid.mean(x)[0, :, :, 0]
+    # So pixel 5 is pooled by pixels 3, 5, 7 and 9.
+    hit = np.argwhere(np.asarray(pooled) > 0)
+    assert {tuple(h) for h in hit} == {(r, c) for r in (3, 5, 7, 9) for c in (3, 5, 7, 9)}
+    np.testing.assert_allclose(np.asarray(pooled)[hit[:, 0], hit[:, 1]], 1 / 16)
+
+
+def test_fast_mode_of_a_deeper_tower_runs():
+    encoder = EncoderSpec(
+        stage_sizes=(1, 1),
+        widths=(4, 8),
+        stem_width=4,
+        norm_groups=2,
+        stem_stride=2,
+        stem_pool=True,
+        stem_kernel=5,
+    )
+    spec = ModelSpec(
+        rp_encoder=encoder,
+        image_encoder=encoder,
+        head_hidden_dims=(8,),
+        embedding_dim=4,
+        rp_size=8,
+        crop_size=8,
+        image_bands=("B4", "B3", "B2"),
+        image_mean=(0.0,) * 3,
+        image_std=(1.0,) * 3,
+    )
+    params = _perturbed(pimc_jax.init_params(spec, 0))
+    patch = make_patch(1, 0, size=9)
+    exact = encode_lib.encode_patch(params, patch, progress=False)
+    fast = encode_lib.encode_patch(params, patch, progress=False, mode="fast")
+    assert fast["image"].shape == exact["image"].shape == (9, 9, 4)
+    x, y = exact["image"].reshape(81, -1), fast["image"].reshape(81, -1)
+    assert _cosine(x, y).mean() > 0.6
+
+
+def test_bad_mode_and_chunk_size_raise(params, patch):
+    with pytest.raises(ValueError, match="mode"):
+        encode_lib.encode_patch(params, patch, mode="approximate")
+    with pytest.raises(ValueError, match="chunk_pixels"):
+        encode_lib.encode_patch(params, patch, chunk_pixels=0)
+
+
+@pytest.mark.parametrize(
+    "shape, groups, offset",
+    [((3, 24, 24, 16), 8, 0.0), ((2, 8, 8, 32), 16, 0.0), ((2, 12, 12, 8), 4, 5.0)],
+)
+def test_groupnorm_equals_flax(shape, groups, offset):
+    x = jax.random.normal(jax.random.key(0), shape) * 2.0 + offset
+    ours, theirs = GroupNorm(num_groups=groups), nn.GroupNorm(num_groups=groups)
+    variables = theirs.init(jax.random.key(1), x)
+    variables = jax.tree.map(
+        lambda v: v + 0.3 * jax.random.normal(jax.random.key(2), v.shape), variables
+    )
+    assert jax.tree.structure(ours.init(jax.random.key(1), x)) == jax.tree.structure(variables)
+    # Both take the variance as E[x²] − E[x]²; only the order of summation differs.
+    np.testing.assert_allclose(
+        ours.apply(variables, x), theirs.apply(variables, x), atol=1e-5, rtol=1e-5
+    )
+    loss = lambda module: lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
+    got = jax.grad(loss(ours), argnums=(0, 1))(variables, x)
+    want = jax.grad(loss(theirs), argnums=(0, 1))(variables, x)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5 * max(1.0, float(jnp.abs(b).max())))
+
+
+@pytest.mark.parametrize("center", [(20, 20), (21, 20), (20, 23), (19, 19)])
+def test_dense_map_is_the_crops_own_without_groupnorm(center):
+    # Without GroupNorm the fast mode's only difference is the crop's zero padding, which
+    # does not reach the crop's centre: there the dense map is exactly the crop's
+    # activation, for every parity of row and column (strided layers keep the grid).
+    encoder = EncoderSpec(stage_sizes=(1, 1), widths=(8, 16), stem_width=8, norm_groups=0)
+    spec = ModelSpec(
+        rp_encoder=encoder,
+        image_encoder=encoder,
+        crop_size=16,
+        image_bands=("B4", "B3"),
+        image_mean=(0.0, 0.0),
+        image_std=(1.0, 1.0),
+    )
+    variables = _perturbed(pimc_jax.init_params(spec, 0)).variables
+    image = np.random.default_rng(0).normal(size=(40, 40, 2)).astype(np.float32)
+    dense = encode_lib.dense_image_features(spec, variables, jnp.asarray(image), pool=False)
+    crop = extract_crops(image, np.array([center]), 16)
+    _, state = pimc_jax.models.PIMC(spec).apply(
+        variables, crop, method=pimc_jax.models.PIMC.encode_image, capture_intermediates=True
+    )
+    last = state["intermediates"]["image_encoder"]["ResidualBlock_1"]["__call__"][0]
+    # The 16-pixel crop's 8 x 8 stage-2 grid starts 8 pixels before the centre: index 4.
+    np.testing.assert_allclose(dense[center], last[0, 4, 4], atol=1e-5)
