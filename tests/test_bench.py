@@ -73,6 +73,7 @@ def test_pixel_benchmark_rows_share_folds(tmp_path):
         assert 0.0 <= accuracy <= 1.0
 
 
+@pytest.mark.slow
 def test_dense_encode_bench_runs_each_part():
     out = _run(
         "bench/dense_encode.py",
@@ -90,6 +91,7 @@ def test_dense_encode_bench_runs_each_part():
     assert re.search(r"exact +\d+ +\d+ +\d+", out) and re.search(r"fast +\d+ +\d+ +\d+", out)
 
 
+@pytest.mark.slow
 def test_train_step_bench_against_torch():
     pytest.importorskip("torch")
     out = _run(

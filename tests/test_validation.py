@@ -288,7 +288,10 @@ def test_keys_added_to_the_library_later_do_not_block_a_resume():
     saved = json.loads(json.dumps(config.to_dict()))
     del saved["data"]["scl_invalid_classes"]  # a workdir written before the key existed
     del saved["model"]["rp_span"]
-    check_resume(config, saved, 2, "run")  # at the library's defaults: the same run
+    # Absent keys read as what the run did before they existed: SCL masking at its
+    # default, plots over the valid dates (rp_span="valid", the former behaviour).
+    config.model.rp_span = "valid"
+    check_resume(config, saved, 2, "run")
     config.model.rp_span = "acquisitions"
     with pytest.raises(ValueError, match=r"model\.rp_span: 'valid' → 'acquisitions'"):
         check_resume(config, saved, 2, "run")

@@ -222,6 +222,7 @@ def test_bad_view_configs_are_one_line_errors(overrides, match):
 # From the command line: synthetic default and a 3-patch PASTIS-R directory.
 
 
+@pytest.mark.slow  # each pairing also pre-trains from the CLI on PASTIS-R below
 @pytest.mark.parametrize("views", PAIRINGS, ids=IDS)
 def test_each_pairing_pretrains_on_synthetic_from_the_cli(views, tmp_path):
     launch_ok(
