@@ -25,8 +25,8 @@ process it alternates three steps on the same batch, round after round:
 
 It prints median step times with the spread (min–max over the rounds), the step-time
 ratios JAX/PyTorch on the medians (above 1: JAX is slower) and the speed ratio at each
-side's fastest round (above 1: JAX is faster; README's headline). ``--breakdown`` adds forward and forward+backward
-times per tower in both frameworks.
+side's fastest round (above 1: JAX is faster; README's headline). ``--breakdown`` adds
+forward and forward+backward times per tower in both frameworks.
 """
 
 from __future__ import annotations
