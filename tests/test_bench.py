@@ -25,12 +25,14 @@ def _ratio(output: str, label: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.slow
 def test_recurrence_bench():
     out = _run("bench/recurrence.py", "--n", "64", "--t", "12", "--repeats", "1")
     assert _ratio(out, "speed-up JAX/pyts:") > 0
     assert _ratio(out, "speed-up JAX/NumPy:") > 0
 
 
+@pytest.mark.slow
 def test_train_step_bench_one_and_two_devices():
     out = _run(
         "bench/train_step.py",
