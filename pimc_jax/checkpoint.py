@@ -57,10 +57,7 @@ class CorruptCheckpointError(ValueError):
         )
 
 
-def _one_line(error: BaseException, limit: int = 400) -> str:
-    """``Type: message`` of an exception on one line, shortened to ``limit`` characters."""
-    text = " ".join(f"{type(error).__name__}: {error}".split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+_REASON_LIMIT = 400  # characters of an error kept in a corrupt step's one-line reason
 
 
 def _leaf_key(path: tuple[Any, ...]) -> str:
@@ -150,8 +147,9 @@ class CheckpointStore:
             item_names=_ITEMS,
         )
 
-    def latest_step(self) -> int | None:
-        """The newest step whose meta and arrays read back and match their digests.
+    def latest(self) -> tuple[int, dict[str, Any]] | None:
+        """``(step, meta)`` of the newest step whose meta and arrays read back and match
+        their digests.
 
         Reads every array of each step it checks. Bad steps are reported (one warning
         each) and skipped, never changed. ``None`` if there is no checkpoint at all.
@@ -164,7 +162,12 @@ class CheckpointStore:
             return None
         return _first_good(
             self.directory, [self.directory / str(step) for step in steps], _verify_step
-        )[0]
+        )
+
+    def latest_step(self) -> int | None:
+        """The step of :meth:`latest` (``None`` if there is no checkpoint at all)."""
+        latest = self.latest()
+        return None if latest is None else latest[0]
 
     def save(
         self,
@@ -303,7 +306,7 @@ def _restore(manager: ocp.CheckpointManager, step_dir: epath.Path, **items: Any)
     try:
         return manager.restore(int(step_dir.name), args=ocp.args.Composite(**items))
     except Exception as error:  # Orbax raises many types; name the path either way.
-        raise CorruptCheckpointError(step_dir, _one_line(error)) from error
+        raise CorruptCheckpointError(step_dir, storage.one_line(error, _REASON_LIMIT)) from error
 
 
 def _restore_items(step_dir: epath.Path, **items: Any) -> Any:
@@ -325,7 +328,8 @@ def _checked_meta(step_dir: epath.Path, meta: Any) -> dict[str, Any]:
         if not isinstance(meta.get(_DIGESTS) or {}, dict):
             raise ValueError("meta digests are not a mapping")
     except Exception as error:
-        raise CorruptCheckpointError(step_dir, f"bad meta: {_one_line(error)}") from error
+        reason = f"bad meta: {storage.one_line(error, _REASON_LIMIT)}"
+        raise CorruptCheckpointError(step_dir, reason) from error
     return meta
 
 
@@ -338,7 +342,7 @@ def _as_corrupt(step_dir: epath.Path, error: Exception) -> CorruptCheckpointErro
     """Any failure while reading ``step_dir`` as a :class:`CorruptCheckpointError`."""
     if isinstance(error, CorruptCheckpointError):
         return error
-    return CorruptCheckpointError(step_dir, _one_line(error))
+    return CorruptCheckpointError(step_dir, storage.one_line(error, _REASON_LIMIT))
 
 
 def _verify_step(step_dir: epath.Path) -> dict[str, Any]:

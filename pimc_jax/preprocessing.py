@@ -72,13 +72,18 @@ def series_to_plots(
     )
 
 
+def _standardize(image: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
+    """``(N, k, k, C)`` crops → ``(x − mean) / std`` per channel, float32; NaN → 0 (the mean)."""
+    chex.assert_rank(image, 4)
+    normalized = (image.astype(jnp.float32) - jnp.asarray(mean, jnp.float32)) / jnp.asarray(
+        std, jnp.float32
+    )
+    return jnp.where(jnp.isfinite(normalized), normalized, 0.0)
+
+
 def normalize_crops(spec: ModelSpec, image: jax.Array) -> jax.Array:
     """``(N, k, k, C)`` reflectance crops → per-band standardised float32; NaN → 0 (the mean)."""
-    chex.assert_rank(image, 4)
-    mean = jnp.asarray(spec.image_mean, jnp.float32)
-    std = jnp.asarray(spec.image_std, jnp.float32)
-    normalized = (image.astype(jnp.float32) - mean) / std
-    return jnp.where(jnp.isfinite(normalized), normalized, 0.0)
+    return _standardize(image, spec.image_mean, spec.image_std)
 
 
 def radar_plots(spec: ModelSpec, s1: jax.Array, dates: jax.Array, mask: jax.Array) -> jax.Array:
@@ -112,36 +117,22 @@ def radar_plots(spec: ModelSpec, s1: jax.Array, dates: jax.Array, mask: jax.Arra
         valid[:, None, :],
         spec.rp_size,
     )
-    series = jnp.swapaxes(series, -1, -2)
-    size = spec.rp_plot_size
-    states = series[:, :size, :]
-    rows, cols = states[:, :, None, :], states[:, None, :, :]
-    plots = {
-        "distance": lambda: recurrence.recurrence_plot(
-            series,
-            dimension=spec.rp_dimension,
-            time_delay=spec.rp_time_delay,
-            threshold=spec.rp_threshold,
-            percentage=spec.rp_percentage,
-            normalize=spec.rp_normalize,
-            channels_last=True,
-        ),
-        "difference": lambda: cols - rows,
-        "level": lambda: 0.5 * (rows + cols),
-    }
-    return jnp.concatenate([plots[kind]() for kind in spec.rp_channels], axis=-1).astype(
-        jnp.float32
+    plots = recurrence.series_recurrence_plots(
+        jnp.swapaxes(series, -1, -2),
+        spec.rp_channels,
+        dimension=spec.rp_dimension,
+        time_delay=spec.rp_time_delay,
+        threshold=spec.rp_threshold,
+        percentage=spec.rp_percentage,
+        normalize=spec.rp_normalize,
     )
+    return plots.astype(jnp.float32)
 
 
 def normalize_s1_crops(spec: ModelSpec, image: jax.Array) -> jax.Array:
     """``(N, k, k, C)`` S1 crops in dB → standardised float32 (``spec.s1_image_mean`` /
     ``spec.s1_image_std``); NaN → 0 (the mean)."""
-    chex.assert_rank(image, 4)
-    mean = jnp.asarray(spec.s1_image_mean, jnp.float32)
-    std = jnp.asarray(spec.s1_image_std, jnp.float32)
-    normalized = (image.astype(jnp.float32) - mean) / std
-    return jnp.where(jnp.isfinite(normalized), normalized, 0.0)
+    return _standardize(image, spec.s1_image_mean, spec.s1_image_std)
 
 
 def view_inputs(

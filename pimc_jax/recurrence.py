@@ -520,6 +520,34 @@ def _index_recurrence_plots(
     acquired = mask & jnp.isfinite(dates) if span == "acquisitions" else None
     plan = _interpolation_plan(dates, valid, size, acquired)
     series = _apply_plan(values, valid, plan, channels_last=True)  # (..., S, K)
+    return series_recurrence_plots(
+        series,
+        channels,
+        dimension=dimension,
+        time_delay=time_delay,
+        threshold=threshold,
+        percentage=percentage,
+        normalize=normalize,
+    )
+
+
+def series_recurrence_plots(
+    series: jnp.ndarray,
+    channels: Sequence[str],
+    *,
+    dimension: int | float = 1,
+    time_delay: int | float = 1,
+    threshold: Threshold = None,
+    percentage: float = 10,
+    normalize: bool = True,
+) -> jnp.ndarray:
+    """Plot kinds ``channels`` of regular series: ``(..., S, K)`` → ``(..., S', S', K·P)``.
+
+    Channel ``p·K + k`` is kind ``channels[p]`` (:data:`PLOT_CHANNELS`) of series ``k``;
+    ``distance`` is :func:`recurrence_plot` with the given options, ``difference`` and
+    ``level`` use the first ``S' = S − (m − 1)τ`` states.
+    """
+    size = series.shape[-2]
     # difference/level use the first S' states: the size of the embedded distance plot.
     m = _embedding(dimension, size, "dimension")
     tau = _embedding(time_delay, size, "time_delay")
@@ -548,4 +576,5 @@ __all__ = [
     "index_recurrence_plots",
     "recurrence_plot",
     "resample_series",
+    "series_recurrence_plots",
 ]

@@ -138,7 +138,8 @@ def refresh(path: PathLike) -> None:
         backend.fsspec_backend.fs(_text(path)).invalidate_cache()
 
 
-def _one_line(error: BaseException, limit: int = 300) -> str:
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of an exception on one line, shortened to ``limit`` characters."""
     text = " ".join(f"{type(error).__name__}: {error}".split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -164,7 +165,7 @@ def check_location(path: PathLike, what: str = "path") -> None:
     try:
         found = epath.Path(root).exists()
     except Exception as error:  # filesystems raise many types; name the location either way
-        raise StorageError(f"{what}={text}: cannot reach {root} ({_one_line(error)})") from error
+        raise StorageError(f"{what}={text}: cannot reach {root} ({one_line(error)})") from error
     if not found:
         raise StorageError(f"{what}={text}: bucket {root} does not exist or cannot be accessed")
 

@@ -40,7 +40,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from pimc_jax import parallel, storage
-from pimc_jax.checkpoint import CheckpointStore, read_meta
+from pimc_jax.checkpoint import CheckpointStore
 from pimc_jax.data import load_patches
 from pimc_jax.data.pairs import PairSampler
 from pimc_jax.data.patches import Patch
@@ -49,7 +49,7 @@ from pimc_jax.data.radar import check_s1_setting
 from pimc_jax.data.statistics import image_statistics, s1_spec_facts
 from pimc_jax.data.views import S1_VIEWS, check_views
 from pimc_jax.metrics import MetricWriter
-from pimc_jax.models import ModelSpec
+from pimc_jax.models import LEGACY_SPEC_FIELDS, ModelSpec
 from pimc_jax.optim import learning_rate_schedule, make_optimizer
 from pimc_jax.step import TrainState, create_train_state, make_parallel_step
 
@@ -64,13 +64,18 @@ class PretrainingSetup:
     optimizer: optax.GradientTransformation
 
 
+def _config_views(config: ml_collections.ConfigDict) -> tuple[str, str]:
+    """The checked ``config.model.views`` (a config without the key: the paper's pair)."""
+    return check_views(config.model.get("views", LEGACY_SPEC_FIELDS["views"]), "config.model.views")
+
+
 def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
     """Loads this process's patches and builds the spec, pair sampler and optimizer."""
     patches = load_patches(
         config.data, process_index=jax.process_index(), process_count=jax.process_count()
     )
     image_mean, image_std = image_statistics(patches, tuple(config.data.image_bands))
-    views = check_views(config.model.get("views", ("s2_rp", "s2_image")), "config.model.views")
+    views = _config_views(config)
     sampler = PairSampler(
         patches,
         pixels_per_patch=config.data.pixels_per_patch,
@@ -182,7 +187,7 @@ def validate_pretrain_config(config: ml_collections.ConfigDict) -> None:
             f"rp_time_delay={model.rp_time_delay}); it must leave at least 2"
         )
     data = config.data
-    views = check_views(model.get("views", ("s2_rp", "s2_image")), "config.model.views")
+    views = _config_views(config)
     s1_views = [view for view in views if view in S1_VIEWS]
     if s1_views and check_s1_setting(data.get("s1", "none")) is None:
         raise ValueError(
@@ -240,9 +245,9 @@ _ADDED_KEYS: dict[str, Any] = {
     "data.s1": "none",
     "data.s1_image_bands": ["VV", "VH", "VV/VH"],
     "data.s1_max_gap_days": 6,
-    "model.views": ["s2_rp", "s2_image"],
+    "model.views": list(LEGACY_SPEC_FIELDS["views"]),
     "model.s1_indices": ["auto"],
-    "model.rp_span": "valid",
+    "model.rp_span": LEGACY_SPEC_FIELDS["rp_span"],
     "data.scl_invalid_classes": [0, 1, 3, 8, 9, 10],
 }
 
@@ -293,9 +298,9 @@ def check_resume(
         )
 
 
-def _saved_config(store: CheckpointStore, step: int, workdir: epath.Path) -> dict[str, Any] | None:
-    """The config checkpoint ``step`` was trained with (its meta, else ``config.json``)."""
-    saved = read_meta(store.directory / str(step)).get("config")
+def _saved_config(meta: dict[str, Any], workdir: epath.Path) -> dict[str, Any] | None:
+    """The config a checkpoint was trained with (its ``meta``, else ``config.json``)."""
+    saved = meta.get("config")
     if saved is None and (workdir / "config.json").is_file():
         saved = json.loads((workdir / "config.json").read_text())
     return saved
@@ -347,11 +352,12 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     per_host_batch = _check_batch_size(config)
 
     store = CheckpointStore(workdir_path, max_to_keep=config.keep_checkpoints)
-    latest = store.latest_step()
     try:
+        newest = store.latest()
+        latest, saved_meta = newest if newest is not None else (None, {})
         # The resume policy first, before any data is loaded (module docstring).
         if latest is not None:
-            saved_config = _saved_config(store, latest, workdir_path)
+            saved_config = _saved_config(saved_meta, workdir_path)
             if saved_config is not None:
                 check_resume(config, saved_config, latest, workdir_path)
             if config.total_steps <= latest:
@@ -381,7 +387,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     start_step = 0
     if latest is not None:
         # Compare specs before touching arrays, so a changed model gets a clear message.
-        saved_spec = ModelSpec.from_dict(read_meta(store.directory / str(latest))["spec"])
+        saved_spec = ModelSpec.from_dict(saved_meta["spec"])
         if saved_spec != spec:
             saved, now = saved_spec.to_dict(), spec.to_dict()
             changed = {k: (saved[k], now[k]) for k in now if saved[k] != now[k]}

@@ -17,9 +17,10 @@ jax.config.update(
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 import pytest  # noqa: E402
+from tiny_configs import tiny_model_spec  # noqa: E402
 
 import pimc_jax  # noqa: E402
-from pimc_jax.models import EncoderSpec, ModelSpec  # noqa: E402
+from pimc_jax.models import EncoderSpec  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -27,15 +28,5 @@ def tiny_params() -> pimc_jax.PIMCParams:
     """A tiny random PIMC (one-stage 8-channel towers, 12-d embeddings, 16×16 plots, 8×8
     RGB crops) for tests that embed data."""
     tiny = EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
-    spec = ModelSpec(
-        rp_encoder=tiny,
-        image_encoder=tiny,
-        head_hidden_dims=(16,),
-        embedding_dim=12,
-        rp_size=16,
-        crop_size=8,
-        image_bands=("B4", "B3", "B2"),
-        image_mean=(0.0, 0.0, 0.0),
-        image_std=(1.0, 1.0, 1.0),
-    )
+    spec = tiny_model_spec(tiny, head_hidden_dims=(16,), embedding_dim=12, rp_size=16, crop_size=8)
     return pimc_jax.init_params(spec, 0)

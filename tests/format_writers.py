@@ -401,6 +401,21 @@ def write_user_patch_folder(
 UTM31N = "EPSG:32631"
 
 
+def _write_int16_tif(
+    path: Path, data: np.ndarray, profile: dict, descriptions: list[str] | None
+) -> None:
+    """``data`` (bands, H, W) as an int16 GeoTIFF with nodata -9999 and, given, band
+    descriptions."""
+    import rasterio
+
+    with rasterio.open(
+        path, "w", count=data.shape[0], dtype="int16", nodata=-9999, **profile
+    ) as dst:
+        dst.write(data)
+        for band, description in enumerate(descriptions or (), start=1):
+            dst.set_band_description(band, description)
+
+
 def write_geotiff_patch_folder(
     path: str | Path,
     num_patches: int = 2,
@@ -470,41 +485,26 @@ def write_geotiff_patch_folder(
         if layout == "dates":
             (root / name).mkdir()
             for date in range(num_dates):
-                data = planes[date]
-                with rasterio.open(
+                _write_int16_tif(
                     root / name / f"{iso[date]}.tif",
-                    "w",
-                    count=data.shape[0],
-                    dtype="int16",
-                    nodata=-9999,
-                    **profile,
-                ) as dst:
-                    dst.write(data)
-                    if descriptions:
-                        for band, band_name in enumerate(names, start=1):
-                            dst.set_band_description(band, band_name)
+                    planes[date],
+                    profile,
+                    names if descriptions else None,
+                )
                 if scl == "file":
                     with rasterio.open(
                         root / name / f"{iso[date]}_SCL.tif", "w", count=1, dtype="uint8", **profile
                     ) as dst:
                         dst.write(scl_values[date][None])
         elif layout == "stack":
-            data = np.concatenate(planes)
-            with rasterio.open(
+            _write_int16_tif(
                 root / f"{name}.tif",
-                "w",
-                count=data.shape[0],
-                dtype="int16",
-                nodata=-9999,
-                **profile,
-            ) as dst:
-                dst.write(data)
-                if descriptions:
-                    band = 1
-                    for date in range(num_dates):
-                        for band_name in names:
-                            dst.set_band_description(band, f"{iso[date]}_{band_name}")
-                            band += 1
+                np.concatenate(planes),
+                profile,
+                [f"{day}_{band_name}" for day in iso for band_name in names]
+                if descriptions
+                else None,
+            )
             if not descriptions:
                 (root / f"{name}.dates.txt").write_text("date\n" + "\n".join(iso) + "\n")
         else:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from format_writers import write_user_npz
-from tiny_configs import ROOT
+from tiny_configs import ROOT, perturbed, strided_encoder
 
 
 def _run(*args: str) -> str:
@@ -120,26 +120,13 @@ def test_torch_reference_computes_the_jax_loss_and_gradients():
     import torch_reference
 
     from pimc_jax.loss import symmetric_infonce
-    from pimc_jax.models import PIMC, EncoderSpec, ModelSpec, init_params
+    from pimc_jax.models import PIMC, ModelSpec, init_params
 
     # Two stages with a stride-2 block (Flax's asymmetric "SAME" padding) and the
     # ImageNet stem, random weights without the zero-initialised scales.
-    encoder = EncoderSpec(
-        stage_sizes=(1, 1),
-        widths=(8, 16),
-        stem_width=8,
-        norm_groups=4,
-        stem_kernel=5,
-        stem_stride=2,
-        stem_pool=True,
-    )
+    encoder = strided_encoder((8, 16), norm_groups=4)
     spec = ModelSpec(rp_encoder=encoder, image_encoder=encoder, rp_size=16, crop_size=16)
-    variables = init_params(spec, 0).variables
-    leaves, tree = jax.tree.flatten(variables)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    variables = jax.tree.unflatten(
-        tree, [v + 0.1 * jax.random.normal(k, v.shape) for v, k in zip(leaves, keys, strict=True)]
-    )
+    variables = perturbed(init_params(spec, 0)).variables
     rng = np.random.default_rng(0)
     plots = rng.normal(size=(8, 16, 16, spec.rp_input_channels)).astype(np.float32)
     crops = rng.normal(size=(8, 16, 16, len(spec.image_bands))).astype(np.float32)

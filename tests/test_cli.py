@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from format_writers import (
     write_user_npz,
     write_user_patch_folder,
 )
-from tiny_configs import ROOT
+from tiny_configs import ROOT, one_cpu_env
 
 PRETRAIN_STEPS = 4
 BATCH = 16
@@ -56,18 +55,13 @@ FORECAST = (
 def launch(config: str, workdir: Path | None, *flags: str) -> subprocess.CompletedProcess:
     """``python launch.py --config=configs/<name>.py[:arg] FLAGS --workdir=WORKDIR`` on one CPU
     (``config`` = ``name[:arg]``)."""
-    env = dict(os.environ)
-    env.update(
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="",  # one device, as a laptop user has
-        JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
-    )
     name, colon, arg = config.partition(":")
     command = [sys.executable, "launch.py", f"--config=configs/{name}.py{colon}{arg}", *flags]
     if workdir is not None:
         command.append(f"--workdir={workdir}")
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        command, cwd=ROOT, env=one_cpu_env(), capture_output=True, text=True, timeout=300
+    )
 
 
 def launch_ok(config: str, workdir: Path, *flags: str) -> dict:

@@ -7,24 +7,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_configs import perturbed, strided_encoder, tiny_model_spec
 
 import pimc_jax
 import pimc_jax.models
 from pimc_jax.data.synthetic import make_patch
 from pimc_jax.data.views import extract_crops, median_composite
-from pimc_jax.models import EncoderSpec, GroupNorm, ModelSpec, PIMCParams
+from pimc_jax.models import EncoderSpec, GroupNorm, ModelSpec
 
 encode_lib = importlib.import_module("pimc_jax.encode")
-
-
-def _perturbed(params: PIMCParams, seed: int = 1) -> PIMCParams:
-    """Random parameters without the zero-initialised scales that hide residual branches."""
-    leaves, tree = jax.tree.flatten(params.variables)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    noisy = [
-        leaf + 0.1 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys, strict=True)
-    ]
-    return PIMCParams(jax.tree.unflatten(tree, noisy), params.spec)
 
 
 def _cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -33,7 +24,7 @@ def _cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def params(tiny_params):
-    return _perturbed(tiny_params)
+    return perturbed(tiny_params)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +94,7 @@ def test_fast_mode_agrees_with_exact(patch):
         rp_encoder=EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4),
         rp_size=8,
     )
-    params = _perturbed(pimc_jax.init_params(spec, 0))
+    params = perturbed(pimc_jax.init_params(spec, 0))
     exact = encode_lib.encode_patch(params, patch, progress=False)
     fast = encode_lib.encode_patch(params, patch, progress=False, mode="fast")
     np.testing.assert_array_equal(fast["rp"], exact["rp"])
@@ -138,27 +129,14 @@ def test_dense_features_keep_each_pixels_sampling_grid():
 
 
 def test_fast_mode_of_a_deeper_tower_runs():
-    encoder = EncoderSpec(
-        stage_sizes=(1, 1),
-        widths=(4, 8),
-        stem_width=4,
-        norm_groups=2,
-        stem_stride=2,
-        stem_pool=True,
-        stem_kernel=5,
-    )
-    spec = ModelSpec(
-        rp_encoder=encoder,
-        image_encoder=encoder,
+    spec = tiny_model_spec(
+        strided_encoder((4, 8), norm_groups=2),
         head_hidden_dims=(8,),
         embedding_dim=4,
         rp_size=8,
         crop_size=8,
-        image_bands=("B4", "B3", "B2"),
-        image_mean=(0.0,) * 3,
-        image_std=(1.0,) * 3,
     )
-    params = _perturbed(pimc_jax.init_params(spec, 0))
+    params = perturbed(pimc_jax.init_params(spec, 0))
     patch = make_patch(1, 0, size=9)
     exact = encode_lib.encode_patch(params, patch, progress=False)
     fast = encode_lib.encode_patch(params, patch, progress=False, mode="fast")
@@ -211,7 +189,7 @@ def test_dense_map_is_the_crops_own_without_groupnorm(center):
         image_mean=(0.0, 0.0),
         image_std=(1.0, 1.0),
     )
-    variables = _perturbed(pimc_jax.init_params(spec, 0)).variables
+    variables = perturbed(pimc_jax.init_params(spec, 0)).variables
     image = np.random.default_rng(0).normal(size=(40, 40, 2)).astype(np.float32)
     dense = encode_lib.dense_image_features(spec, variables, jnp.asarray(image), pool=False)
     crop = extract_crops(image, np.array([center]), 16)

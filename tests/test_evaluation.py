@@ -40,6 +40,8 @@ from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix,
 
 TOTAL_STEPS = 6
 CHECKPOINT_EVERY = 3
+
+
 def eval_config(name: str, init_from: str, protocol: str) -> ml_collections.ConfigDict:
     """``configs/<name>.py:tiny``: the tiny model (for ``random``), tiny data, few steps."""
     config = load_config(f"{name}:tiny")
@@ -144,9 +146,7 @@ def test_probes_pick_l2_on_validation():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 4))
     y = x @ np.array([[1.0], [-2.0], [0.5], [0.0]])
-    probe = ridge_probe(
-        (x[:100], y[:100]), (x[100:150], y[100:150]), x[150:], l2_grid=(10.0, 1e-6)
-    )
+    probe = ridge_probe((x[:100], y[:100]), (x[100:150], y[100:150]), x[150:], l2_grid=(10.0, 1e-6))
     assert probe["l2"] == 1e-6  # noise-free targets: the weakest penalty wins
     np.testing.assert_allclose(probe["test_predictions"], y[150:], atol=1e-3)
 
@@ -379,26 +379,31 @@ def test_class_weights_match_sklearn_balanced():
     np.testing.assert_array_equal(class_weights(labels, 5, "none")[[0, 2, 3]], 1.0)
 
 
-def test_train_supervised_keeps_the_best_validation_step():
-    rng = np.random.default_rng(0)
+def _linear_regression_fit(seed: int, initial_w: float, steps: int):
+    """32 random 3-d inputs, noise-free linear targets, and ``train_supervised`` of a linear
+    model from ``w = initial_w`` on them (MSE, plain SGD steps) awaiting its keyword options."""
+    rng = np.random.default_rng(seed)
     inputs = {"x": rng.normal(size=(32, 3)).astype(np.float32)}
     targets = (inputs["x"] @ np.array([[1.0], [-2.0], [0.5]])).astype(np.float32)
-    forward = lambda params, batch: batch["x"] @ params["w"]
-    start = {"w": np.zeros((3, 1), np.float32)}
     fit = functools.partial(
         train_supervised,
-        forward,
-        start,
+        lambda params, batch: batch["x"] @ params["w"],
+        {"w": np.full((3, 1), initial_w, np.float32)},
         inputs,
         targets,
         loss="mse",
-        steps=20,
+        steps=steps,
         batch_size=8,
         learning_rate=0.05,
         weight_decay=0.0,
         warmup_steps=0,
         seed=0,
     )
+    return inputs, targets, fit
+
+
+def test_train_supervised_keeps_the_best_validation_step():
+    inputs, targets, fit = _linear_regression_fit(seed=0, initial_w=0.0, steps=20)
     selected = functools.partial(fit, validation=(inputs, targets), eval_every_steps=4)
     seen = []
 
@@ -442,27 +447,13 @@ def test_npz_keeps_every_class_and_cv_fold_splits(tmp_path):
 
 
 def test_train_supervised_ema_is_the_bias_corrected_average_of_the_steps():
-    rng = np.random.default_rng(1)
-    inputs = {"x": rng.normal(size=(32, 3)).astype(np.float32)}
-    targets = (inputs["x"] @ np.array([[1.0], [-2.0], [0.5]])).astype(np.float32)
-    forward = lambda params, batch: batch["x"] @ params["w"]
-    fit = functools.partial(
-        train_supervised,
-        forward,
-        {"w": np.full((3, 1), 0.3, np.float32)},
-        inputs,
-        targets,
-        loss="mse",
-        steps=6,
-        batch_size=8,
-        learning_rate=0.05,
-        weight_decay=0.0,
-        warmup_steps=0,
-        seed=0,
-    )
+    inputs, targets, fit = _linear_regression_fit(seed=1, initial_w=0.3, steps=6)
     outputs = []  # x @ w_t after every step t of the plain run (outputs are linear in w)
-    fit(validation=(inputs, targets), eval_every_steps=1,
-        score_fn=lambda out, y: outputs.append(np.array(out)) or 0.0)
+    fit(
+        validation=(inputs, targets),
+        eval_every_steps=1,
+        score_fn=lambda out, y: outputs.append(np.array(out)) or 0.0,
+    )
     decay = 0.8
     ema = inputs["x"] @ np.full((3, 1), 0.3)  # the NumPy reference, from the initial w
     for step_outputs in outputs:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from format_writers import (
     write_user_npz,
     write_user_patch_folder,
 )
-from tiny_configs import ROOT
+from tiny_configs import ROOT, one_cpu_env
 
 import pimc_jax
 from pimc_jax import progress as progress_lib
@@ -400,13 +399,6 @@ def test_geotiff_folder_pretrains_from_the_cli_and_embeddings_round_trip(tmp_pat
     data = tmp_path / "tifs"
     written = write_geotiff_patch_folder(data, num_patches=2, layout="dates", scl="band")
     workdir = tmp_path / "run"
-    env = dict(os.environ)
-    env.update(
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="",
-        JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
-    )
     command = [
         sys.executable,
         "launch.py",
@@ -417,7 +409,9 @@ def test_geotiff_folder_pretrains_from_the_cli_and_embeddings_round_trip(tmp_pat
         "--config.global_batch_size=16",
         f"--workdir={workdir}",
     ]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command, cwd=ROOT, env=one_cpu_env(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ import jax
 import numpy as np
 import pytest
 from gcs_emulator import BUCKET, client_env, free_port
-from tiny_configs import ROOT
+from tiny_configs import ROOT, one_cpu_env
 
 from pimc_jax import metrics, storage
 from pimc_jax.checkpoint import checkpoint_steps, load_params, read_meta
@@ -111,26 +110,12 @@ def gcs(tmp_path_factory) -> Iterator[Any]:
             process.wait()
 
 
-def _environment(**env: str) -> dict[str, str]:
-    """This process's environment (the emulator's variables included), one CPU device,
-    plus ``env``."""
-    environment = dict(os.environ)
-    environment.update(
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="",
-        JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
-        **env,
-    )
-    return environment
-
-
 def launch(
     config: str, workdir: str | Path, *flags: str, **env: str
 ) -> subprocess.CompletedProcess:
     """``python launch.py --config=configs/<config>.py FLAGS --workdir=WORKDIR`` on one CPU
     device (``config`` = ``name[:arg]``), with this process's environment plus ``env``."""
-    environment = _environment(**env)
+    environment = one_cpu_env(**env)
     name, colon, arg = config.partition(":")
     command = [sys.executable, "launch.py", f"--config=configs/{name}.py{colon}{arg}", *flags]
     command.append(f"--workdir={workdir}")
@@ -187,7 +172,7 @@ def gs_run(gcs, tmp_path_factory) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", LOCAL_RUN_AND_RESUME, str(local)],
         cwd=ROOT,
-        env=_environment(),
+        env=one_cpu_env(),
         capture_output=True,
         text=True,
         timeout=300,

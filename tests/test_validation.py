@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_configs import ROOT, load_config, tiny_pretrain_config
+from tiny_configs import ROOT, load_config, one_cpu_env, tiny_pretrain_config
 
 from pimc_jax import launcher
 from pimc_jax.checkpoint import CheckpointStore
@@ -189,16 +188,10 @@ def test_nothing_to_do_is_logged(workdir, caplog, total_steps):
 
 
 def _launch(*flags: str) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="",
-        JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"),
-    )
     return subprocess.run(
         [sys.executable, "launch.py", *flags],
         cwd=ROOT,
-        env=env,
+        env=one_cpu_env(),
         capture_output=True,
         text=True,
         timeout=300,

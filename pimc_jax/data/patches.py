@@ -72,19 +72,14 @@ class Patch:
             raise ValueError(
                 f"Patch {self.patch_id!r}: bands must be (T, H, W, C), got shape {self.bands.shape}"
             )
-        num_dates, height, width, num_bands = self.bands.shape
-        if self.dates.shape != (num_dates,):
-            raise ValueError(
-                f"Patch {self.patch_id!r}: dates must have shape ({num_dates},) to match bands "
-                f"{self.bands.shape}, got {self.dates.shape}"
-            )
-        if len(self.band_names) != num_bands:
-            raise ValueError(
-                f"Patch {self.patch_id!r}: {num_bands} bands but {len(self.band_names)} band "
-                f"names {self.band_names}"
-            )
-        if num_dates > 1 and not np.all(np.diff(self.dates) > 0):
-            raise ValueError(f"Patch {self.patch_id!r}: dates must be strictly increasing")
+        height, width = self.bands.shape[1:3]
+        _check_series(
+            f"Patch {self.patch_id!r}",
+            self.bands,
+            self.dates,
+            self.band_names,
+            ("bands", "dates", "bands", "band names"),
+        )
         if self.labels is not None and self.labels.shape != (height, width):
             raise ValueError(
                 f"Patch {self.patch_id!r}: labels must have shape ({height}, {width}), "
@@ -116,19 +111,13 @@ class Patch:
             raise ValueError(
                 f"{where}: s1_bands must be float dB values, got {self.s1_bands.dtype}"
             )
-        num_dates, num_bands = self.s1_bands.shape[0], self.s1_bands.shape[3]
-        if self.s1_dates.shape != (num_dates,):
-            raise ValueError(
-                f"{where}: s1_dates must have shape ({num_dates},) to match s1_bands "
-                f"{self.s1_bands.shape}, got {self.s1_dates.shape}"
-            )
-        if len(self.s1_band_names) != num_bands:
-            raise ValueError(
-                f"{where}: {num_bands} S1 channels but {len(self.s1_band_names)} s1_band_names "
-                f"{self.s1_band_names}"
-            )
-        if num_dates > 1 and not np.all(np.diff(self.s1_dates) > 0):
-            raise ValueError(f"{where}: s1_dates must be strictly increasing")
+        _check_series(
+            where,
+            self.s1_bands,
+            self.s1_dates,
+            self.s1_band_names,
+            ("s1_bands", "s1_dates", "S1 channels", "s1_band_names"),
+        )
 
     def reflectance(self, index: Any = ...) -> np.ndarray:
         """``bands[index]`` as float32 reflectance (a view when already reflectance).
@@ -158,6 +147,30 @@ class Patch:
     @property
     def width(self) -> int:
         return self.bands.shape[2]
+
+
+def _check_series(
+    where: str,
+    values: np.ndarray,
+    dates: np.ndarray,
+    names: tuple[str, ...],
+    words: tuple[str, str, str, str],
+) -> None:
+    """Checks one sensor's ``(T, H, W, C)`` values against its dates and channel names.
+
+    ``words``: how messages call the values, the dates, the channels and their names.
+    """
+    values_key, dates_key, channels, names_key = words
+    num_dates, num_channels = values.shape[0], values.shape[-1]
+    if dates.shape != (num_dates,):
+        raise ValueError(
+            f"{where}: {dates_key} must have shape ({num_dates},) to match {values_key} "
+            f"{values.shape}, got {dates.shape}"
+        )
+    if len(names) != num_channels:
+        raise ValueError(f"{where}: {num_channels} {channels} but {len(names)} {names_key} {names}")
+    if num_dates > 1 and not np.all(np.diff(dates) > 0):
+        raise ValueError(f"{where}: {dates_key} must be strictly increasing")
 
 
 def series_dates(dates: np.ndarray, num_series: int, num_dates: int, where: str) -> np.ndarray:

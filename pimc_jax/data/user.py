@@ -287,6 +287,22 @@ def _scale(value: Any, where: str) -> float:
     return float(scale)
 
 
+def _nodata(value: Any, key: str, where: str) -> np.ndarray:
+    """A no-data setting checked to be one number."""
+    nodata = np.asarray(value)
+    if nodata.shape != () or nodata.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: {key} must be a number, got {value!r}")
+    return nodata
+
+
+def _thwc(value: np.ndarray, key: str, layout: str, where: str) -> np.ndarray:
+    """A 4-D numeric array of ``layout`` as ``(T, H, W, C)``."""
+    array = _numeric(value, key, where)
+    if array.ndim != 4:
+        raise ValueError(f"{where}: {key} must be 4-D ({layout}), got shape {array.shape}")
+    return np.transpose(array, (0, 2, 3, 1)) if layout == "TCHW" else array
+
+
 def _numeric(value: np.ndarray, key: str, where: str) -> np.ndarray:
     if value.dtype.kind not in "iuf":
         raise ValueError(f"{where}: {key} must be numeric, got dtype {value.dtype}")
@@ -529,11 +545,7 @@ def _read_patch_file(
     layout = str(np.asarray(settings.get("layout", "THWC"))).upper()
     if layout not in _LAYOUTS:
         raise ValueError(f"{where}: layout must be one of {_LAYOUTS}, got {layout!r}")
-    bands = _numeric(arrays["bands"], "bands", where)
-    if bands.ndim != 4:
-        raise ValueError(f"{where}: bands must be 4-D ({layout}), got shape {bands.shape}")
-    if layout == "TCHW":
-        bands = np.transpose(bands, (0, 2, 3, 1))
+    bands = _thwc(arrays["bands"], "bands", layout, where)
     num_dates, height, width, num_bands = bands.shape
     if num_dates == 0:
         raise ValueError(f"{where}: bands shape {arrays['bands'].shape} has no date")
@@ -546,9 +558,7 @@ def _read_patch_file(
 
     values = bands.astype(np.float32)
     if settings.get("nodata") is not None:
-        nodata = np.asarray(settings["nodata"])
-        if nodata.shape != () or nodata.dtype.kind not in "iuf":
-            raise ValueError(f"{where}: nodata must be a number, got {settings['nodata']!r}")
+        nodata = _nodata(settings["nodata"], "nodata", where)
         values = np.where(bands == nodata, np.float32(np.nan), values)
     if "scale" in settings:
         values = values * np.float32(_scale(settings["scale"], where))
@@ -617,11 +627,7 @@ def _npz_s1(
     settings.update({key: arrays[key] for key in _S1_KEYS if key in arrays})
     if "s1_band_names" not in settings:
         raise ValueError(f"{where}: no s1_band_names in the file or in metadata.json")
-    raw = _numeric(arrays["s1_bands"], "s1_bands", where)
-    if raw.ndim != 4:
-        raise ValueError(f"{where}: s1_bands must be 4-D ({layout}), got shape {raw.shape}")
-    if layout == "TCHW":
-        raw = np.transpose(raw, (0, 2, 3, 1))
+    raw = _thwc(arrays["s1_bands"], "s1_bands", layout, where)
     num_dates, height, width, num_bands = raw.shape
     if (height, width) != size:
         raise ValueError(
@@ -647,10 +653,7 @@ def _npz_s1(
     values = raw.astype(np.float64)
     gaps = ~np.isfinite(values)
     if settings.get("s1_nodata") is not None:
-        nodata = np.asarray(settings["s1_nodata"])
-        if nodata.shape != () or nodata.dtype.kind not in "iuf":
-            raise ValueError(f"{where}: s1_nodata must be a number, got {settings['s1_nodata']!r}")
-        gaps |= raw == nodata
+        gaps |= raw == _nodata(settings["s1_nodata"], "s1_nodata", where)
     values[gaps] = np.nan
     if units == "linear":
         values = linear_to_db(values)
@@ -886,10 +889,7 @@ def _assemble_geotiff_patch(
     gaps = raw_gaps[:, keep]
     nodata = defaults.get("nodata")
     if nodata is not None:
-        nodata_value = np.asarray(nodata)
-        if nodata_value.shape != () or nodata_value.dtype.kind not in "iuf":
-            raise ValueError(f"{where}: nodata must be a number, got {nodata!r}")
-        gaps = gaps | (raw[:, keep] == nodata_value)
+        gaps = gaps | (raw[:, keep] == _nodata(nodata, "nodata", where))
     values[gaps] = np.nan
     if "scale" in defaults:
         values *= np.float32(_scale(defaults["scale"], where))
@@ -906,8 +906,6 @@ def _assemble_geotiff_patch(
                 (height, width), scl=scl, scl_invalid_classes=classes, where=where
             )
     values[np.broadcast_to(masked[:, None], values.shape)] = np.nan
-    if np.any(np.diff(dates) <= 0):
-        raise ValueError(f"{where}: dates must be strictly increasing, got a repeated date")
     return Patch(
         bands=np.ascontiguousarray(values.transpose(0, 2, 3, 1)),
         dates=dates.astype(np.int32),
@@ -1038,14 +1036,7 @@ def _read_geotiff_stack(file: Path, defaults: Mapping[str, Any], classes: Sequen
         raw, raw_gaps = raster.values[np.array(order)], gaps[np.array(order)]
         dates = np.array(days)
     else:
-        table = next(
-            (
-                file.with_name(f"{file.stem}.dates{suffix}")
-                for suffix in (".txt", ".csv")
-                if file.with_name(f"{file.stem}.dates{suffix}").is_file()
-            ),
-            None,
-        )
+        table = _sidecar(file, "dates", (".txt", ".csv"))
         if table is None:
             raise ValueError(
                 f"{where}: no dates: describe every band as <date>_<band> (2019-04-01_B4) or "
@@ -1064,14 +1055,7 @@ def _read_geotiff_stack(file: Path, defaults: Mapping[str, Any], classes: Sequen
             )
         shape = (len(dates), len(names), *raster.shape)
         raw, raw_gaps = raster.values.reshape(shape), gaps.reshape(shape)
-    labels_file = next(
-        (
-            file.with_name(f"{file.stem}.labels{suffix}")
-            for suffix in (".tif", ".tiff")
-            if file.with_name(f"{file.stem}.labels{suffix}").is_file()
-        ),
-        None,
-    )
+    labels_file = _sidecar(file, "labels", _TIFF_SUFFIXES)
     labels = None if labels_file is None else _read_labels(labels_file, raster, where)
     return _assemble_geotiff_patch(
         where,
@@ -1086,6 +1070,12 @@ def _read_geotiff_stack(file: Path, defaults: Mapping[str, Any], classes: Sequen
         defaults,
         classes,
     )
+
+
+def _sidecar(file: Path, kind: str, suffixes: Sequence[str]) -> Path | None:
+    """The first existing ``<stem>.<kind><suffix>`` next to ``file``, or None."""
+    candidates = (file.with_name(f"{file.stem}.{kind}{suffix}") for suffix in suffixes)
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
 
 
 def _split_description(text: str) -> tuple[float, str] | None:

@@ -227,7 +227,10 @@ def train_supervised(
         value, grads = jax.value_and_grad(loss_fn)(params, batch, labels[rows])
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+        if ema_decay > 0.0:
+            ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+        else:
+            ema = params
         return params, opt_state, ema, value
 
     initial = params
