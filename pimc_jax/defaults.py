@@ -61,6 +61,9 @@ def data_config(arg: str = "") -> ml_collections.ConfigDict:
     # |S1 date − S2 image date| in days for an ``s1_image`` view (pairs beyond it are dropped).
     data.s1_image_bands = ("VV", "VH", "VV/VH")
     data.s1_max_gap_days = 6
+    # s1_rp series: each date's backscatter averaged in linear power over the odd
+    # s1_multilook × s1_multilook window around the pixel (speckle filter); 1 = the pixel alone.
+    data.s1_multilook = 1
     data.crop_size = 16
     data.num_threads = 2
     data.prefetch = 4
@@ -219,6 +222,10 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
             eval_every_steps=25,  # select the best validation step; 0 = keep the last
             ema_decay=0.98,  # > 0: score and keep an exponential moving average of the weights
             class_weighting="none",  # none | sqrt_inverse | inverse
+            # > 1 (classification): K members, member k trains on all but part k of the
+            # stratified K-fold of train + val and selects its step on part k; the test
+            # predictions average the members' class probabilities.
+            ensemble_members=1,
             date_dropout=0.0,  # series augmentation (plot tower only)
             date_jitter_days=0.0,
             noise_std=0.0,

@@ -88,6 +88,7 @@ def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
         views=views,
         s1_image_bands=tuple(config.data.get("s1_image_bands", ("VV", "VH", "VV/VH"))),
         s1_max_gap_days=config.data.get("s1_max_gap_days", 6),
+        s1_multilook=config.data.get("s1_multilook", 1),
     )
     spec = ModelSpec.from_config(
         config,

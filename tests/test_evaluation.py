@@ -31,6 +31,8 @@ from tiny_configs import ROOT, load_config, tiny_pretrain_config
 from pimc_jax import launcher
 from pimc_jax.data.splits import stratified_folds, stratified_split
 from pimc_jax.data.user import load_pixel_npz
+from pimc_jax.evaluation import classification
+from pimc_jax.evaluation.classification import ensemble_parts
 from pimc_jax.evaluation.encoders import load_encoder
 from pimc_jax.evaluation.finetune import class_weights, train_supervised
 from pimc_jax.evaluation.forecasting import forecast_windows
@@ -363,6 +365,37 @@ def test_stratified_folds_partition_and_balance():
     assert (counts.max(axis=0) - counts.min(axis=0) <= 1).all()  # each class spread evenly
     assert max(map(len, folds)) - min(map(len, folds)) <= 1
     assert [list(f) for f in stratified_folds(labels, 5, seed=2)] == [list(f) for f in folds]
+
+
+def test_cross_fitted_ensemble_holds_each_pixel_out_once(tmp_path, monkeypatch):
+    labels = np.repeat(np.arange(3), [9, 5, 6])
+    parts = ensemble_parts(labels, 3, seed=1)
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(labels.size))
+    for members in (0, 1, 11, True):
+        with pytest.raises(ValueError, match="ensemble_members"):
+            ensemble_parts(labels, members, seed=1)
+
+    # Through the CLI: three members, each trained on all train + val pixels but its part
+    # and selecting its step on that part.
+    write_user_npz(tmp_path / "pixels.npz", num_pixels=60, num_dates=8, num_classes=3)
+    config = eval_config("eval_pastis_classification", "random", "finetune")
+    config.data.update(dict(name="npz", path=str(tmp_path / "pixels.npz")))
+    config.finetune.ensemble_members = 3
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append((len(args[3]), len(kwargs["validation"][1])))
+        return train_supervised(*args, **kwargs)
+
+    monkeypatch.setattr(classification, "train_supervised", spy)
+    launcher.run(config, str(tmp_path / "ensemble"))
+    results = read_results(tmp_path / "ensemble")
+    pool = results["data"]["num_train"] + results["data"]["num_val"]
+    assert len(calls) == 3
+    assert sum(held for _, held in calls) == pool
+    assert all(fit + held == pool for fit, held in calls)
+    check_classification(results, num_classes=3)
+    assert 0.0 <= results["metrics"]["val_accuracy"] <= 1.0
 
 
 def test_class_weights_match_sklearn_balanced():

@@ -14,6 +14,7 @@ from pimc_jax.data.radar import (
     count_without_s1,
     merge_s1_series,
     nearest_dates,
+    pixel_s1_series,
     s1_orbits,
 )
 from pimc_jax.indices import (
@@ -172,6 +173,38 @@ def test_merge_s1_series_hand_values():
         merge_s1_series([empty], S1_BAND_NAMES)
     with pytest.raises(ValueError, match="share"):
         merge_s1_series([(a, np.array([1, 2])), (a[:, :, :, :2], np.array([3, 4]))], S1_BAND_NAMES)
+
+
+def test_pixel_s1_series_multilook_matches_a_loop():
+    rng = np.random.default_rng(3)
+    s1 = rng.uniform(-25.0, -5.0, (4, 6, 7, 3)).astype(np.float32)
+    s1[..., 2] = s1[..., 0] - s1[..., 1]
+    s1[1, 2, 3, :] = np.nan  # a gap inside a window
+    rows, cols = np.array([0, 2, 5, 3]), np.array([0, 3, 6, 4])
+    names = ("VV", "VH", "VV/VH")
+    # 1: the pixels themselves, unchanged.
+    np.testing.assert_array_equal(
+        pixel_s1_series(s1, rows, cols, names, 1), np.swapaxes(s1[:, rows, cols], 0, 1)
+    )
+    got = pixel_s1_series(s1, rows, cols, names, 3)
+    assert got.shape == (4, 4, 3) and got.dtype == np.float32
+    for n, (r, c) in enumerate(zip(rows, cols, strict=True)):
+        for t in range(4):
+            for ch in (0, 1):
+                values = [
+                    10.0 ** (s1[t, y, x, ch] / 10.0)
+                    for y in range(r - 1, r + 2)
+                    for x in range(c - 1, c + 2)
+                    if 0 <= y < 6 and 0 <= x < 7 and np.isfinite(s1[t, y, x, ch])
+                ]
+                np.testing.assert_allclose(got[n, t, ch], 10 * np.log10(np.mean(values)), rtol=1e-5)
+            np.testing.assert_allclose(got[n, t, 2], got[n, t, 0] - got[n, t, 1], atol=1e-4)
+    # A window with no valid value gives NaN; even or non-positive windows are refused.
+    s1[:, :3, :3, :] = np.nan
+    assert np.isnan(pixel_s1_series(s1, np.array([0]), np.array([0]), names, 3)).all()
+    for window in (2, 0, True):
+        with pytest.raises(ValueError, match="s1_multilook"):
+            pixel_s1_series(s1, rows, cols, names, window)
 
 
 def test_nearest_dates():

@@ -19,6 +19,7 @@ from absl import logging
 
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.pixels import SAMPLING_METHODS, sample_pixels
+from pimc_jax.data.radar import check_multilook, pixel_s1_series
 from pimc_jax.data.views import (
     IMAGE_DATE_METHODS,
     MEDIAN_COMPOSITE,
@@ -68,6 +69,8 @@ class PairSampler:
         :attr:`num_beyond_gap`).
       s1_image_bands: channels of the ``s1_image`` crops, by name.
       s1_max_gap_days: largest ``|S1 day − S2 image day|`` of an ``s1_image`` pair.
+      s1_multilook: odd window of the ``s1_rp`` series' multilook
+        (:func:`~pimc_jax.data.radar.pixel_s1_series`); 1 = the pixel alone.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class PairSampler:
         views: Sequence[str] = ("s2_rp", "s2_image"),
         s1_image_bands: Sequence[str] = ("VV", "VH", "VV/VH"),
         s1_max_gap_days: float | None = 6.0,
+        s1_multilook: int = 1,
     ) -> None:
         if not patches:
             raise ValueError("PairSampler needs at least one patch")
@@ -98,6 +102,7 @@ class PairSampler:
         if image_date not in IMAGE_DATE_METHODS:
             raise ValueError(f"unknown image_date {image_date!r}; choose from {IMAGE_DATE_METHODS}")
         self.s1_max_gap_days = s1_max_gap_days
+        self.s1_multilook = check_multilook(s1_multilook)
         self.num_without_s1 = 0
         self.num_beyond_gap = 0
         # Allowed S2 image dates per patch (s1_image: those with an S1 date within the gap).
@@ -221,9 +226,10 @@ class PairSampler:
                 )
             )
         if "s1_rp" in self.views:
-            s1 = pad_series(
-                np.swapaxes(patch.s1_bands[:, rows, cols, :], 0, 1), patch.s1_dates, self.max_dates
+            series = pixel_s1_series(
+                patch.s1_bands, rows, cols, patch.s1_band_names, self.s1_multilook
             )
+            s1 = pad_series(series, patch.s1_dates, self.max_dates)
             out.update({f"s1_{key}": value for key, value in s1.items()})
         if "s2_image" not in self.views and "s1_image" not in self.views:
             return out

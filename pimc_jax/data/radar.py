@@ -156,3 +156,57 @@ def nearest_dates(
 def count_without_s1(patches: Iterable[Patch]) -> int:
     """How many ``patches`` hold no Sentinel-1 date (left out of S1 views)."""
     return sum(not patch.has_s1 for patch in patches)
+
+
+def check_multilook(window: Any) -> int:
+    """The ``data.s1_multilook`` window: an odd int >= 1 (1 = each pixel on its own)."""
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+        raise ValueError(f"data.s1_multilook must be an odd int >= 1, got {window!r}")
+    if window % 2 == 0:
+        raise ValueError(f"data.s1_multilook must be odd (centred on the pixel), got {window}")
+    return int(window)
+
+
+def pixel_s1_series(
+    s1_bands: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    band_names: Sequence[str],
+    window: int = 1,
+) -> np.ndarray:
+    """Sentinel-1 series of pixels, optionally multilooked: ``(N, T1, C1)`` float32 dB.
+
+    Speckle makes one radar pixel's backscatter swing by several dB from date to date;
+    averaging its ``window × window`` neighbourhood (a boxcar multilook) in linear power,
+    date by date, trades resolution for that noise. Neighbours outside the patch and NaN
+    values are left out of the mean (NaN where none is valid); a ``VV/VH`` channel is
+    recomputed as ``VV − VH`` of the averaged dB values when both exist.
+
+    Args:
+      s1_bands: ``(T1, H, W, C1)`` backscatter in dB (a patch's ``s1_bands``).
+      rows, cols: ``(N,)`` pixel coordinates.
+      band_names: the ``C1`` channel names.
+      window: odd side of the neighbourhood (:func:`check_multilook`); 1 = the pixel alone.
+    """
+    window = check_multilook(window)
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    if window == 1:
+        return np.ascontiguousarray(np.swapaxes(s1_bands[:, rows, cols, :], 0, 1), np.float32)
+    height, width = s1_bands.shape[1:3]
+    offsets = np.arange(window) - window // 2
+    near_rows = rows[:, None, None] + offsets[None, :, None]  # (N, w, 1)
+    near_cols = cols[:, None, None] + offsets[None, None, :]  # (N, 1, w)
+    inside = (near_rows >= 0) & (near_rows < height) & (near_cols >= 0) & (near_cols < width)
+    near = s1_bands[:, np.clip(near_rows, 0, height - 1), np.clip(near_cols, 0, width - 1), :]
+    linear = db_to_linear(near)  # (T1, N, w, w, C1)
+    valid = np.isfinite(linear) & inside[None, ..., None]
+    total = np.where(valid, linear, 0.0).sum(axis=(2, 3))
+    count = valid.sum(axis=(2, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        averaged = linear_to_db(total / count)  # (T1, N, C1)
+    names = [canonical_radar_band_name(str(name)) for name in band_names]
+    if "VV/VH" in names and "VV" in names and "VH" in names:
+        averaged[..., names.index("VV/VH")] = (
+            averaged[..., names.index("VV")] - averaged[..., names.index("VH")]
+        )
+    return np.ascontiguousarray(np.swapaxes(averaged, 0, 1), np.float32)

@@ -15,6 +15,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from pimc_jax.data.splits import stratified_folds
 from pimc_jax.evaluation.encoders import check_protocol
 from pimc_jax.evaluation.finetune import (
     class_weights,
@@ -66,25 +67,84 @@ def classify(
     check_protocol(config.protocol)
     forward = tower_forward(params.spec, tower, band_names)
     tune = config.finetune
-    trained = train_supervised(
-        forward,
-        tower_params(params, tower, num_classes),
-        inputs_fn(train),
-        train["labels"],
-        loss="cross_entropy",
-        tower=tower,
-        class_weights=class_weights(
-            train["labels"], num_classes, tune.get("class_weighting", "none")
-        ),
-        augment=series_augmentation(config) if tower == "rp" else None,
-        validation=(inputs_fn(val), val["labels"]) if val["labels"].size else None,
-        score_fn=lambda logits, labels: selection_score(labels, np.argmax(logits, -1), num_classes),
-        **finetune_settings(config),
-    )
-    out = {"test_predictions": np.argmax(predict(forward, trained, inputs_fn(test)), -1)}
+    members = tune.get("ensemble_members", 1)
+    if members == 1:
+        fits = [(train, val)]
+    else:
+        pool = {key: np.concatenate([train[key], val[key]]) for key in train}
+        parts = ensemble_parts(pool["labels"], members, config.seed)
+        everything = np.arange(pool["labels"].shape[0])
+        fits = [(_rows(pool, np.setdiff1d(everything, part)), _rows(pool, part)) for part in parts]
+    settings = finetune_settings(config)
+    test_inputs = inputs_fn(test)
+    probabilities = np.zeros((test["labels"].shape[0], num_classes), np.float64)
+    held_out = np.zeros((0,), np.int64)
+    for member, (fit, select) in enumerate(fits):
+        trained = train_supervised(
+            forward,
+            tower_params(params, tower, num_classes),
+            inputs_fn(fit),
+            fit["labels"],
+            loss="cross_entropy",
+            tower=tower,
+            class_weights=class_weights(
+                fit["labels"], num_classes, tune.get("class_weighting", "none")
+            ),
+            augment=series_augmentation(config) if tower == "rp" else None,
+            validation=(inputs_fn(select), select["labels"]) if select["labels"].size else None,
+            score_fn=lambda logits, labels: selection_score(
+                labels, np.argmax(logits, -1), num_classes
+            ),
+            **{**settings, "seed": settings["seed"] + member},
+            name="finetune" if members == 1 else f"finetune member {member + 1}/{members}",
+        )
+        probabilities += _softmax(predict(forward, trained, test_inputs)) / len(fits)
+        if select["labels"].size:  # the held-out part's predictions (out of fold)
+            held_out = np.concatenate(
+                [held_out, np.argmax(predict(forward, trained, inputs_fn(select)), -1)]
+            )
+    out = {"test_predictions": np.argmax(probabilities, -1)}
     if val["labels"].size:
-        out["val_predictions"] = np.argmax(predict(forward, trained, inputs_fn(val)), -1)
+        if members == 1:
+            out["val_predictions"] = held_out
+        else:  # each val pixel predicted by the member that did not train on it
+            order = np.concatenate(parts)
+            out_of_fold = np.empty_like(held_out)
+            out_of_fold[order] = held_out
+            out["val_predictions"] = out_of_fold[train["labels"].shape[0] :]
     return out
+
+
+def ensemble_parts(labels: np.ndarray, members: int, seed: int) -> list[np.ndarray]:
+    """The held-out rows of each member of a cross-fitted ensemble (``finetune.ensemble_members``).
+
+    Member ``k`` trains on every row of ``labels`` (train + val pooled) but those of part
+    ``k`` and selects its step on part ``k``: the seeded stratified ``members``-fold split
+    (:func:`~pimc_jax.data.splits.stratified_folds`), so every row is held out once.
+
+    Raises:
+      ValueError: ``members < 2`` or fewer than ``2 · members`` rows.
+    """
+    if isinstance(members, bool) or not isinstance(members, int | np.integer) or members < 2:
+        raise ValueError(
+            f"finetune.ensemble_members must be an int >= 1 (>= 2 here), got {members!r}"
+        )
+    if labels.shape[0] < 2 * members:
+        raise ValueError(
+            f"finetune.ensemble_members={members} needs at least {2 * members} train + val "
+            f"rows, got {labels.shape[0]}"
+        )
+    return stratified_folds(labels, members, seed)
+
+
+def _rows(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: value[rows] for key, value in arrays.items()}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.asarray(logits, np.float64) - np.max(logits, axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def selection_score(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:

@@ -27,7 +27,7 @@ from absl import logging
 from pimc_jax.data import load_patches
 from pimc_jax.data.classes import PASTIS_CLASS_NAMES, SYNTHETIC_CLASS_NAMES
 from pimc_jax.data.patches import Patch
-from pimc_jax.data.radar import check_s1_setting
+from pimc_jax.data.radar import check_s1_setting, pixel_s1_series
 from pimc_jax.data.splits import stratified_folds, stratified_split
 from pimc_jax.data.statistics import image_statistics, s1_spec_facts
 from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, MAX_CLASSES, load_pixel_npz
@@ -50,6 +50,7 @@ def pixel_dataset(
     seed: int = 0,
     exclude_classes: Sequence[int] = (),
     s1: bool = False,
+    s1_multilook: int = 1,
 ) -> dict[str, np.ndarray]:
     """Labelled pixels drawn from each patch, for the pixel-level evaluations.
 
@@ -63,7 +64,8 @@ def pixel_dataset(
       int32 and ``fold`` ``(N,)`` int32, the fold of each pixel's patch. With ``s1``
       also the pixels' Sentinel-1 series ``s1_bands`` ``(N, T, C1)`` float32 dB,
       ``s1_dates`` ``(N, T)``, ``s1_mask`` ``(N, T)``; patches without S1 are then left
-      out (logged), so every encoder sees the same pixels.
+      out (logged), so every encoder sees the same pixels. ``s1_multilook``: their
+      multilook window (:func:`pimc_jax.data.radar.pixel_s1_series`, as in pre-training).
 
     Raises:
       ValueError: no patch, a patch without labels, or patches with different bands.
@@ -95,7 +97,9 @@ def pixel_dataset(
         )
         if s1:
             radar = pad_series(
-                np.swapaxes(patch.s1_bands[:, rows, cols, :], 0, 1), patch.s1_dates, max_dates
+                pixel_s1_series(patch.s1_bands, rows, cols, patch.s1_band_names, s1_multilook),
+                patch.s1_dates,
+                max_dates,
             )
             series.update({f"s1_{key}": value for key, value in radar.items()})
         series["labels"] = patch.labels[rows, cols].astype(np.int32)
@@ -278,6 +282,7 @@ def _patch_splits(
         seed=data.eval_seed,
         exclude_classes=exclude,
         s1=s1,
+        s1_multilook=data.get("s1_multilook", 1),
     )
     fold = pixels.pop("fold")
     if np.all(fold == 0):  # patches without folds (a user folder)
