@@ -375,7 +375,7 @@ def table(rows: list[Row]) -> str:
             row.kernel.label(),
             "+".join(row.usage.towers),
             str(row.usage.count),
-            *(_ms(row.times[side]) for side in ("jax fwd", "torch fwd", "jax bwd", "torch bwd")),
+            *(_ms(row.times[side]) for side in SIDES),
             f"{row.fastest('jax') / row.fastest('torch'):.2f}",
             f"{1e3 * jax_s:.2f}",
             f"{1e3 * torch_s:.2f}",
@@ -410,7 +410,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/pretrain.py")
     parser.add_argument("--layouts", default="default,resnet18", help="comma-separated")
-    parser.add_argument("--repeats", type=int, default=10, help="timed rounds per kernel")
+    parser.add_argument("--repeats", type=int, default=30, help="timed rounds per kernel")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], help="key=json value override")
     args = parser.parse_args()
