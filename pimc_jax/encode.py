@@ -5,8 +5,11 @@
 the model. :func:`init_params` makes fresh ones; :func:`pimc_jax.load_params`
 restores them from a pre-training workdir or checkpoint.
 
-The two views become model inputs through :mod:`pimc_jax.preprocessing`, the same
-functions the training step and the evaluations call.
+Each tower reads the view its checkpoint's ``spec.views`` names (Sentinel-2 series or
+crops, Sentinel-1 series or crops; :data:`pimc_jax.data.views.VIEWS`); the views become
+model inputs through :mod:`pimc_jax.preprocessing`, the same functions the training step
+and the evaluations call. Outputs are named by tower whatever its view: ``rp`` for tower
+1, ``image`` for tower 2.
 
 Raw rasters are accepted as they come: ``scale`` converts digital numbers to reflectance,
 ``nodata`` names the fill value, dates may be ISO strings, band names a table name
@@ -49,13 +52,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pimc_jax import defaults
 from pimc_jax import indices as indices_lib
 from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch, series_dates
+from pimc_jax.data.radar import pixel_s1_series
 from pimc_jax.data.user import dates_to_days
-from pimc_jax.data.views import _reflect_index, extract_crops, median_composite
+from pimc_jax.data.views import (
+    MEDIAN_COMPOSITE,
+    PLOT_VIEWS,
+    VIEW_KEYS,
+    _reflect_index,
+    extract_crops,
+    median_composite,
+    s1_image_dates,
+    s2_image_days,
+)
 from pimc_jax.models import PIMC, EncoderSpec, ModelSpec, PIMCParams, _groups
-from pimc_jax.preprocessing import normalize_crops, series_to_plots
+from pimc_jax.preprocessing import (
+    normalize_crops,
+    normalize_s1_crops,
+    radar_plots,
+    series_to_plots,
+)
 
 # Batches are padded up to a power of two of at least this many rows (and split
 # into chunks of at most ``_MAX_CHUNK``), so any N reuses a handful of compilations.
@@ -67,7 +86,23 @@ PATCH_CHUNK_PIXELS = 16384
 ENCODE_MODES: tuple[str, ...] = ("exact", "fast")
 
 
-@functools.partial(jax.jit, static_argnames=("band_names", "scale"))
+# Tower 1 and tower 2 by index, whatever views they read (``ModelSpec.views``), and the
+# names of their outputs: (embeddings, features).
+_TOWER_METHODS = (PIMC.encode_rp, PIMC.encode_image)
+_TOWER_OUTPUTS: tuple[tuple[str, str], ...] = (("rp", "rp_features"), ("image", "image_features"))
+# The batch key holding each view's main input (the first of VIEW_KEYS).
+_VIEW_INPUT: dict[str, str] = {view: keys[0] for view, keys in VIEW_KEYS.items()}
+# encode_patch's default largest |S1 day − S2 image day| of an s1_image crop (training's).
+S1_MAX_GAP_DAYS: float | None = defaults.data_config().s1_max_gap_days
+
+
+def _apply_tower(params: PIMCParams, tower: int, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Tower ``tower`` (0 or 1) on its model inputs → float32 features ``(N, F)`` and
+    embeddings ``(N, D)``."""
+    return PIMC(params.spec).apply(params.variables, inputs, method=_TOWER_METHODS[tower])
+
+
+@functools.partial(jax.jit, static_argnames=("band_names", "scale", "tower"))
 def _encode_series(
     params: PIMCParams,
     bands: jax.Array,
@@ -75,22 +110,42 @@ def _encode_series(
     mask: jax.Array,
     band_names: tuple[str, ...],
     scale: float,
+    tower: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(N, T, C)`` bands → features ``(N, F)``, embeddings ``(N, D)``, valid ``(N,)`` bool."""
+    """``(N, T, C)`` S2 bands → features ``(N, F)``, embeddings ``(N, D)``, valid ``(N,)`` bool."""
     spec = params.spec
     plots = series_to_plots(spec, bands, dates, mask, band_names, scale=scale)
     _, index_ok = indices_lib.vegetation_indices(
         bands, band_names, spec.indices, scale=scale, return_mask=True
     )
     valid = jnp.any(mask & index_ok & jnp.isfinite(dates), axis=-1)
-    features, embeddings = PIMC(spec).apply(params.variables, plots, method=PIMC.encode_rp)
+    features, embeddings = _apply_tower(params, tower, plots)
     return features, embeddings, valid
 
 
-@jax.jit
-def _encode_image(params: PIMCParams, image: jax.Array) -> tuple[jax.Array, jax.Array]:
-    crops = normalize_crops(params.spec, image)
-    return PIMC(params.spec).apply(params.variables, crops, method=PIMC.encode_image)
+@functools.partial(jax.jit, static_argnames=("tower",))
+def _encode_radar(
+    params: PIMCParams, s1: jax.Array, dates: jax.Array, mask: jax.Array, tower: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(N, T1, C1)`` dB series (channels ``spec.s1_band_names``) → features ``(N, F)``,
+    embeddings ``(N, D)``, valid ``(N,)`` bool."""
+    spec = params.spec
+    plots = radar_plots(spec, s1, dates, mask)
+    _, series_ok = indices_lib.radar_indices(
+        s1, spec.s1_indices, band_names=spec.s1_band_names, return_mask=True
+    )
+    valid = jnp.any(mask & series_ok & jnp.isfinite(dates), axis=-1)
+    features, embeddings = _apply_tower(params, tower, plots)
+    return features, embeddings, valid
+
+
+@functools.partial(jax.jit, static_argnames=("view", "tower"))
+def _encode_image(
+    params: PIMCParams, image: jax.Array, view: str, tower: int
+) -> tuple[jax.Array, jax.Array]:
+    """``(N, k, k, C)`` crops of ``view`` → features ``(N, F)``, embeddings ``(N, D)``."""
+    normalize = normalize_crops if view == "s2_image" else normalize_s1_crops
+    return _apply_tower(params, tower, normalize(params.spec, image))
 
 
 def _bucket(n: int) -> int:
@@ -189,16 +244,53 @@ def _to_reflectance(raw: Any, scale: float | None, nodata: float | None, name: s
     return values
 
 
-def _parse_dates(value: Any) -> np.ndarray:
-    """``batch['dates']``: numeric days, ISO strings, datetime64 or dates → float32 days."""
+def _parse_dates(value: Any, name: str = "batch['dates']") -> np.ndarray:
+    """Numeric days, ISO strings, datetime64 or dates → float32 days (errors name ``name``)."""
     array = np.asarray(value)
     if array.dtype.kind in "USOM":
-        return dates_to_days(array, "batch['dates']").astype(np.float32)
+        return dates_to_days(array, name).astype(np.float32)
     if array.dtype.kind not in "iuf":
         raise ValueError(
-            f"batch['dates'] must be numeric days or ISO date strings, got dtype {array.dtype}"
+            f"{name} must be numeric days or ISO date strings, got dtype {array.dtype}"
         )
     return array.astype(np.float32)
+
+
+def _series_dates_mask(
+    batch: Mapping[str, Any], values_key: str, num: int, num_dates: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checked ``(N, T)`` float32 dates and bool mask of series ``batch[values_key]``
+    (keys ``dates``/``mask``, or ``s1_dates``/``s1_mask`` for ``s1_bands``)."""
+    prefix = "s1_" if values_key == "s1_bands" else ""
+    dates_key, mask_key = f"{prefix}dates", f"{prefix}mask"
+    if dates_key not in batch:
+        raise ValueError(
+            f"batch has {values_key!r} but no {dates_key!r} ((T,) or (N, T) days or ISO strings)"
+        )
+    name = f"batch[{dates_key!r}]"
+    dates = series_dates(_parse_dates(batch[dates_key], name), num, num_dates, name)
+    mask = np.asarray(batch.get(mask_key, np.ones((num, num_dates), bool)), bool)
+    if mask.shape != (num, num_dates):
+        raise ValueError(
+            f"batch[{mask_key!r}] must be (N, T) = ({num}, {num_dates}), got {mask.shape}"
+        )
+    return dates, mask
+
+
+def _pad_dates(
+    values: np.ndarray, dates: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pads the time axis of ``(N, T, C)`` series to a multiple of ``_DATE_BUCKET`` (so that
+    new lengths rarely recompile): values NaN, dates the last date, mask False."""
+    num, num_dates, channels = values.shape
+    padded_dates = max(1, -(-num_dates // _DATE_BUCKET)) * _DATE_BUCKET
+    if padded_dates != num_dates:
+        extra = padded_dates - num_dates
+        last = dates[:, -1:] if num_dates else np.zeros((num, 1), np.float32)
+        values = np.concatenate([values, np.full((num, extra, channels), np.nan, np.float32)], 1)
+        dates = np.concatenate([dates, np.repeat(last, extra, axis=1)], 1)
+        mask = np.concatenate([mask, np.zeros((num, extra), bool)], 1)
+    return values, np.ascontiguousarray(dates), mask
 
 
 def _series_inputs(
@@ -219,21 +311,54 @@ def _series_inputs(
             f"batch['bands'] has {num_bands} bands but band_names has {len(band_names)}: "
             f"{band_names}"
         )
-    if "dates" not in batch:
-        raise ValueError("batch has 'bands' but no 'dates' ((T,) or (N, T) days)")
-    dates = series_dates(_parse_dates(batch["dates"]), num, num_dates, "batch['dates']")
-    mask = np.asarray(batch.get("mask", np.ones((num, num_dates), bool)), bool)
-    if mask.shape != (num, num_dates):
-        raise ValueError(f"batch['mask'] must be (N, T) = ({num}, {num_dates}), got {mask.shape}")
-    # Pad the time axis to a bucket too; padded steps are masked out.
-    padded_dates = max(1, -(-num_dates // _DATE_BUCKET)) * _DATE_BUCKET
-    if padded_dates != num_dates:
-        extra = padded_dates - num_dates
-        last = dates[:, -1:] if num_dates else np.zeros((num, 1), np.float32)
-        bands = np.concatenate([bands, np.full((num, extra, num_bands), np.nan, np.float32)], 1)
-        dates = np.concatenate([dates, np.repeat(last, extra, axis=1)], 1)
-        mask = np.concatenate([mask, np.zeros((num, extra), bool)], 1)
-    return bands, np.ascontiguousarray(dates), mask, band_names
+    dates, mask = _series_dates_mask(batch, "bands", num, num_dates)
+    bands, dates, mask = _pad_dates(bands, dates, mask)
+    return bands, dates, mask, band_names
+
+
+def _radar_inputs(
+    spec: ModelSpec, batch: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked, padded ``(s1_bands, s1_dates, s1_mask)``: float32 ``(N, T', C1)`` dB with the
+    channels in ``spec.s1_band_names`` order (NaN for one not given, which the model's
+    radar series then do not read), float32 ``(N, T')`` days, bool ``(N, T')``; ``T'`` the
+    date bucket."""
+    indices_lib.check_numeric(batch["s1_bands"], "batch['s1_bands']")
+    with np.errstate(over="ignore", invalid="ignore"):
+        s1 = np.asarray(batch["s1_bands"]).astype(np.float32)
+    if s1.ndim != 3:
+        raise ValueError(f"batch['s1_bands'] must be (N, T1, C1) dB, got shape {s1.shape}")
+    num, num_dates, channels = s1.shape
+    names = indices_lib.check_radar_band_names(batch.get("s1_band_names", spec.s1_band_names))
+    if len(names) != channels:
+        raise ValueError(
+            f"batch['s1_bands'] has {channels} channels but s1_band_names has {len(names)}: {names}"
+        )
+    # One-line error when a channel the model's radar series read is missing.
+    indices_lib.resolve_radar_indices(spec.s1_indices, names)
+    wanted = indices_lib.check_radar_band_names(spec.s1_band_names)
+    if names != wanted:
+        columns = [s1[..., names.index(n)] if n in names else None for n in wanted]
+        blank = np.full((num, num_dates), np.nan, np.float32)
+        s1 = np.stack([blank if c is None else c for c in columns], axis=-1)
+    dates, mask = _series_dates_mask(batch, "s1_bands", num, num_dates)
+    return _pad_dates(np.ascontiguousarray(s1), dates, mask)
+
+
+def _s1_image_inputs(spec: ModelSpec, batch: Mapping[str, Any]) -> np.ndarray:
+    """``batch['s1_image']`` checked: ``(N, k, k, C2)`` float32 dB, ``C2`` the model's
+    ``spec.s1_image_bands``."""
+    indices_lib.check_numeric(batch["s1_image"], "batch['s1_image']")
+    with np.errstate(over="ignore", invalid="ignore"):
+        image = np.asarray(batch["s1_image"]).astype(np.float32)
+    if image.ndim != 4:
+        raise ValueError(f"batch['s1_image'] must be (N, k, k, C) dB, got shape {image.shape}")
+    if image.shape[-1] != len(spec.s1_image_bands):
+        raise ValueError(
+            f"batch['s1_image'] has {image.shape[-1]} channels; the model expects "
+            f"{len(spec.s1_image_bands)} ({spec.s1_image_bands}, in that order)"
+        )
+    return image
 
 
 def _implausible_to_nan(reflectance: np.ndarray) -> np.ndarray:
@@ -278,75 +403,104 @@ def encode(
     nodata: float | None = None,
     progress: bool | None = None,
 ) -> dict[str, np.ndarray]:
-    """Embeds pixels and/or image crops.
+    """Embeds pixels and/or image crops with the model's towers.
+
+    Each tower reads one view (``params.spec.views``, :data:`pimc_jax.data.views.VIEWS`);
+    ``batch`` holds the inputs of one or both of them.
 
     Args:
       params: :class:`PIMCParams` from :func:`init_params` or :func:`pimc_jax.load_params`.
-      batch: a dict with either or both views:
+      batch: a dict with the inputs of one or both of the model's views:
 
-        * ``bands``: ``(N, T, C)`` band time series, any numeric dtype (NaN = no-data),
-          with ``dates`` ``(T,)`` or ``(N, T)`` (days as numbers, ISO strings like
+        * ``s2_rp``: ``bands``: ``(N, T, C)`` band time series, any numeric dtype (NaN =
+          no-data), with ``dates`` ``(T,)`` or ``(N, T)`` (days as numbers, ISO strings like
           ``"2019-04-01"``, or ``datetime64``), optional ``mask`` ``(N, T)`` bool (True =
           real acquisition) and optional ``band_names`` (``C`` names or a table name of
           :data:`~pimc_jax.indices.BAND_TABLES` such as ``"pastis"``; default the model's
           ``spec.band_names``).
-        * ``image``: ``(N, k, k, C)`` reflectance crops centred on the pixels, bands in
-          ``spec.image_bands`` order, or any order named by ``image_band_names``.
+        * ``s2_image``: ``image``: ``(N, k, k, C)`` reflectance crops centred on the pixels,
+          bands in ``spec.image_bands`` order, or any order named by ``image_band_names``.
+        * ``s1_rp``: ``s1_bands``: ``(N, T1, C1)`` Sentinel-1 backscatter in dB, any numeric
+          dtype (NaN = no-data), with ``s1_dates`` ``(T1,)`` or ``(N, T1)`` (as ``dates``),
+          optional ``s1_mask`` ``(N, T1)`` bool and optional ``s1_band_names`` (``C1``
+          names of :data:`~pimc_jax.indices.S1_BAND_NAMES`, any order; default
+          ``spec.s1_band_names``). The series are used as given: the model was trained on
+          series multilooked over ``spec.s1_multilook`` × ``spec.s1_multilook`` pixels,
+          which :func:`pimc_jax.data.radar.pixel_s1_series` builds from a patch's
+          ``s1_bands`` (:func:`encode_patch` does so).
+        * ``s1_image``: ``s1_image``: ``(N, k, k, C2)`` Sentinel-1 crops in dB centred on
+          the pixels (NaN = no-data), channels in ``spec.s1_image_bands`` order.
       scale: for ``bands``: raw value × ``scale`` = reflectance (e.g. ``1e-4`` for
         Sentinel-2 L2A digital numbers). None: ``bands`` are reflectance ×
         ``spec.reflectance_scale``, the model's own convention.
       nodata: for ``bands``: raw value (compared before scaling) marking no-data, like
         NaN, e.g. ``-9999`` or ``3.4028235e38``. Reflectance outside
-        :data:`~pimc_jax.indices.PLAUSIBLE_REFLECTANCE` is no-data as well.
+        :data:`~pimc_jax.indices.PLAUSIBLE_REFLECTANCE` is no-data as well (and backscatter
+        outside :data:`~pimc_jax.indices.PLAUSIBLE_BACKSCATTER_DB` for ``s1_bands``).
       progress: a progress bar over the chunks of more than ``1024`` rows: True, False,
         or None for one on a terminal only (:mod:`pimc_jax.progress`).
 
     Returns:
-      For the series view ``rp`` ``(N, D)`` float32 unit-norm embeddings, ``rp_features``
-      ``(N, F)`` backbone features and ``valid`` ``(N,)`` bool: True where the pixel has at
-      least one usable date (masked in, finite date, all the model's indices valid). A
-      pixel with ``valid`` False gets the embedding of all-zero plots, one and the same
-      finite vector for every such pixel (possibly the zero vector, not unit-norm): drop
-      or mask those rows. For the image view
-      ``image`` and ``image_features`` likewise. Any ``N`` works, ``N = 0`` included
-      (``(0, D)`` arrays): inputs are padded to a few bucket sizes (and long batches
-      chunked) so that new sizes rarely recompile. Rows that repeat exactly (the same
-      series, dates and mask, or the same crop) are embedded once.
+      Named by tower, whatever its view: tower 1 (``spec.views[0]``) gives ``rp`` ``(N, D)``
+      float32 unit-norm embeddings and ``rp_features`` ``(N, F)`` backbone features, tower
+      2 ``image`` and ``image_features`` likewise. With a series view (``s2_rp`` or
+      ``s1_rp``) also ``valid`` ``(N,)`` bool: True where the pixel has at least one usable
+      date (masked in, finite date, all the model's indices or radar series valid; with
+      two series views, in both). A pixel with ``valid`` False gets the embedding of
+      all-zero plots, one and the same finite vector for every such pixel (possibly the
+      zero vector, not unit-norm): drop or mask those rows. Any ``N`` works, ``N = 0``
+      included (``(0, D)`` arrays): inputs are padded to a few bucket sizes (and long
+      batches chunked) so that new sizes rarely recompile. Rows that repeat exactly (the
+      same series, dates and mask, or the same crop) are embedded once.
 
     Raises:
-      ValueError: one line naming the problem: wrong ranks or shapes (``dates`` of the
-        wrong length), non-numeric bands, unparseable dates, unknown band names, a
-        band needed by the model's indices missing, or a bad ``scale``.
+      ValueError: one line naming the problem: a key feeding a view the model does not
+        have, wrong ranks or shapes (``dates`` of the wrong length), wrong channel counts,
+        non-numeric values, unparseable dates, unknown band names, a band needed by the
+        model's indices or radar series missing, or a bad ``scale``.
       TypeError: ``params`` is not :class:`PIMCParams`.
     """
     if not isinstance(params, PIMCParams):
         raise TypeError(
             f"params must be PIMCParams (from init_params or load_params), got {type(params)}"
         )
-    if "bands" not in batch and "image" not in batch:
-        raise ValueError(f"batch needs 'bands' and/or 'image'; got keys {sorted(batch)}")
+    inputs = tuple(_VIEW_INPUT.values())
+    if not any(key in batch for key in inputs):
+        raise ValueError(f"batch needs one of {inputs}; got keys {sorted(batch)}")
     _check_scale(scale)
     spec = params.spec
-    for key, tower, view in (("bands", 0, "s2_rp"), ("image", 1, "s2_image")):
-        if key in batch and spec.views[tower] != view:
+    for view, key in _VIEW_INPUT.items():
+        if key in batch and view not in spec.views:
             raise ValueError(
-                f"batch[{key!r}] feeds an {view} tower, but this model's tower {tower + 1} "
-                f"reads {spec.views[tower]} (model.views={spec.views})"
+                f"batch[{key!r}] feeds the {view} view, but this model's towers read "
+                f"model.views={spec.views}"
             )
     out: dict[str, np.ndarray] = {}
-    if "bands" in batch:
-        bands, dates, mask, band_names = _series_inputs(spec, batch, scale, nodata)
-        divisor = spec.reflectance_scale if scale is None else 1.0
-        fn = lambda b, d, m: _encode_series(params, b, d, m, band_names, divisor)
-        out["rp_features"], out["rp"], out["valid"] = _encode_distinct(
-            fn, [bands, dates, mask], progress, "Encoding series"
-        )
-    if "image" in batch:
-        image = _image_inputs(spec, batch)
-        fn = lambda im: _encode_image(params, im)
-        out["image_features"], out["image"] = _encode_distinct(
-            fn, [image], progress, "Encoding crops"
-        )
+    valid: list[np.ndarray] = []
+    for tower, view in enumerate(spec.views):
+        if _VIEW_INPUT[view] not in batch:
+            continue
+        name, features_name = _TOWER_OUTPUTS[tower]
+        if view == "s2_rp":
+            bands, dates, mask, band_names = _series_inputs(spec, batch, scale, nodata)
+            divisor = spec.reflectance_scale if scale is None else 1.0
+            fn = functools.partial(
+                _encode_series, params, band_names=band_names, scale=divisor, tower=tower
+            )
+            arrays, desc = [bands, dates, mask], "Encoding series"
+        elif view == "s1_rp":
+            fn = functools.partial(_encode_radar, params, tower=tower)
+            arrays, desc = list(_radar_inputs(spec, batch)), "Encoding S1 series"
+        else:
+            inputs_of = _image_inputs if view == "s2_image" else _s1_image_inputs
+            fn = functools.partial(_encode_image, params, view=view, tower=tower)
+            arrays, desc = [inputs_of(spec, batch)], "Encoding crops"
+        results = _encode_distinct(fn, arrays, progress, desc)
+        out[features_name], out[name] = results[:2]
+        if view in PLOT_VIEWS:
+            valid.append(results[2])
+    if valid:
+        out["valid"] = np.logical_and.reduce(valid)
     return out
 
 
@@ -583,6 +737,57 @@ def _fast_image(
     return tuple(np.concatenate(parts) for parts in zip(*pieces, strict=True))
 
 
+def _s1_image_frame(patch: Patch, spec: ModelSpec, max_gap_days: float | None) -> np.ndarray:
+    """The ``(H, W, C2)`` float32 dB Sentinel-1 image of ``patch`` an ``s1_image`` view crops.
+
+    Its date is chosen as pre-training chooses it for the median-composite S2 image
+    (:func:`~pimc_jax.data.views.s2_image_days`, :func:`~pimc_jax.data.views.s1_image_dates`):
+    the S1 date nearest to the patch's median S2 date, within ``max_gap_days``; channels
+    ``spec.s1_image_bands``.
+    """
+    s2_day = s2_image_days(patch, np.asarray([MEDIAN_COMPOSITE]))
+    index = int(s1_image_dates(patch, s2_day, max_gap_days)[0])
+    if index < 0:
+        raise ValueError(
+            f"patch {patch.patch_id!r}: no Sentinel-1 date within s1_max_gap_days="
+            f"{max_gap_days} of its Sentinel-2 image day {int(s2_day[0])} (the median of its "
+            f"dates), which the s1_image view needs"
+        )
+    names = [indices_lib.canonical_radar_band_name(str(n)) for n in patch.s1_band_names]
+    columns = []
+    for band in spec.s1_image_bands:
+        name = indices_lib.canonical_radar_band_name(str(band))
+        if name not in names:
+            raise ValueError(
+                f"s1_image band {band!r} of the model is not among the patch's Sentinel-1 "
+                f"bands {tuple(patch.s1_band_names)}"
+            )
+        columns.append(names.index(name))
+    return np.asarray(patch.s1_bands[index][..., columns], np.float32)
+
+
+def _s1_series(
+    patch: Patch, spec: ModelSpec, rows: np.ndarray, cols: np.ndarray, pixels: int
+) -> np.ndarray:
+    """:func:`~pimc_jax.data.radar.pixel_s1_series` of pixels ``(rows, cols)`` with the model's
+    multilook, computed ``pixels // s1_multilook²`` pixels at a time (the neighbourhoods of
+    at most about ``pixels`` pixels held at once). Returns ``(N, T1, C1)`` float32 dB."""
+    step = max(1, pixels // spec.s1_multilook**2)
+    pieces = [
+        pixel_s1_series(
+            patch.s1_bands,
+            rows[start : start + step],
+            cols[start : start + step],
+            patch.s1_band_names,
+            spec.s1_multilook,
+        )
+        for start in range(0, rows.size, step)
+    ]
+    if not pieces:
+        return pixel_s1_series(patch.s1_bands, rows, cols, patch.s1_band_names, 1)
+    return np.concatenate(pieces)
+
+
 def encode_patch(
     params: PIMCParams,
     bands: np.ndarray | Patch,
@@ -594,8 +799,9 @@ def encode_patch(
     progress: bool | None = None,
     mode: str = "exact",
     chunk_pixels: int = PATCH_CHUNK_PIXELS,
+    s1_max_gap_days: float | None = S1_MAX_GAP_DAYS,
 ) -> dict[str, np.ndarray]:
-    """Dense embeddings of every pixel of a patch or raster, both views.
+    """Dense embeddings of every pixel of a patch or raster, with both towers.
 
     Args:
       params: model parameters.
@@ -603,43 +809,83 @@ def encode_patch(
         :class:`~pimc_jax.data.patches.Patch` (e.g. from
         :func:`~pimc_jax.data.user.load_patch_folder`), whose reflectance, dates and band
         names are used; then give none of ``dates``, ``band_names``, ``scale``, ``nodata``.
-        A NumPy memory map works too: it is read block by block.
+        A NumPy memory map works too: it is read block by block. A model with a
+        Sentinel-1 view (``s1_rp``, ``s1_image``) needs a Patch holding Sentinel-1
+        (``s1_bands``, ``s1_dates``, ``s1_band_names``).
       dates: ``(T,)`` days, ISO date strings or ``datetime64``.
       band_names: names of the ``C`` bands or a table name such as ``"pastis"`` (default
         ``spec.band_names``).
       scale, nodata: as for :func:`encode` (raw × ``scale`` = reflectance; ``nodata`` is
         the fill value); they apply to the image composite too.
       progress: a progress bar over the blocks of rows (see :func:`encode`).
-      mode: the image view's computation, ``"exact"`` (default: each pixel's crop through
-        the tower, as in training) or ``"fast"`` (one fully convolutional pass, an
-        approximation; module docstring). The series view is exact in both.
+      mode: the ``s2_image`` view's computation, ``"exact"`` (default: each pixel's crop
+        through the tower, as in training) or ``"fast"`` (one fully convolutional pass, an
+        approximation; module docstring; for a model whose tower 2 reads ``s2_image`` and
+        no tower ``s1_image``). The series views are exact in both.
       chunk_pixels: pixels whose inputs (series, crops) are held at once: the raster is
         processed in blocks of ``max(1, chunk_pixels // W)`` rows, so memory beyond the
         input and the outputs stays bounded. The result does not depend on it.
+      s1_max_gap_days: for an ``s1_image`` view, the largest ``|S1 day − S2 image day|``
+        (pre-training's ``data.s1_max_gap_days``); None accepts any.
 
     Returns:
-      ``rp`` and ``image`` embeddings, each ``(H, W, D)`` float32 (and the matching
-      ``*_features`` ``(H, W, F)``), and ``valid`` ``(H, W)`` bool (see :func:`encode`).
-      The image view of a pixel is the reflect-padded ``crop_size`` crop around it from
-      the per-pixel median over dates, so the embedding is independent of any single
-      (possibly cloudy) acquisition.
+      Named by tower as :func:`encode` names them: ``rp`` (tower 1) and ``image`` (tower
+      2) embeddings, each ``(H, W, D)`` float32, the matching ``*_features``
+      ``(H, W, F)``, and with a series view ``valid`` ``(H, W)`` bool (see :func:`encode`).
+      Each pixel's views are built as pre-training builds them for the median-composite
+      image date:
+
+      * ``s2_rp``: the pixel's band series over all dates;
+      * ``s2_image``: the reflect-padded ``crop_size`` crop around it of the per-pixel
+        median over dates, so the embedding is independent of any single (possibly
+        cloudy) acquisition;
+      * ``s1_rp``: its Sentinel-1 series over all S1 dates, multilooked over
+        ``spec.s1_multilook`` (:func:`~pimc_jax.data.radar.pixel_s1_series`);
+      * ``s1_image``: the reflect-padded crop of the S1 acquisition nearest to the
+        patch's median S2 date (:func:`~pimc_jax.data.views.s1_image_dates`).
+
+    Raises:
+      ValueError: one line: bad shapes, names or settings (as :func:`encode`), a
+        Sentinel-1 view without a Patch holding Sentinel-1, an ``s1_image`` view without
+        an S1 date within ``s1_max_gap_days``, or ``mode="fast"`` with an ``s1_image`` view.
     """
+    spec = params.spec
+    views = spec.views
+    patch: Patch | None = None
     if isinstance(bands, Patch):
         settings = {"dates": dates, "band_names": band_names, "scale": scale, "nodata": nodata}
         given = [name for name, value in settings.items() if value is not None]
         if given:
             raise ValueError(f"encode_patch with a Patch takes no {given}: the patch has them")
         patch = bands
-        bands, dates, band_names, scale = patch.reflectance(), patch.dates, patch.band_names, 1.0
-    if dates is None:
-        raise ValueError("encode_patch needs dates ((T,) days or ISO strings) for the bands")
+        dates, band_names, scale = patch.dates, patch.band_names, 1.0
+        uses_s2 = "s2_rp" in views or "s2_image" in views
+        # A model reading Sentinel-1 only needs just the patch's S2 dates and grid.
+        bands = patch.reflectance() if uses_s2 else patch.bands[:, :, :, :0]
     if mode not in ENCODE_MODES:
         raise ValueError(f"mode must be one of {ENCODE_MODES}, got {mode!r}")
+    if spec.uses_s1:
+        if patch is None:
+            raise ValueError(
+                f"model.views={views} reads Sentinel-1: pass a Patch with s1_bands, s1_dates "
+                f"and s1_band_names (pimc_jax.data.patches.Patch) instead of arrays"
+            )
+        if not patch.has_s1:
+            raise ValueError(
+                f"patch {patch.patch_id!r} holds no Sentinel-1 series, but model.views={views} "
+                f"reads Sentinel-1"
+            )
+    if mode == "fast" and (views[1] != "s2_image" or "s1_image" in views):
+        raise ValueError(
+            f"mode='fast' computes an s2_image view read by tower 2 alongside no s1_image "
+            f"view; this model's views are {views}: use mode='exact'"
+        )
+    if dates is None:
+        raise ValueError("encode_patch needs dates ((T,) days or ISO strings) for the bands")
     if isinstance(chunk_pixels, bool) or not isinstance(chunk_pixels, (int, np.integer)):
         raise ValueError(f"chunk_pixels must be a positive integer, got {chunk_pixels!r}")
     if chunk_pixels < 1:
         raise ValueError(f"chunk_pixels must be a positive integer, got {chunk_pixels!r}")
-    spec = params.spec
     _check_scale(scale)
     indices_lib.check_numeric(bands, "bands")
     if not isinstance(bands, np.ndarray):
@@ -647,35 +893,59 @@ def encode_patch(
     if bands.ndim != 4:
         raise ValueError(f"bands must be (T, H, W, C), got shape {bands.shape}")
     num_dates, height, width, num_bands = bands.shape
-    names = indices_lib.resolve_band_names(
-        band_names if band_names is not None else spec.band_names
-    )
-    if len(names) != num_bands:
-        raise ValueError(f"bands has {num_bands} channels but band_names has {len(names)}")
-    canonical = [indices_lib.canonical_band_name(n) for n in names]
-    image_channels = []
-    for wanted in spec.image_bands:
-        name = indices_lib.canonical_band_name(wanted)
-        if name not in canonical:
-            raise ValueError(f"image band {wanted!r} is not among the patch bands {names}")
-        image_channels.append(canonical.index(name))
-    divisor = np.float32(spec.reflectance_scale if scale is None else 1.0)
+    if "s2_rp" in views or "s2_image" in views:
+        names = indices_lib.resolve_band_names(
+            band_names if band_names is not None else spec.band_names
+        )
+        if len(names) != num_bands:
+            raise ValueError(f"bands has {num_bands} channels but band_names has {len(names)}")
     rows_per_chunk = max(1, int(chunk_pixels) // max(width, 1))
     starts = list(range(0, height, rows_per_chunk))
 
-    # The median composite of the image bands, block by block (a per-pixel median).
-    composite = np.empty((height, width, len(image_channels)), np.float32)
-    for start in starts:
-        block = _to_reflectance(
-            bands[:, start : start + rows_per_chunk, :, image_channels], scale, nodata, "bands"
-        )
-        with np.errstate(over="ignore", invalid="ignore"):
-            composite[start : start + rows_per_chunk] = median_composite(
-                _implausible_to_nan(block / divisor)
+    composite = None
+    if "s2_image" in views:
+        canonical = [indices_lib.canonical_band_name(n) for n in names]
+        image_channels = []
+        for wanted in spec.image_bands:
+            name = indices_lib.canonical_band_name(wanted)
+            if name not in canonical:
+                raise ValueError(f"image band {wanted!r} is not among the patch bands {names}")
+            image_channels.append(canonical.index(name))
+        divisor = np.float32(spec.reflectance_scale if scale is None else 1.0)
+        # The median composite of the image bands, block by block (a per-pixel median).
+        composite = np.empty((height, width, len(image_channels)), np.float32)
+        for start in starts:
+            block = _to_reflectance(
+                bands[:, start : start + rows_per_chunk, :, image_channels], scale, nodata, "bands"
             )
+            with np.errstate(over="ignore", invalid="ignore"):
+                composite[start : start + rows_per_chunk] = median_composite(
+                    _implausible_to_nan(block / divisor)
+                )
+    s1_frame = _s1_image_frame(patch, spec, s1_max_gap_days) if "s1_image" in views else None
     fast = None
     if mode == "fast" and height * width:
         fast = _fast_image(params, composite, rows_per_chunk)
+
+    def block_batch(start: int, stop: int) -> dict[str, Any]:
+        """The inputs :func:`encode` takes for the pixels of rows ``start:stop``."""
+        rows, cols = np.meshgrid(np.arange(start, stop), np.arange(width), indexing="ij")
+        rows, cols = rows.ravel(), cols.ravel()
+        centers = np.stack([rows, cols], axis=1)
+        batch: dict[str, Any] = {}
+        if "s2_rp" in views:
+            block = _to_reflectance(bands[:, start:stop], scale, nodata, "bands")
+            series = block.transpose(1, 2, 0, 3).reshape(rows.size, num_dates, num_bands)
+            # Already reflectance when `scale` was given, and their no-data NaN.
+            batch.update(bands=series, dates=dates, band_names=names)
+        if composite is not None and fast is None:
+            batch["image"] = extract_crops(composite, centers, spec.crop_size)
+        if "s1_rp" in views:
+            batch["s1_bands"] = _s1_series(patch, spec, rows, cols, int(chunk_pixels))
+            batch.update(s1_dates=patch.s1_dates, s1_band_names=patch.s1_band_names)
+        if s1_frame is not None:
+            batch["s1_image"] = extract_crops(s1_frame, centers, spec.crop_size)
+        return batch
 
     out: dict[str, np.ndarray] = {}
     blocks = starts
@@ -683,14 +953,7 @@ def encode_patch(
         blocks = progress_lib.progress(starts, desc="Encoding rows", unit="block", enabled=progress)
     for start in blocks:
         stop = min(start + rows_per_chunk, height)
-        block = _to_reflectance(bands[:, start:stop], scale, nodata, "bands")
-        series = block.transpose(1, 2, 0, 3).reshape((stop - start) * width, num_dates, num_bands)
-        # The series are already in reflectance when `scale` was given and their no-data NaN.
-        batch: dict[str, Any] = {"bands": series, "dates": dates, "band_names": names}
-        if fast is None:
-            rows, cols = np.meshgrid(np.arange(start, stop), np.arange(width), indexing="ij")
-            centers = np.stack([rows.ravel(), cols.ravel()], axis=1)
-            batch["image"] = extract_crops(composite, centers, spec.crop_size)
+        batch = block_batch(start, stop)
         result = encode(params, batch, scale=None if scale is None else 1.0, progress=False)
         if fast is not None:
             pixels = slice(start * width, stop * width)
@@ -700,15 +963,7 @@ def encode_patch(
                 out[key] = np.empty((height, width, *value.shape[1:]), value.dtype)
             out[key][start:stop] = value.reshape(stop - start, width, *value.shape[1:])
     if not starts:  # an empty raster: shapes from an empty batch
-        empty = encode(
-            params,
-            {
-                "bands": np.zeros((0, num_dates, num_bands), np.float32),
-                "dates": dates,
-                "band_names": names,
-                "image": np.zeros((0, spec.crop_size, spec.crop_size, len(image_channels))),
-            },
-        )
+        empty = encode(params, block_batch(0, 0), scale=None if scale is None else 1.0)
         out = {k: v.reshape(height, width, *v.shape[1:]) for k, v in empty.items()}
     return out
 

@@ -252,6 +252,7 @@ LEGACY_SPEC_FIELDS: dict[str, Any] = {
     "s1_image_bands": (),
     "s1_image_mean": (),
     "s1_image_std": (),
+    "s1_multilook": 1,
 }
 # The towers by parameter-tree name, in the order of ``ModelSpec.views``.
 TOWERS: tuple[str, ...] = ("rp", "image")
@@ -295,6 +296,10 @@ class ModelSpec:
       s1_indices: radar series of an ``s1_rp`` view (:data:`pimc_jax.indices.RADAR_INDEX_NAMES`).
       s1_image_bands / s1_image_mean / s1_image_std: channels of an ``s1_image`` view and
         their dB statistics (crops are standardised with them).
+      s1_multilook: odd side of the window whose linear-power mean each date of an
+        ``s1_rp`` series was (:func:`pimc_jax.data.radar.pixel_s1_series`, setting
+        ``data.s1_multilook``); 1 = the pixel alone (what a checkpoint without the field
+        holds). Dense encoding builds the series the same way.
     """
 
     rp_encoder: EncoderSpec = EncoderSpec.from_dict(_MODEL.rp_encoder.to_dict())
@@ -326,9 +331,16 @@ class ModelSpec:
     s1_image_bands: tuple[str, ...] = ()
     s1_image_mean: tuple[float, ...] = ()
     s1_image_std: tuple[float, ...] = ()
+    s1_multilook: int = _DATA.s1_multilook
 
     def __post_init__(self) -> None:
         check_views(self.views, "ModelSpec.views")
+        window = self.s1_multilook
+        if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+            raise ValueError(f"ModelSpec.s1_multilook must be an odd int >= 1, got {window!r}")
+        if window % 2 == 0:
+            raise ValueError(f"ModelSpec.s1_multilook must be odd (centred), got {window}")
+        object.__setattr__(self, "s1_multilook", int(window))  # NumPy ints → JSON-able
         if "s1_rp" in self.views and not self.s1_indices:
             raise ValueError("ModelSpec.s1_indices is empty, but a tower reads the s1_rp view")
         if "s1_image" in self.views and not self.s1_image_bands:
@@ -417,7 +429,9 @@ class ModelSpec:
         (:func:`pimc_jax.indices.resolve_indices`), so the spec always lists concrete indices;
         likewise ``model.s1_indices`` against ``s1_band_names`` when a tower reads ``s1_rp``.
         The S1 fields are filled only when a tower reads Sentinel-1 (else ``()``, so a
-        Sentinel-2-only spec equals one written before they existed).
+        Sentinel-2-only spec equals one written before they existed), except
+        ``s1_multilook``, always ``data.s1_multilook`` (read by ``s1_rp`` views only; a
+        config without the key gets 1, as the data pipeline does).
         """
         model = config.model
         views = check_views(model.get("views", LEGACY_SPEC_FIELDS["views"]), "config.model.views")
@@ -448,6 +462,7 @@ class ModelSpec:
             image_mean=tuple(float(v) for v in image_mean),
             image_std=tuple(float(v) for v in image_std),
             views=views,
+            s1_multilook=config.data.get("s1_multilook", LEGACY_SPEC_FIELDS["s1_multilook"]),
             **s1,
         )
 
