@@ -375,27 +375,25 @@ def test_cross_fitted_ensemble_holds_each_pixel_out_once(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match="ensemble_members"):
             ensemble_parts(labels, members, seed=1)
 
-    # Through the CLI: three members, each trained on all train + val pixels but its part,
-    # one training length for all, chosen on their out-of-fold predictions.
+    # Through the CLI: three members, each trained on all train + val pixels but its part
+    # and keeping its best step on that part.
     write_user_npz(tmp_path / "pixels.npz", num_pixels=60, num_dates=8, num_classes=3)
     config = eval_config("eval_pastis_classification", "random", "finetune")
     config.data.update(dict(name="npz", path=str(tmp_path / "pixels.npz")))
-    config.finetune.update(dict(ensemble_members=3, steps=4, eval_every_steps=2))
-    fitted, candidates = [], []
+    config.finetune.ensemble_members = 3
+    calls = []
 
     def spy(*args, **kwargs):
-        fitted.append(len(args[3]))
-        record = kwargs["on_candidate"]
-        kwargs["on_candidate"] = lambda step, p: candidates.append(step) or record(step, p)
+        calls.append((len(args[3]), len(kwargs["validation"][1])))
         return train_supervised(*args, **kwargs)
 
     monkeypatch.setattr(classification, "train_supervised", spy)
     launcher.run(config, str(tmp_path / "ensemble"))
     results = read_results(tmp_path / "ensemble")
     pool = results["data"]["num_train"] + results["data"]["num_val"]
-    assert len(fitted) == 3
-    assert sum(pool - n for n in fitted) == pool  # the held-out parts partition the pool
-    assert candidates == [2, 4] * 3
+    assert len(calls) == 3
+    assert sum(held for _, held in calls) == pool  # the held-out parts partition the pool
+    assert all(fit + held == pool for fit, held in calls)
     check_classification(results, num_classes=3)
     assert 0.0 <= results["metrics"]["val_accuracy"] <= 1.0
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-from absl import logging
 
 from pimc_jax.data.splits import stratified_folds
 from pimc_jax.evaluation.encoders import check_protocol
@@ -70,7 +69,10 @@ def classify(
     tune = config.finetune
     settings = finetune_settings(config)
 
-    def fit(member: int, rows: dict[str, np.ndarray], **selection: Any) -> Any:
+    def fit(
+        member: int, rows: dict[str, np.ndarray], held_out: dict[str, np.ndarray], **kwargs: Any
+    ) -> Any:
+        """Trains on ``rows``, keeping the best step on ``held_out`` (when it has rows)."""
         return train_supervised(
             forward,
             tower_params(params, tower, num_classes),
@@ -82,21 +84,20 @@ def classify(
                 rows["labels"], num_classes, tune.get("class_weighting", "none")
             ),
             augment=series_augmentation(config) if tower == "rp" else None,
+            validation=(
+                (inputs_fn(held_out), held_out["labels"]) if held_out["labels"].size else None
+            ),
+            score_fn=lambda logits, labels: selection_score(
+                labels, np.argmax(logits, -1), num_classes
+            ),
             **{**settings, "seed": settings["seed"] + member},
-            **selection,
+            **kwargs,
         )
 
     members = tune.get("ensemble_members", 1)
     if members != 1:
         return _cross_fitted(config, forward, fit, splits, inputs_fn, num_classes, members)
-    trained = fit(
-        0,
-        train,
-        validation=(inputs_fn(val), val["labels"]) if val["labels"].size else None,
-        score_fn=lambda logits, labels: selection_score(
-            labels, np.argmax(logits, -1), num_classes
-        ),
-    )
+    trained = fit(0, train, val)
     out = {"test_predictions": np.argmax(predict(forward, trained, inputs_fn(test)), -1)}
     if val["labels"].size:
         out["val_predictions"] = np.argmax(predict(forward, trained, inputs_fn(val)), -1)
@@ -112,48 +113,34 @@ def _cross_fitted(
     num_classes: int,
     members: int,
 ) -> dict[str, Any]:
-    """``finetune.ensemble_members > 1``: a cross-fitted ensemble with one shared length.
+    """``finetune.ensemble_members > 1``: a cross-fitted ensemble.
 
     Train and val are pooled and dealt into ``members`` stratified parts
-    (:func:`ensemble_parts`); member ``k`` trains on all parts but ``k``. At every
-    candidate step (each ``eval_every_steps`` and the last) the members' predictions on
-    their held-out parts form out-of-fold predictions of every pooled pixel; the step
-    whose out-of-fold :func:`selection_score` is best (the latest of ties) is kept for all
-    members, and the test predictions average the members' class probabilities there.
+    (:func:`ensemble_parts`); member ``k`` trains on all parts but ``k`` and keeps its best
+    step on part ``k`` (as a single model does on val). The test predictions average the
+    members' class probabilities; each val pixel is predicted by the member that held it
+    out. (One shared step chosen on the pooled out-of-fold predictions scored lower on the
+    development pixels: members stopping at different steps make a better ensemble.)
     """
     train, val, test = splits
     pool = {key: np.concatenate([train[key], val[key]]) for key in train}
     parts = ensemble_parts(pool["labels"], members, config.seed)
     everything = np.arange(pool["labels"].shape[0])
     test_inputs = inputs_fn(test)
-    held_out: dict[int, list[np.ndarray]] = {}  # step -> each member's held-out logits
-    test_probabilities: dict[int, np.ndarray] = {}  # step -> sum over members
+    probabilities = np.zeros((test["labels"].shape[0], num_classes), np.float64)
+    out_of_fold = np.empty(everything.size, np.int64)
     for member, part in enumerate(parts):
-        part_inputs = inputs_fn(_rows(pool, part))
-
-        def record(step: int, candidate: Any, part_inputs: dict = part_inputs) -> None:
-            held_out.setdefault(step, []).append(predict(forward, candidate, part_inputs))
-            probabilities = _softmax(predict(forward, candidate, test_inputs))
-            test_probabilities[step] = test_probabilities.get(step, 0.0) + probabilities
-
-        fit(
+        held_out = _rows(pool, part)
+        trained = fit(
             member,
             _rows(pool, np.setdiff1d(everything, part)),
-            on_candidate=record,
+            held_out,
             name=f"finetune member {member + 1}/{len(parts)}",
         )
-    order = np.concatenate(parts)
-    labels = pool["labels"][order]
-    scores = {
-        step: selection_score(labels, np.argmax(np.concatenate(logits), -1), num_classes)
-        for step, logits in held_out.items()
-    }
-    best = max(scores, key=lambda step: (scores[step], step))
-    logging.info("finetune ensemble: kept step %d (out-of-fold score %.4f)", best, scores[best])
-    out_of_fold = np.empty(order.size, np.int64)
-    out_of_fold[order] = np.argmax(np.concatenate(held_out[best]), -1)
-    out = {"test_predictions": np.argmax(test_probabilities[best], -1)}
-    if val["labels"].size:  # each val pixel predicted by the member that did not train on it
+        probabilities += _softmax(predict(forward, trained, test_inputs))
+        out_of_fold[part] = np.argmax(predict(forward, trained, inputs_fn(held_out)), -1)
+    out = {"test_predictions": np.argmax(probabilities, -1)}
+    if val["labels"].size:
         out["val_predictions"] = out_of_fold[train["labels"].shape[0] :]
     return out
 
@@ -162,7 +149,7 @@ def ensemble_parts(labels: np.ndarray, members: int, seed: int) -> list[np.ndarr
     """The held-out rows of each member of a cross-fitted ensemble (``finetune.ensemble_members``).
 
     Member ``k`` trains on every row of ``labels`` (train + val pooled) but those of part
-    ``k``, which it predicts out of fold: the seeded stratified ``members``-fold split
+    ``k``, on which it selects its step: the seeded stratified ``members``-fold split
     (:func:`~pimc_jax.data.splits.stratified_folds`), so every row is held out once.
 
     Raises:

@@ -143,7 +143,6 @@ def train_supervised(
     ema_decay: float = 0.0,
     log_every_steps: int = 0,
     name: str = "finetune",
-    on_candidate: Callable[[int, Any], None] | None = None,
 ) -> Any:
     """Trains ``params`` of ``forward`` on ``(inputs, targets)`` with AdamW.
 
@@ -175,9 +174,6 @@ def train_supervised(
         (:func:`class_weights`).
       augment: ``augment(rng, batch) -> batch``, pure and jittable.
       validation: ``(inputs, targets)`` for model selection.
-      on_candidate: ``on_candidate(step, params)``, called with the parameters that would
-        be scored (the average with ``ema_decay``) every ``eval_every_steps`` steps and at
-        the end, with or without ``validation``: for a selection made outside.
       ema_decay: ``d`` in [0, 1); above 0, the parameters scored and returned are the
         exponential moving average of the parameters after each step (Polyak averaging):
         ``ema ← d·ema + (1 − d)·params`` from ``ema = initial``, bias-corrected as
@@ -265,15 +261,11 @@ def train_supervised(
             if not np.isfinite(value):
                 raise FloatingPointError(f"{name}: loss is {value} at step {step}")
             logging.info("%s step %d/%d loss %.4f", name, step, steps, value)
-        if (eval_every_steps and step % eval_every_steps == 0) or step == steps:
-            if on_candidate is not None:
-                on_candidate(step, averaged(ema, step))
-            if select:
-                candidate = averaged(ema, step)
-                outputs = predict(forward, candidate, validation[0])
-                score = float(score_fn(outputs, validation[1]))
-                if score >= best_score:  # arrays are immutable: keeping a reference is enough
-                    best_score, best_step, best_params = score, step, candidate
+        if select and (step % eval_every_steps == 0 or step == steps):
+            candidate = averaged(ema, step)
+            score = float(score_fn(predict(forward, candidate, validation[0]), validation[1]))
+            if score >= best_score:  # arrays are immutable: keeping a reference is enough
+                best_score, best_step, best_params = score, step, candidate
     if select:
         logging.info("%s: kept step %d (validation score %.4f)", name, best_step, best_score)
         return best_params
