@@ -20,10 +20,13 @@ with fewer members than folds are dropped and listed. Every row sees the same fo
   ``pimc_pretrained_linear`` (its frozen features, logistic-regression probe) and
   ``pimc_linear`` (the same probe on a random-init encoder, the baseline of the last).
 
-The learned rows hold out ``data.val_fraction`` of the training folds for their own model
-selection (the best validation step, the probe's L2), so they fit on less data than the
-RandomForest. The table gives accuracy and macro-F1 as mean ± std over folds (and over
-``--seeds`` training seeds for the learned rows).
+The learned rows choose on pixels of the training folds only: the fine-tuned ones are
+cross-fitted ensembles (``finetune.ensemble_members``: each member trains on all but one
+part of the training folds and keeps its best step on that part, so together they fit
+on all of them, as the RandomForest does); the linear probes hold out
+``data.val_fraction`` for their L2. The table gives accuracy and macro-F1 as mean ± std
+over folds and over ``--seeds`` seeds (the forest's ``random_state`` and the learned
+rows' training seed).
 """
 
 from __future__ import annotations
@@ -183,7 +186,7 @@ def main() -> None:
         split = seeded_split_rows(labels[kept], _config("", args, fold, 0).data, with_test=True)
         train_rows, val_rows, test_rows = (kept[r] for r in split)
         for row in rows:
-            for seed in range(1 if row == "rf" else args.seeds):
+            for seed in range(args.seeds):
                 start = time.perf_counter()
                 variant = "paper" if row == "pimc_paper" else ""
                 config = _config(variant, args, fold, seed)
@@ -191,7 +194,7 @@ def main() -> None:
                     config.protocol = "linear"
                 if row == "rf":  # needs no validation rows: it trains on them too
                     fit_rows = np.union1d(train_rows, val_rows)
-                    score = _rf_row(pixels.bands, labels, fit_rows, test_rows, num_classes, 0)
+                    score = _rf_row(pixels.bands, labels, fit_rows, test_rows, num_classes, seed)
                 elif row == "cnn_1d":
                     splits = (train_rows, val_rows, test_rows)
                     score = _cnn_row(config, pixels.bands, labels, splits, num_classes)
