@@ -18,6 +18,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 import pytest
+import scipy.special
 from format_writers import (
     write_eurosat_archives,
     write_pastis_dir,
@@ -36,9 +37,11 @@ from pimc_jax.evaluation.classification import ensemble_parts
 from pimc_jax.evaluation.encoders import load_encoder
 from pimc_jax.evaluation.finetune import class_weights, train_supervised
 from pimc_jax.evaluation.forecasting import forecast_windows
-from pimc_jax.evaluation.pixels import load_pixel_splits
+from pimc_jax.evaluation.pixel_classification import PixelClassification
+from pimc_jax.evaluation.pixels import load_pixel_splits, series_inputs
 from pimc_jax.evaluation.probes import fit_logistic_regression, fit_ridge, ridge_probe
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix, rmse
+from pimc_jax.evaluation.towers import predict, tower_forward
 
 TOTAL_STEPS = 6
 CHECKPOINT_EVERY = 3
@@ -394,6 +397,31 @@ def test_cross_fitted_ensemble_holds_each_pixel_out_once(tmp_path, monkeypatch):
     assert len(calls) == 3
     assert sum(held for _, held in calls) == pool  # the held-out parts partition the pool
     assert all(fit + held == pool for fit, held in calls)
+
+    # The test predictions are the argmax of the members' mean class probabilities.
+    evaluator = PixelClassification(config)
+    params, splits = evaluator.random_params(), evaluator.splits
+    members = []
+    monkeypatch.setattr(
+        classification,
+        "train_supervised",
+        lambda *a, **k: members.append(train_supervised(*a, **k)) or members[-1],
+    )
+    out = classification.classify(
+        config,
+        params,
+        "rp",
+        (splits.train, splits.val, splits.test),
+        splits.num_classes,
+        features_fn=None,
+        inputs_fn=series_inputs,
+        band_names=splits.band_names,
+    )
+    forward = tower_forward(params.spec, "rp", splits.band_names)
+    logits = [predict(forward, p, series_inputs(splits.test)) for p in members]
+    mean = np.mean([scipy.special.softmax(x.astype(np.float64), axis=-1) for x in logits], axis=0)
+    assert len(members) == 3
+    np.testing.assert_array_equal(out["test_predictions"], np.argmax(mean, -1))
     check_classification(results, num_classes=3)
     assert 0.0 <= results["metrics"]["val_accuracy"] <= 1.0
 

@@ -12,7 +12,9 @@ This is the one place these two keys of every evaluation config are defined.
   classification, ridge for regression, L2 picked on the validation split), or
   ``"finetune"``, the tower's backbone plus a zero-initialised linear head trained with
   AdamW while the other tower and the projection heads stay frozen
-  (:mod:`pimc_jax.evaluation.finetune`).
+  (:mod:`pimc_jax.evaluation.finetune`); for the classification tasks a cross-fitted
+  ensemble of ``finetune.ensemble_members`` such models
+  (:func:`pimc_jax.evaluation.classification.classify`).
 """
 
 from __future__ import annotations
