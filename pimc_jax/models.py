@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from pimc_jax import defaults
+from pimc_jax.data.radar import check_multilook
 from pimc_jax.data.views import PLOT_VIEWS, S1_VIEWS, VIEWS, check_views
 from pimc_jax.indices import BAND_TABLES, resolve_indices, resolve_radar_indices
 from pimc_jax.recurrence import PLOT_SPANS, check_plot_channels
@@ -335,12 +336,8 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         check_views(self.views, "ModelSpec.views")
-        window = self.s1_multilook
-        if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
-            raise ValueError(f"ModelSpec.s1_multilook must be an odd int >= 1, got {window!r}")
-        if window % 2 == 0:
-            raise ValueError(f"ModelSpec.s1_multilook must be odd (centred), got {window}")
-        object.__setattr__(self, "s1_multilook", int(window))  # NumPy ints → JSON-able
+        # An odd int (data.s1_multilook's check), stored as a Python int (JSON-able).
+        object.__setattr__(self, "s1_multilook", check_multilook(self.s1_multilook))
         if "s1_rp" in self.views and not self.s1_indices:
             raise ValueError("ModelSpec.s1_indices is empty, but a tower reads the s1_rp view")
         if "s1_image" in self.views and not self.s1_image_bands:
