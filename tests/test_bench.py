@@ -62,6 +62,7 @@ def test_pixel_benchmark_rows_share_folds(tmp_path):
         "--folds=2",
         "--set=finetune.steps=4",
         "--set=finetune.eval_every_steps=2",
+        "--set=finetune.ensemble_members=1",  # the ensemble path: test_evaluation.py
         "--set=model.rp_size=8",
     )
     table = {
