@@ -2,6 +2,7 @@
 
     python bench/pixel_benchmark.py DATA.npz [--folds 5] [--init_from CKPT_OR_WORKDIR]
         [--rows rf,cnn_1d,pimc,pimc_paper] [--seeds 1] [--set finetune.steps=300 ...]
+        [--json SCORES.json]
 
 ``DATA.npz`` is a user pixel file (:func:`pimc_jax.data.user.load_pixel_npz`). Seeded
 stratified k-fold (:func:`pimc_jax.data.splits.stratified_folds` through the evaluator's
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
 import time
 from pathlib import Path
@@ -155,6 +157,7 @@ def main() -> None:
     parser.add_argument("--rows", default="rf,cnn_1d,pimc,pimc_paper")
     parser.add_argument("--init_from", default="", help="pre-training workdir or checkpoint")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    parser.add_argument("--json", default="", help="also write every (accuracy, macro-F1) here")
     args = parser.parse_args()
 
     pixels = load_pixel_npz(args.data)
@@ -206,6 +209,8 @@ def main() -> None:
         done = ", ".join(f"{r} {np.mean([a for a, _ in results[r]]):.3f}" for r in rows)
         print(f"fold {fold + 1}/{args.folds}: mean accuracy so far {done}", flush=True)
 
+    if args.json:  # per row: [accuracy, macro-F1] of each fold (and seed), in run order
+        Path(args.json).write_text(json.dumps({row: results[row] for row in rows}, indent=1))
     print()
     print("| model | accuracy | macro-F1 | seconds |")
     print("|---|---|---|---|")
