@@ -114,13 +114,21 @@ def merge_s1_series(
     count = np.add.reduceat(valid.astype(np.float64), starts, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         merged = linear_to_db(total / count)
+    shared = np.diff(np.append(starts, dates.size)) > 1
+    merged[shared] = _ratio_from_vv_vh(merged[shared], band_names)
+    return merged.astype(np.float32), days.astype(np.int32)
+
+
+def _ratio_from_vv_vh(values_db: np.ndarray, band_names: Sequence[str]) -> np.ndarray:
+    """``values_db`` (channels last) with a ``VV/VH`` channel set to ``VV − VH`` where all
+    three channels exist (after averaging VV and VH in linear power, the ratio's own
+    average is not their ratio); unchanged otherwise."""
     names = [canonical_radar_band_name(str(name)) for name in band_names]
     if "VV/VH" in names and "VV" in names and "VH" in names:
-        shared = np.diff(np.append(starts, dates.size)) > 1
-        merged[shared, ..., names.index("VV/VH")] = (
-            merged[shared, ..., names.index("VV")] - merged[shared, ..., names.index("VH")]
+        values_db[..., names.index("VV/VH")] = (
+            values_db[..., names.index("VV")] - values_db[..., names.index("VH")]
         )
-    return merged.astype(np.float32), days.astype(np.int32)
+    return values_db
 
 
 def nearest_dates(
@@ -203,10 +211,5 @@ def pixel_s1_series(
     total = np.where(valid, linear, 0.0).sum(axis=(2, 3))
     count = valid.sum(axis=(2, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
-        averaged = linear_to_db(total / count)  # (T1, N, C1)
-    names = [canonical_radar_band_name(str(name)) for name in band_names]
-    if "VV/VH" in names and "VV" in names and "VH" in names:
-        averaged[..., names.index("VV/VH")] = (
-            averaged[..., names.index("VV")] - averaged[..., names.index("VH")]
-        )
+        averaged = _ratio_from_vv_vh(linear_to_db(total / count), band_names)  # (T1, N, C1)
     return np.ascontiguousarray(np.swapaxes(averaged, 0, 1), np.float32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -137,7 +138,7 @@ def _cross_fitted(
             held_out,
             name=f"finetune member {member + 1}/{len(parts)}",
         )
-        probabilities += _softmax(predict(forward, trained, test_inputs))
+        probabilities += jax.nn.softmax(predict(forward, trained, test_inputs), axis=-1)
         out_of_fold[part] = np.argmax(predict(forward, trained, inputs_fn(held_out)), -1)
     out = {"test_predictions": np.argmax(probabilities, -1)}
     if val["labels"].size:
@@ -169,12 +170,6 @@ def ensemble_parts(labels: np.ndarray, members: int, seed: int) -> list[np.ndarr
 
 def _rows(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     return {key: value[rows] for key, value in arrays.items()}
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.asarray(logits, np.float64) - np.max(logits, axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def selection_score(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
