@@ -56,7 +56,7 @@ from pimc_jax import defaults
 from pimc_jax import indices as indices_lib
 from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch, series_dates
-from pimc_jax.data.radar import pixel_s1_series
+from pimc_jax.data.radar import pixel_s1_series, s1_channel_columns
 from pimc_jax.data.user import dates_to_days
 from pimc_jax.data.views import (
     MEDIAN_COMPOSITE,
@@ -753,16 +753,7 @@ def _s1_image_frame(patch: Patch, spec: ModelSpec, max_gap_days: float | None) -
             f"{max_gap_days} of its Sentinel-2 image day {int(s2_day[0])} (the median of its "
             f"dates), which the s1_image view needs"
         )
-    names = [indices_lib.canonical_radar_band_name(str(n)) for n in patch.s1_band_names]
-    columns = []
-    for band in spec.s1_image_bands:
-        name = indices_lib.canonical_radar_band_name(str(band))
-        if name not in names:
-            raise ValueError(
-                f"s1_image band {band!r} of the model is not among the patch's Sentinel-1 "
-                f"bands {tuple(patch.s1_band_names)}"
-            )
-        columns.append(names.index(name))
+    columns = s1_channel_columns(patch.s1_band_names, spec.s1_image_bands, "spec.s1_image_bands")
     return np.asarray(patch.s1_bands[index][..., columns], np.float32)
 
 
@@ -781,10 +772,8 @@ def _s1_series(
             patch.s1_band_names,
             spec.s1_multilook,
         )
-        for start in range(0, rows.size, step)
+        for start in range(0, max(rows.size, 1), step)  # one empty piece for no pixel
     ]
-    if not pieces:
-        return pixel_s1_series(patch.s1_bands, rows, cols, patch.s1_band_names, 1)
     return np.concatenate(pieces)
 
 

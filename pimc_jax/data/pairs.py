@@ -19,7 +19,7 @@ from absl import logging
 
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.pixels import SAMPLING_METHODS, sample_pixels
-from pimc_jax.data.radar import check_multilook, pixel_s1_series
+from pimc_jax.data.radar import check_multilook, pixel_s1_series, s1_channel_columns
 from pimc_jax.data.views import (
     IMAGE_DATE_METHODS,
     MEDIAN_COMPOSITE,
@@ -140,14 +140,8 @@ class PairSampler:
                     )
         if "s1_image" in self.views:
             self.s1_image_bands = tuple(canonical_radar_band_name(n) for n in s1_image_bands)
-            missing = [n for n in self.s1_image_bands if n not in self.s1_band_names]
-            if missing:
-                raise ValueError(
-                    f"data.s1_image_bands={tuple(s1_image_bands)!r}: {missing} not among the "
-                    f"Sentinel-1 bands {self.s1_band_names}"
-                )
-            self._s1_columns = np.asarray(
-                [self.s1_band_names.index(n) for n in self.s1_image_bands], np.int64
+            self._s1_columns = s1_channel_columns(
+                self.s1_band_names, s1_image_bands, "data.s1_image_bands"
             )
         self._rng = np.random.default_rng(seed)
         self._composites: dict[int, np.ndarray] = {}

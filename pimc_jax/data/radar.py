@@ -166,6 +166,27 @@ def count_without_s1(patches: Iterable[Patch]) -> int:
     return sum(not patch.has_s1 for patch in patches)
 
 
+def s1_channel_columns(
+    band_names: Sequence[str], wanted: Sequence[str], setting: str
+) -> np.ndarray:
+    """Positions ``(len(wanted),)`` int64 of the Sentinel-1 channels ``wanted`` among
+    ``band_names``, names compared in canonical form (e.g. an ``s1_image`` view's
+    channels among a patch's S1 bands).
+
+    Raises:
+      ValueError: one line naming ``setting`` and the channels that are missing.
+    """
+    names = [canonical_radar_band_name(str(name)) for name in band_names]
+    canonical = [canonical_radar_band_name(str(name)) for name in wanted]
+    missing = [name for name in canonical if name not in names]
+    if missing:
+        raise ValueError(
+            f"{setting}={tuple(wanted)!r}: {missing} not among the Sentinel-1 bands "
+            f"{tuple(band_names)}"
+        )
+    return np.asarray([names.index(name) for name in canonical], np.int64)
+
+
 def check_multilook(window: Any) -> int:
     """The ``data.s1_multilook`` window: an odd int >= 1 (1 = each pixel on its own)."""
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
