@@ -486,6 +486,32 @@ def test_train_supervised_keeps_the_best_validation_step():
     np.testing.assert_allclose(best_loss["w"], last["w"], rtol=1e-6)
 
 
+def _linear(params, batch):
+    return batch["x"] @ params["w"]
+
+
+def test_train_supervised_compiles_one_step_for_sets_of_nearly_one_size():
+    """Ensemble members train on sets that differ by a row or two: one compiled step."""
+    from pimc_jax.evaluation import finetune
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(31, 3)).astype(np.float32)
+    targets = (x @ np.array([[1.0], [-2.0], [0.5]])).astype(np.float32)
+    settings = dict(loss="mse", steps=3, batch_size=8, learning_rate=0.05)
+    settings.update(weight_decay=0.0, warmup_steps=0, seed=0)
+    initial = {"w": np.zeros((3, 1), np.float32)}
+    before = finetune._training_step.cache_info()
+    fits = [
+        train_supervised(_linear, initial, {"x": x[:rows]}, targets[:rows], **settings)
+        for rows in (30, 31)
+    ]
+    after = finetune._training_step.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    _, step = finetune._training_step(_linear, "mse", None, (0.05, None, 0.0), (3, 0), None, 0.0)
+    assert step._cache_size() == 1  # 30 and 31 rows padded to one shape
+    assert not np.allclose(fits[0]["w"], 0.0) and not np.allclose(fits[0]["w"], fits[1]["w"])
+
+
 def test_npz_keeps_every_class_and_cv_fold_splits(tmp_path):
     write_user_npz(tmp_path / "pixels.npz", num_pixels=50, num_dates=6, num_classes=3)
     config = eval_config("eval_pastis_classification", "random", "linear")

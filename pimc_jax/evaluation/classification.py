@@ -69,6 +69,7 @@ def classify(
     forward = tower_forward(params.spec, tower, band_names)
     tune = config.finetune
     settings = finetune_settings(config)
+    augment = series_augmentation(config) if tower == "rp" else None  # one for every member
 
     def fit(
         member: int, rows: dict[str, np.ndarray], held_out: dict[str, np.ndarray], **kwargs: Any
@@ -84,7 +85,7 @@ def classify(
             class_weights=class_weights(
                 rows["labels"], num_classes, tune.get("class_weighting", "none")
             ),
-            augment=series_augmentation(config) if tower == "rp" else None,
+            augment=augment,
             validation=(
                 (inputs_fn(held_out), held_out["labels"]) if held_out["labels"].size else None
             ),

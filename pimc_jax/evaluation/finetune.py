@@ -120,6 +120,73 @@ def _negative_loss(loss: str, outputs: np.ndarray, targets: np.ndarray) -> float
     return float(np.mean(log_probs[np.arange(len(targets)), np.asarray(targets, np.int64)]))
 
 
+_ROW_BUCKET = 32
+
+
+def _pad_rows(array: np.ndarray, padding: int) -> np.ndarray:
+    """``array`` with ``padding`` copies of its last row appended."""
+    return np.concatenate([array, np.repeat(array[-1:], padding, axis=0)]) if padding else array
+
+
+@functools.lru_cache(maxsize=8)
+def _training_step(
+    forward: Forward,
+    loss: str,
+    tower: str | None,
+    rates: tuple[float, float | None, float],
+    schedule: tuple[int, int],
+    augment: Augment | None,
+    ema_decay: float,
+) -> tuple[optax.GradientTransformation, Callable[..., Any]]:
+    """The optimizer and the jitted step of :func:`train_supervised`, built once per setting.
+
+    ``rates``: backbone peak learning rate, head peak learning rate (None = the same),
+    weight decay; ``schedule``: total and warmup steps. Cached, so that successive calls
+    with the same forward function and settings reuse one compiled step.
+    """
+    learning_rate, head_learning_rate, weight_decay = rates
+    steps, warmup_steps = schedule
+    transforms = {
+        "train": adamw(
+            warmup_cosine(learning_rate, steps, warmup_steps), weight_decay=weight_decay
+        ),
+        "freeze": optax.set_to_zero(),
+    }
+    separate_head = head_learning_rate is not None
+    if separate_head:
+        transforms["head"] = adamw(
+            warmup_cosine(head_learning_rate, steps, warmup_steps), weight_decay=weight_decay
+        )
+    optimizer = optax.multi_transform(
+        transforms, lambda params: _trainable_labels(params, tower, separate_head)
+    )
+
+    def loss_fn(params, batch, target, weights):
+        outputs = forward(params, batch)
+        if loss == "cross_entropy":
+            terms = optax.softmax_cross_entropy_with_integer_labels(outputs, target)
+            if weights is None:
+                return terms.mean()
+            return jnp.sum(terms * weights[target]) / jnp.maximum(weights[target].sum(), 1e-12)
+        return jnp.mean((outputs - target.reshape(outputs.shape)) ** 2)
+
+    @jax.jit
+    def train_step(params, opt_state, ema, data, labels, weights, key, rows, step):
+        batch = jax.tree.map(lambda x: x[rows], data)
+        if augment is not None:
+            batch = augment(jax.random.fold_in(key, step), batch)
+        value, grads = jax.value_and_grad(loss_fn)(params, batch, labels[rows], weights)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        if ema_decay > 0.0:
+            ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+        else:
+            ema = params
+        return params, opt_state, ema, value
+
+    return optimizer, train_step
+
+
 def train_supervised(
     forward: Forward,
     params: Any,
@@ -195,43 +262,28 @@ def train_supervised(
         raise ValueError(f"{name}: steps and batch_size must be >= 1, got {steps}, {batch_size}")
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"{name}: ema_decay must be in [0, 1), got {ema_decay}")
-    schedule = lambda peak: warmup_cosine(peak, steps, warmup_steps)
-    transforms = {
-        "train": adamw(schedule(learning_rate), weight_decay=weight_decay),
-        "freeze": optax.set_to_zero(),
-    }
     separate_head = head_learning_rate is not None and head_learning_rate != learning_rate
-    if separate_head:
-        transforms["head"] = adamw(schedule(head_learning_rate), weight_decay=weight_decay)
-    optimizer = optax.multi_transform(transforms, _trainable_labels(params, tower, separate_head))
+    optimizer, train_step = _training_step(
+        forward,
+        loss,
+        tower,
+        (learning_rate, head_learning_rate if separate_head else None, weight_decay),
+        (steps, warmup_steps),
+        augment,
+        ema_decay,
+    )
+    params = jax.tree.map(jnp.asarray, params)  # device arrays, as every later step's
     opt_state = optimizer.init(params)
-    data = jax.device_put({key: np.asarray(value) for key, value in inputs.items()})
-    labels = jax.device_put(np.asarray(targets))
+    # Rows padded to a multiple of _ROW_BUCKET (never gathered: the step draws row indices
+    # below ``num``), so models trained on sets of nearly the same size, such as the
+    # members of a cross-fitted ensemble, share one compiled step.
+    padding = -num % _ROW_BUCKET
+    data = jax.device_put(
+        {key: _pad_rows(np.asarray(value), padding) for key, value in inputs.items()}
+    )
+    labels = jax.device_put(_pad_rows(np.asarray(targets), padding))
     weights = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
     key = jax.random.key(seed)
-
-    def loss_fn(params: Any, batch: Mapping[str, jax.Array], target: jax.Array) -> jax.Array:
-        outputs = forward(params, batch)
-        if loss == "cross_entropy":
-            terms = optax.softmax_cross_entropy_with_integer_labels(outputs, target)
-            if weights is None:
-                return terms.mean()
-            return jnp.sum(terms * weights[target]) / jnp.maximum(weights[target].sum(), 1e-12)
-        return jnp.mean((outputs - target.reshape(outputs.shape)) ** 2)
-
-    @jax.jit
-    def train_step(params, opt_state, ema, data, labels, rows, step):
-        batch = jax.tree.map(lambda x: x[rows], data)
-        if augment is not None:
-            batch = augment(jax.random.fold_in(key, step), batch)
-        value, grads = jax.value_and_grad(loss_fn)(params, batch, labels[rows])
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        if ema_decay > 0.0:
-            ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
-        else:
-            ema = params
-        return params, opt_state, ema, value
 
     initial = params
 
@@ -254,7 +306,7 @@ def train_supervised(
             order = np.concatenate([order, rng.permutation(num)])
         rows, order = order[:batch_size], order[batch_size:]
         params, opt_state, ema, value = train_step(
-            params, opt_state, ema, data, labels, rows, step
+            params, opt_state, ema, data, labels, weights, key, rows, step
         )
         if (log_every_steps and step % log_every_steps == 0) or step == steps:
             value = float(value)
