@@ -225,6 +225,7 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
             eval_every_steps=25,  # select the best validation step; 0 = keep the last
             ema_decay=0.98,  # > 0: score and keep an exponential moving average of the weights
             class_weighting="none",  # none | sqrt_inverse | inverse
+            label_smoothing=0.0,  # classification targets (1 - ε)·one-hot + ε / K
             # Classification: K members, member k trains on all but part k of the stratified
             # K-fold of train + val and keeps its best step on part k; the test predictions
             # average the members' class probabilities (K× the time; 1 = one model trained

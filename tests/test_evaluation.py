@@ -512,6 +512,34 @@ def test_train_supervised_compiles_one_step_for_sets_of_nearly_one_size():
     assert not np.allclose(fits[0]["w"], 0.0) and not np.allclose(fits[0]["w"], fits[1]["w"])
 
 
+def test_train_supervised_label_smoothing_fits_the_smoothed_class_frequencies():
+    """A bias-only classifier's cross-entropy optimum is softmax(b) = the mean target: with
+    smoothing ε over K classes, (1 − ε)·(class frequencies) + ε / K."""
+    labels = np.repeat([0, 1, 2], [10, 6, 4])
+    fit = functools.partial(
+        train_supervised,
+        lambda params, batch: params["b"] + 0.0 * batch["x"],
+        {"b": np.zeros((3,), np.float32)},
+        {"x": np.zeros((20, 1), np.float32)},
+        labels,
+        loss="cross_entropy",
+        steps=400,
+        batch_size=20,
+        learning_rate=0.1,
+        weight_decay=0.0,
+        warmup_steps=0,
+        seed=0,
+    )
+    frequencies = np.array([10, 6, 4]) / 20
+    for epsilon in (0.0, 0.3):
+        probabilities = scipy.special.softmax(np.asarray(fit(label_smoothing=epsilon)["b"]))
+        np.testing.assert_allclose(
+            probabilities, (1 - epsilon) * frequencies + epsilon / 3, atol=2e-3
+        )
+    with pytest.raises(ValueError, match="label_smoothing"):
+        fit(label_smoothing=1.0)
+
+
 def test_npz_keeps_every_class_and_cv_fold_splits(tmp_path):
     write_user_npz(tmp_path / "pixels.npz", num_pixels=50, num_dates=6, num_classes=3)
     config = eval_config("eval_pastis_classification", "random", "linear")

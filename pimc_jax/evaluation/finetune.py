@@ -81,6 +81,7 @@ def finetune_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
         warmup_steps=tune.warmup_steps,
         eval_every_steps=tune.get("eval_every_steps", 0),
         ema_decay=float(tune.get("ema_decay", 0.0)),
+        label_smoothing=float(tune.get("label_smoothing", 0.0)),
         seed=config.seed,
         log_every_steps=tune.get("log_every_steps", 0),
     )
@@ -137,6 +138,7 @@ def _training_step(
     schedule: tuple[int, int],
     augment: Augment | None,
     ema_decay: float,
+    label_smoothing: float = 0.0,
 ) -> tuple[optax.GradientTransformation, Callable[..., Any]]:
     """The optimizer and the jitted step of :func:`train_supervised`, built once per setting.
 
@@ -164,7 +166,13 @@ def _training_step(
     def loss_fn(params, batch, target, weights):
         outputs = forward(params, batch)
         if loss == "cross_entropy":
-            terms = optax.softmax_cross_entropy_with_integer_labels(outputs, target)
+            if label_smoothing:
+                soft = optax.smooth_labels(
+                    jax.nn.one_hot(target, outputs.shape[-1]), label_smoothing
+                )
+                terms = optax.softmax_cross_entropy(outputs, soft)
+            else:
+                terms = optax.softmax_cross_entropy_with_integer_labels(outputs, target)
             if weights is None:
                 return terms.mean()
             return jnp.sum(terms * weights[target]) / jnp.maximum(weights[target].sum(), 1e-12)
@@ -208,6 +216,7 @@ def train_supervised(
     score_fn: Callable[[np.ndarray, np.ndarray], float] | None = None,
     eval_every_steps: int = 0,
     ema_decay: float = 0.0,
+    label_smoothing: float = 0.0,
     log_every_steps: int = 0,
     name: str = "finetune",
 ) -> Any:
@@ -246,6 +255,8 @@ def train_supervised(
         ``ema ← d·ema + (1 − d)·params`` from ``ema = initial``, bias-corrected as
         ``(ema − d^t·initial) / (1 − d^t)`` after ``t`` steps, so the initial
         parameters carry no weight. 0: the trained parameters themselves.
+      label_smoothing: ``ε`` in [0, 1) for ``cross_entropy``: the targets are
+        ``(1 − ε)·one_hot + ε / K`` over the ``K`` outputs (0: the labels themselves).
 
     Returns:
       The trained (or selected) ``params``.
@@ -260,6 +271,8 @@ def train_supervised(
         raise ValueError(f"{name}: empty training set")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"{name}: steps and batch_size must be >= 1, got {steps}, {batch_size}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"{name}: label_smoothing must be in [0, 1), got {label_smoothing}")
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"{name}: ema_decay must be in [0, 1), got {ema_decay}")
     separate_head = head_learning_rate is not None and head_learning_rate != learning_rate
@@ -271,6 +284,7 @@ def train_supervised(
         (steps, warmup_steps),
         augment,
         ema_decay,
+        label_smoothing,
     )
     params = jax.tree.map(jnp.asarray, params)  # device arrays, as every later step's
     opt_state = optimizer.init(params)
