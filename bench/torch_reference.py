@@ -81,7 +81,7 @@ class ResidualBlock(nn.Module):
 
 
 class ResNetEncoder(nn.Module):
-    """:class:`pimc_jax.models.ResNetEncoder`: ``(N, C, H, W)`` → ``(N, widths[-1])``."""
+    """:class:`pimc_jax.models.ResNetEncoder`: ``(N, C, H, W)`` → ``(N, F)``."""
 
     def __init__(self, spec: EncoderSpec, cin: int) -> None:
         super().__init__()
@@ -90,6 +90,7 @@ class ResNetEncoder(nn.Module):
         self.stem = SameConv(cin, spec.stem_width, spec.stem_kernel, spec.stem_stride, False)
         self.stem_norm = _norm(spec.stem_width, spec.norm_groups)
         self.stem_pool = spec.stem_pool
+        self.input_means = spec.input_means
         blocks, channels = [], spec.stem_width
         for stage, (count, width) in enumerate(zip(spec.stage_sizes, spec.widths, strict=True)):
             for block in range(count):
@@ -99,12 +100,14 @@ class ResNetEncoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        means = x.mean(dim=(2, 3))
         x = F.relu(self.stem_norm(self.stem(x)))
         if self.stem_pool:
             top, bottom = _same_padding(x.shape[2], 3, 2)
             left, right = _same_padding(x.shape[3], 3, 2)
             x = F.max_pool2d(F.pad(x, (left, right, top, bottom), value=-float("inf")), 3, 2)
-        return self.blocks(x).mean(dim=(2, 3))
+        pooled = self.blocks(x).mean(dim=(2, 3))
+        return torch.cat([pooled, means], dim=1) if self.input_means else pooled
 
 
 class ProjectionHead(nn.Module):
@@ -134,8 +137,8 @@ class TwoTower(nn.Module):
         self.rp_encoder = ResNetEncoder(spec.rp_encoder, spec.rp_input_channels)
         self.image_encoder = ResNetEncoder(spec.image_encoder, len(spec.image_bands))
         head = (tuple(spec.head_hidden_dims), spec.embedding_dim)
-        self.rp_head = ProjectionHead(spec.rp_encoder.widths[-1], *head)
-        self.image_head = ProjectionHead(spec.image_encoder.widths[-1], *head)
+        self.rp_head = ProjectionHead(spec.feature_dim("rp"), *head)
+        self.image_head = ProjectionHead(spec.feature_dim("image"), *head)
         init = float(np.log(1.0 / spec.temperature))
         self.logit_scale = nn.Parameter(torch.tensor(init), spec.learnable_temperature)
 

@@ -652,6 +652,7 @@ def dense_image_features(
     grid = _Grid(size, 1, size // 2)
     groups = encoder.norm_groups
     x = image[None].astype(jnp.float32)
+    means = grid.mean(x) if encoder.input_means and pool else None  # the crop's band means
     x = _conv(grid, x, params["Conv_0"], encoder.stem_stride)
     if groups:
         x = grid.group_norm(x, params["GroupNorm_0"], _groups(encoder.stem_width, groups))
@@ -672,7 +673,10 @@ def dense_image_features(
                 x = _conv(entry, x, p["proj_conv"], stride)
                 x = _norm(grid, x, p, "proj_norm", groups, width)
             x = jax.nn.relu(x + y)
-    return (grid.mean(x) if pool else x)[0]
+    if not pool:
+        return x[0]
+    pooled = grid.mean(x)
+    return (pooled if means is None else jnp.concatenate([pooled, means], axis=-1))[0]
 
 
 def dense_margin(spec: ModelSpec, crop_size: int | None = None) -> int:

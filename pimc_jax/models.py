@@ -144,6 +144,9 @@ class ResNetEncoder(nn.Module):
       norm_groups: GroupNorm groups (capped at the channel count); 0 = no normalisation
         (GroupNorm takes each sample's mean and scale out of its feature maps, so a plot
         tower with it cannot see the level or the amplitude of a series, only its shape).
+      input_means: append each input channel's mean over space to the pooled features,
+        giving back what GroupNorm takes out: a level plot's mean is its series' mean, a
+        distance plot's the mean change between dates, a crop band's its mean reflectance.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -154,17 +157,20 @@ class ResNetEncoder(nn.Module):
     stem_stride: int = 1
     stem_pool: bool = False
     norm_groups: int = 32
+    input_means: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        """``(N, H, W, C)`` float → ``(N, widths[-1])`` float32 pooled features."""
+        """``(N, H, W, C)`` float → ``(N, F)`` float32 pooled features, ``F = widths[-1]``
+        (``+ C`` with ``input_means``)."""
         chex.assert_rank(x, 4)
         if len(self.stage_sizes) != len(self.widths):
             raise ValueError(
                 f"stage_sizes {tuple(self.stage_sizes)} and widths {tuple(self.widths)} "
                 "must have the same length"
             )
+        means = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         x = x.astype(self.dtype)
         k, s = self.stem_kernel, self.stem_stride
         plain = self.norm_groups == 0
@@ -179,7 +185,8 @@ class ResNetEncoder(nn.Module):
             for block in range(blocks):
                 strides = 2 if stage > 0 and block == 0 else 1
                 x = ResidualBlock(width, strides, self.norm_groups, self.dtype)(x)
-        return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+        pooled = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+        return jnp.concatenate([pooled, means], axis=-1) if self.input_means else pooled
 
 
 class ProjectionHead(nn.Module):
@@ -219,6 +226,7 @@ class EncoderSpec:
     stem_stride: int = 1
     stem_pool: bool = False
     norm_groups: int = 32
+    input_means: bool = False  # what a checkpoint without the field holds
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EncoderSpec:
@@ -375,6 +383,12 @@ class ModelSpec:
     def rp_input_channels(self) -> int:
         """Channels of an ``s2_rp`` view: one plot per index and plot kind."""
         return len(self.indices) * len(self.rp_channels)
+
+    def feature_dim(self, tower: str) -> int:
+        """``F``, the width of ``tower``'s backbone features (``"rp"`` or ``"image"``)."""
+        encoder = self.rp_encoder if tower == "rp" else self.image_encoder
+        extra = self.view_input_shape(self.tower_view(tower))[-1] if encoder.input_means else 0
+        return encoder.widths[-1] + extra
 
     def tower_view(self, tower: str) -> str:
         """The view feeding ``tower`` (``"rp"``: tower 1, ``"image"``: tower 2)."""

@@ -1,5 +1,6 @@
 """Dense encoding: block-wise equals one pass, repeated inputs, the fast mode, GroupNorm."""
 
+import dataclasses
 import importlib
 
 import flax.linen as nn
@@ -199,3 +200,29 @@ def test_dense_map_is_the_crops_own_without_groupnorm(center):
     last = state["intermediates"]["image_encoder"]["ResidualBlock_1"]["__call__"][0]
     # The 16-pixel crop's 8 x 8 stage-2 grid starts 8 pixels before the centre: index 4.
     np.testing.assert_allclose(dense[center], last[0, 4, 4], atol=1e-5)
+
+
+def test_dense_input_means_are_each_crops_band_means():
+    # With input_means the image features end in the crop's band means; dense encoding
+    # gives each pixel those of the crop centred on it (reflect padding as crops do).
+    encoder = EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
+    spec = ModelSpec(
+        rp_encoder=encoder,
+        image_encoder=dataclasses.replace(encoder, input_means=True),
+        crop_size=8,
+        image_bands=("B4", "B3"),
+        image_mean=(0.0, 0.0),
+        image_std=(1.0, 1.0),
+    )
+    assert spec.feature_dim("image") == 8 + 2 and spec.feature_dim("rp") == 8
+    variables = perturbed(pimc_jax.init_params(spec, 0)).variables
+    image = np.random.default_rng(2).normal(size=(20, 20, 2)).astype(np.float32)
+    dense = np.asarray(encode_lib.dense_image_features(spec, variables, jnp.asarray(image)))
+    assert dense.shape == (20, 20, 10)
+    for center in [(10, 10), (11, 7), (4, 15)]:
+        crop = extract_crops(image, np.array([center]), 8)
+        np.testing.assert_allclose(dense[center][8:], crop[0].mean(axis=(0, 1)), rtol=1e-5)
+        features, _ = pimc_jax.models.PIMC(spec).apply(
+            variables, crop, method=pimc_jax.models.PIMC.encode_image
+        )
+        np.testing.assert_allclose(features[0, 8:], dense[center][8:], rtol=1e-5)

@@ -47,3 +47,24 @@ def test_plain_encoder_at_init_matches_numpy_and_sees_the_level():
     normed = grouped.apply(grouped_vars, jnp.asarray(np.concatenate([0.2 * flat, 0.7 * flat])))
     assert np.abs(np.asarray(plain[0] - plain[1])).max() > 1e-2
     np.testing.assert_allclose(np.asarray(normed[0]), np.asarray(normed[1]), atol=1e-3)
+
+
+def test_input_means_append_each_channels_spatial_mean_to_the_pooled_features():
+    x = np.random.default_rng(1).normal(0.4, 1.0, size=(3, 8, 8, 5)).astype(np.float32)
+    kwargs = dict(stage_sizes=(1, 1), widths=(4, 6), stem_width=4, norm_groups=2)
+    plain = ResNetEncoder(**kwargs)
+    with_means = ResNetEncoder(**kwargs, input_means=True)
+    variables = plain.init(jax.random.key(0), jnp.asarray(x))
+    # The means add no parameters: one tree serves both encoders.
+    assert jax.tree.structure(with_means.init(jax.random.key(0), jnp.asarray(x))) == (
+        jax.tree.structure(variables)
+    )
+    got = np.asarray(with_means.apply(variables, jnp.asarray(x)))
+    assert got.shape == (3, 6 + 5)
+    np.testing.assert_allclose(got[:, :6], np.asarray(plain.apply(variables, jnp.asarray(x))))
+    np.testing.assert_allclose(got[:, 6:], x.astype(np.float64).mean(axis=(1, 2)), rtol=1e-5)
+    # So the two constant plots GroupNorm cannot tell apart get different features.
+    flat = np.ones((2, 8, 8, 5), np.float32) * np.array([0.2, 0.7], np.float32)[:, None, None, None]
+    features = np.asarray(with_means.apply(variables, jnp.asarray(flat)))
+    np.testing.assert_allclose(features[0, :6], features[1, :6], atol=1e-3)
+    np.testing.assert_allclose(features[:, 6:], [[0.2] * 5, [0.7] * 5], rtol=1e-6)

@@ -56,7 +56,8 @@ def tower_features(spec: ModelSpec, tower: str, band_names: Sequence[str] | None
 
     Returns:
       ``features(variables, batch) -> (B, F)`` float32, ``variables`` the Flax variables of
-      :class:`~pimc_jax.models.PIMC` and ``F`` the tower's ``widths[-1]``.
+      :class:`~pimc_jax.models.PIMC` and ``F`` the tower's
+      :meth:`~pimc_jax.models.ModelSpec.feature_dim`.
     """
     if tower not in TOWERS:
         raise ValueError(f"tower must be one of {TOWERS}, got {tower!r}")
@@ -94,12 +95,12 @@ def tower_forward(spec: ModelSpec, tower: str, band_names: Sequence[str] | None 
 def tower_params(params: PIMCParams, tower: str, num_outputs: int) -> dict[str, Any]:
     """Trainable tree for :func:`tower_forward`: the model variables and a zero linear head.
 
-    The head maps the tower's ``widths[-1]`` backbone features to ``num_outputs``.
+    The head maps the tower's ``F`` backbone features
+    (:meth:`~pimc_jax.models.ModelSpec.feature_dim`) to ``num_outputs``.
     """
-    encoder = {"rp": params.spec.rp_encoder, "image": params.spec.image_encoder}.get(tower)
-    if encoder is None:
+    if tower not in TOWERS:
         raise ValueError(f"tower must be one of {TOWERS}, got {tower!r}")
-    width = encoder.widths[-1]
+    width = params.spec.feature_dim(tower)
     return {
         "model": jax.tree.map(jnp.asarray, params.variables),
         "head": {"kernel": jnp.zeros((width, num_outputs)), "bias": jnp.zeros((num_outputs,))},
