@@ -90,8 +90,10 @@ def encoder_config(arg: str = "") -> ml_collections.ConfigDict:
         widths = dict(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
     else:
         widths = dict(stage_sizes=(1, 1), widths=(16, 32), stem_width=16, norm_groups=8)
+    # input_means: the pooled features also carry each input channel's mean over space
+    # (pimc_jax.models.ResNetEncoder), set for the plot tower by model_config.
     return ml_collections.ConfigDict(
-        dict(stem_kernel=3, stem_stride=1, stem_pool=False, **widths)
+        dict(stem_kernel=3, stem_stride=1, stem_pool=False, input_means=False, **widths)
     )
 
 
