@@ -507,7 +507,8 @@ def test_train_supervised_compiles_one_step_for_sets_of_nearly_one_size():
     ]
     after = finetune._training_step.cache_info()
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
-    _, step = finetune._training_step(_linear, "mse", None, (0.05, None, 0.0), (3, 0), None, 0.0)
+    key = (_linear, "mse", None, (0.05, None, 0.0), (3, 0), None, 0.0, 0.0)
+    _, step = finetune._training_step(*key)  # the call train_supervised made
     assert step._cache_size() == 1  # 30 and 31 rows padded to one shape
     assert not np.allclose(fits[0]["w"], 0.0) and not np.allclose(fits[0]["w"], fits[1]["w"])
 
