@@ -100,14 +100,14 @@ class ResNetEncoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        means = x.mean(dim=(2, 3))
+        means = x.mean(dim=(2, 3)) if self.input_means else None
         x = F.relu(self.stem_norm(self.stem(x)))
         if self.stem_pool:
             top, bottom = _same_padding(x.shape[2], 3, 2)
             left, right = _same_padding(x.shape[3], 3, 2)
             x = F.max_pool2d(F.pad(x, (left, right, top, bottom), value=-float("inf")), 3, 2)
         pooled = self.blocks(x).mean(dim=(2, 3))
-        return torch.cat([pooled, means], dim=1) if self.input_means else pooled
+        return pooled if means is None else torch.cat([pooled, means], dim=1)
 
 
 class ProjectionHead(nn.Module):

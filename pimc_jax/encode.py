@@ -65,6 +65,7 @@ from pimc_jax.data.views import (
     _reflect_index,
     extract_crops,
     median_composite,
+    pad_rows,
     s1_image_dates,
     s2_image_days,
 )
@@ -152,13 +153,6 @@ def _bucket(n: int) -> int:
     return max(_MIN_BUCKET, 1 << (n - 1).bit_length())
 
 
-def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
-    """Pads axis 0 to ``rows`` by repeating the last row (keeps values valid)."""
-    if array.shape[0] == rows:
-        return array
-    return np.concatenate([array, np.repeat(array[-1:], rows - array.shape[0], axis=0)], axis=0)
-
-
 def _chunked(
     fn, arrays: Sequence[np.ndarray], progress: bool | None = False, desc: str = ""
 ) -> tuple[np.ndarray, ...]:
@@ -180,7 +174,7 @@ def _chunked(
     for start in starts:
         chunk = [a[start : start + _MAX_CHUNK] for a in arrays]
         rows = chunk[0].shape[0]
-        padded = [_pad_rows(a, _bucket(rows)) for a in chunk]
+        padded = [pad_rows(a, _bucket(rows)) for a in chunk]
         pieces.append([np.asarray(out)[:rows] for out in fn(*padded)])
     return tuple(np.concatenate(parts) for parts in zip(*pieces, strict=True))
 

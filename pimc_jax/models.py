@@ -170,7 +170,7 @@ class ResNetEncoder(nn.Module):
                 f"stage_sizes {tuple(self.stage_sizes)} and widths {tuple(self.widths)} "
                 "must have the same length"
             )
-        means = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        means = jnp.mean(x.astype(jnp.float32), axis=(1, 2)) if self.input_means else None
         x = x.astype(self.dtype)
         k, s = self.stem_kernel, self.stem_stride
         plain = self.norm_groups == 0
@@ -186,7 +186,7 @@ class ResNetEncoder(nn.Module):
                 strides = 2 if stage > 0 and block == 0 else 1
                 x = ResidualBlock(width, strides, self.norm_groups, self.dtype)(x)
         pooled = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
-        return jnp.concatenate([pooled, means], axis=-1) if self.input_means else pooled
+        return pooled if means is None else jnp.concatenate([pooled, means], axis=-1)
 
 
 class ProjectionHead(nn.Module):
@@ -386,8 +386,9 @@ class ModelSpec:
 
     def feature_dim(self, tower: str) -> int:
         """``F``, the width of ``tower``'s backbone features (``"rp"`` or ``"image"``)."""
+        view = self.tower_view(tower)  # checks the name
         encoder = self.rp_encoder if tower == "rp" else self.image_encoder
-        extra = self.view_input_shape(self.tower_view(tower))[-1] if encoder.input_means else 0
+        extra = self.view_input_shape(view)[-1] if encoder.input_means else 0
         return encoder.widths[-1] + extra
 
     def tower_view(self, tower: str) -> str:

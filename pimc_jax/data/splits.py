@@ -67,3 +67,8 @@ def stratified_folds(labels: np.ndarray, num_folds: int, seed: int) -> list[np.n
         fold_of[rows] = (offset + np.arange(rows.size)) % num_folds
         offset = (offset + rows.size) % num_folds
     return [np.flatnonzero(fold_of == fold) for fold in range(num_folds)]
+
+
+def subset_rows(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """``rows`` (indices or a mask) of every ``(N, ...)`` array of ``arrays``."""
+    return {key: value[rows] for key, value in arrays.items()}

@@ -221,6 +221,14 @@ def median_composite(bands: np.ndarray) -> np.ndarray:
         return np.nanmedian(bands, axis=0).astype(np.float32)
 
 
+def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    """Pads axis 0 to ``rows`` by repeating the last row (padding stays valid model input),
+    so that batches of nearby sizes share one compiled shape."""
+    if array.shape[0] == rows:
+        return array
+    return np.concatenate([array, np.repeat(array[-1:], rows - array.shape[0], axis=0)], axis=0)
+
+
 def pad_series(bands: np.ndarray, dates: np.ndarray, max_dates: int) -> dict[str, np.ndarray]:
     """Pads (or evenly subsamples) band series to exactly ``max_dates`` dates.
 

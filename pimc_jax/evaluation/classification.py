@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from pimc_jax.data.splits import stratified_folds
+from pimc_jax.data.splits import stratified_folds, subset_rows
 from pimc_jax.evaluation.encoders import check_protocol
 from pimc_jax.evaluation.finetune import (
     class_weights,
@@ -132,10 +132,10 @@ def _cross_fitted(
     probabilities = np.zeros((test["labels"].shape[0], num_classes), np.float64)
     out_of_fold = np.empty(everything.size, np.int64)
     for member, part in enumerate(parts):
-        held_out = _rows(pool, part)
+        held_out = subset_rows(pool, part)
         trained = fit(
             member,
-            _rows(pool, np.setdiff1d(everything, part)),
+            subset_rows(pool, np.setdiff1d(everything, part)),
             held_out,
             name=f"finetune member {member + 1}/{len(parts)}",
         )
@@ -167,10 +167,6 @@ def ensemble_parts(labels: np.ndarray, members: int, seed: int) -> list[np.ndarr
             f"rows, got {labels.shape[0]}"
         )
     return stratified_folds(labels, members, seed)
-
-
-def _rows(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    return {key: value[rows] for key, value in arrays.items()}
 
 
 def selection_score(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from pimc_jax.data.views import pad_rows
 from pimc_jax.evaluation.towers import Forward, predict
 from pimc_jax.optim import adamw, warmup_cosine
 from pimc_jax.preprocessing import augment_series
@@ -124,11 +125,6 @@ def _negative_loss(loss: str, outputs: np.ndarray, targets: np.ndarray) -> float
 _ROW_BUCKET = 32
 
 
-def _pad_rows(array: np.ndarray, padding: int) -> np.ndarray:
-    """``array`` with ``padding`` copies of its last row appended."""
-    return np.concatenate([array, np.repeat(array[-1:], padding, axis=0)]) if padding else array
-
-
 @functools.lru_cache(maxsize=8)
 def _training_step(
     forward: Forward,
@@ -138,7 +134,7 @@ def _training_step(
     schedule: tuple[int, int],
     augment: Augment | None,
     ema_decay: float,
-    label_smoothing: float = 0.0,
+    label_smoothing: float,
 ) -> tuple[optax.GradientTransformation, Callable[..., Any]]:
     """The optimizer and the jitted step of :func:`train_supervised`, built once per setting.
 
@@ -291,11 +287,9 @@ def train_supervised(
     # Rows padded to a multiple of _ROW_BUCKET (never gathered: the step draws row indices
     # below ``num``), so models trained on sets of nearly the same size, such as the
     # members of a cross-fitted ensemble, share one compiled step.
-    padding = -num % _ROW_BUCKET
-    data = jax.device_put(
-        {key: _pad_rows(np.asarray(value), padding) for key, value in inputs.items()}
-    )
-    labels = jax.device_put(_pad_rows(np.asarray(targets), padding))
+    padded = num + -num % _ROW_BUCKET
+    data = jax.device_put({k: pad_rows(np.asarray(v), padded) for k, v in inputs.items()})
+    labels = jax.device_put(pad_rows(np.asarray(targets), padded))
     weights = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
     key = jax.random.key(seed)
 

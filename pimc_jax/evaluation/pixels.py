@@ -28,7 +28,7 @@ from pimc_jax.data import load_patches
 from pimc_jax.data.classes import PASTIS_CLASS_NAMES, SYNTHETIC_CLASS_NAMES
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.radar import check_s1_setting, pixel_s1_series
-from pimc_jax.data.splits import stratified_folds, stratified_split
+from pimc_jax.data.splits import stratified_folds, stratified_split, subset_rows
 from pimc_jax.data.statistics import image_statistics, s1_spec_facts
 from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, MAX_CLASSES, load_pixel_npz
 from pimc_jax.data.views import check_views, pad_series
@@ -160,10 +160,6 @@ class PixelSplits:
         return list(zip(SPLITS, (self.train, self.val, self.test), strict=True))
 
 
-def _subset(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    return {key: value[rows] for key, value in arrays.items()}
-
-
 def _class_names(name: str, num_classes: int, given: Sequence[str] | None) -> tuple[str, ...]:
     if given is not None:
         names = tuple(given)
@@ -180,7 +176,7 @@ def _excluded(
     arrays: dict[str, np.ndarray], exclude_classes: Sequence[int]
 ) -> dict[str, np.ndarray]:
     keep = ~np.isin(arrays["labels"], np.asarray(list(exclude_classes), np.int64))
-    return _subset(arrays, np.flatnonzero(keep))
+    return subset_rows(arrays, np.flatnonzero(keep))
 
 
 def _npz_arrays(
@@ -228,7 +224,7 @@ def _seeded_split(
 ) -> list[dict[str, np.ndarray]]:
     """Train, val[, test] subsets of ``arrays`` by :func:`seeded_split_rows`."""
     rows = seeded_split_rows(arrays["labels"], data, with_test=with_test)
-    return [_subset(arrays, r) for r in rows]
+    return [subset_rows(arrays, r) for r in rows]
 
 
 def _npz_splits(
@@ -288,7 +284,7 @@ def _patch_splits(
     if np.all(fold == 0):  # patches without folds (a user folder)
         splits = _seeded_split(pixels, data, with_test=True)
     else:
-        splits = [_subset(pixels, np.flatnonzero(np.isin(fold, folds[n]))) for n in SPLITS]
+        splits = [subset_rows(pixels, np.flatnonzero(np.isin(fold, folds[n]))) for n in SPLITS]
     return splits, patches[0].band_names, image_mean, image_std, s1_facts
 
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pimc_jax.data.views import pad_rows
 from pimc_jax.models import PIMC, ModelSpec, PIMCParams
 from pimc_jax.preprocessing import view_inputs
 
@@ -118,11 +119,7 @@ def predict(
     for start in range(0, num, batch_size):
         chunk = {key: value[start : start + batch_size] for key, value in arrays.items()}
         rows = next(iter(chunk.values())).shape[0]
-        if rows < batch_size:  # pad with the last row: one compiled shape
-            chunk = {
-                key: np.concatenate([v, np.repeat(v[-1:], batch_size - rows, axis=0)])
-                for key, v in chunk.items()
-            }
+        chunk = {key: pad_rows(value, batch_size) for key, value in chunk.items()}
         outputs.append(np.asarray(apply(params, chunk))[:rows])
     if not outputs:
         raise ValueError("predict needs at least one row")
