@@ -6,7 +6,7 @@ dB) at the S1 date nearest to the Sentinel-2 image date, tower 2 (``image_encode
 Sentinel-2 crop; pairs whose nearest S1 date is more than ``data.s1_max_gap_days`` away
 are dropped. ``data.s1="both"`` loads both PASTIS-R orbits (or synthetic radar). Other
 pairings: ``--config.model.views='("s1_rp","s2_image")'`` or ``'("s2_rp","s1_image")'``
-(README, "Views"). Variants: see :mod:`pimc_jax.defaults` (``:tiny`` for seconds-long runs).
+(docs/views.md). Variants: see :mod:`pimc_jax.defaults` (``:tiny`` for seconds-long runs).
 """
 
 import ml_collections

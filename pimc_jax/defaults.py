@@ -63,8 +63,8 @@ def data_config(arg: str = "") -> ml_collections.ConfigDict:
     data.s1_max_gap_days = 6
     # s1_rp series: each date's backscatter averaged in linear power over the odd
     # s1_multilook × s1_multilook window around the pixel (a speckle filter; 1 = the pixel
-    # alone). 3 took s1_rp ↔ s2_image retrieval from 3–5× to 5–7× chance and kept the best
-    # validation probe of 1, 3 and 5 (README, Views).
+    # alone). A single radar pixel is speckle-bound; 3 was chosen on the probe's validation
+    # split among 1, 3 and 5 (docs/views.md).
     data.s1_multilook = 3
     data.crop_size = 16
     data.num_threads = 2
@@ -110,8 +110,7 @@ def model_config(arg: str = "") -> ml_collections.ConfigDict:
     model.s1_indices = ("auto",)
     model.rp_encoder = encoder_config(arg)
     # The plot tower's features end in each plot channel's mean (a level plot's is the
-    # series' mean level), which its GroupNorm would otherwise take out: +0.4 and +1.2
-    # points of accuracy on two fold seeds of the real development pixels (README).
+    # series' mean level), which its GroupNorm would otherwise take out (docs/real_pixels.md).
     model.rp_encoder.input_means = "paper" not in variants
     model.image_encoder = encoder_config(arg)
     model.head_hidden_dims = (64,)
@@ -132,8 +131,8 @@ def model_config(arg: str = "") -> ml_collections.ConfigDict:
         model.indices = ("ndvi", "evi", "savi")
         model.rp_channels = ("distance",)
         model.rp_span = "valid"
-    # S: series are resampled to S steps, S×S plots (12: a year of monthly composites; the
-    # real-pixel benchmark scored 12 above 16 and 24, README "Real pixels").
+    # S: series are resampled to S steps, S×S plots (12: a year of monthly composites;
+    # chosen on real pixels, docs/real_pixels.md).
     model.rp_size = 12
     model.rp_normalize = False  # unthresholded |x_i - x_j| plots
     model.rp_dimension = 1
@@ -213,13 +212,11 @@ def evaluation_config(task: str, protocol: str, arg: str = "") -> ml_collections
 def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
     """``protocol=finetune``: the tower's backbone plus a linear head, AdamW, warmup-cosine.
 
-    Chosen with ``bench/pixel_benchmark.py`` on the 5-fold means of the real development
-    pixel file (README, "Real pixels"): the classification tasks fine-tune a cross-fitted
-    ensemble of five members, each keeping the best held-out step of an exponential
-    moving average of its weights (decay 0.98; forecasting trains one model); class
-    weighting (``sqrt_inverse``) raised macro-F1 but cost more accuracy than it gave, label
-    smoothing (0.1) cost a point of accuracy, and series augmentation changed nothing
-    beyond the spread, so all three are off.
+    The classification tasks fine-tune a cross-fitted ensemble of five members, each
+    keeping the best held-out step of an exponential moving average of its weights
+    (forecasting trains one model); class weighting, label smoothing and series
+    augmentation are off. Chosen with ``bench/pixel_benchmark.py`` on real pixels; the
+    measurements are in ``docs/real_pixels.md``.
     """
     tune = ml_collections.ConfigDict(
         dict(
