@@ -20,14 +20,22 @@ Integrity: ``meta`` also holds ``digests``, a SHA-256 per saved array (over its 
 shape and bytes, keyed by item and leaf path). Every read verifies them; a step whose
 meta or arrays cannot be read, or whose arrays do not match their digests, is reported
 in one ``logging.warning`` line and skipped for the newest good step (resume and
-:func:`load_params` on a workdir). Bad steps are never deleted or modified. Older
+:func:`load_params` on a workdir). Bad steps are never deleted or modified; a training run
+resuming past bad newest steps moves them aside to ``checkpoints/<step>.corrupt-<time>``
+(:meth:`CheckpointStore.set_aside_bad_steps`) so that it can write those steps again. Older
 checkpoints without digests still load, unverified.
+
+Finiteness: a state whose params or optimizer state hold NaN or inf is never saved
+(:class:`NonFiniteStateError`, naming the step and the first such leaf), and a saved step
+holding one (written before this check existed) is refused on every read, as a corrupt
+step is (:class:`NonFiniteCheckpointError`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from typing import Any
 
 import jax
@@ -35,6 +43,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
 from orbax.checkpoint import path as ocp_path
 
 from pimc_jax import storage
@@ -55,6 +64,56 @@ class CorruptCheckpointError(ValueError):
             f"Checkpoint {step_dir} could not be restored ({reason}); it may be incomplete "
             "or corrupt and was left untouched"
         )
+
+
+class NonFiniteCheckpointError(CorruptCheckpointError):
+    """A saved step whose arrays hold NaN or inf (a diverged run); its message is one line."""
+
+    def __init__(self, step_dir: os.PathLike, leaf: str):
+        self.step_dir = step_dir
+        self.leaf = leaf
+        self.reason = f"non-finite values (NaN or inf) in {leaf}: the run had diverged"
+        ValueError.__init__(
+            self,
+            f"Checkpoint {step_dir} holds non-finite values (NaN or inf) in {leaf}: the run "
+            "had diverged when it was saved; use an earlier step, or retrain with a lower "
+            "--config.optimizer.learning_rate",
+        )
+
+
+class NonFiniteStateError(ValueError):
+    """A training state with NaN or inf in its params or optimizer state (not saved)."""
+
+    def __init__(self, step: int, leaf: str):
+        self.step = int(step)
+        self.leaf = leaf
+        super().__init__(
+            f"step {step} was not saved: {leaf} holds non-finite values (NaN or inf), the "
+            "training diverged; lower --config.optimizer.learning_rate (or set "
+            "--config.optimizer.grad_clip_norm) and rerun, which resumes from the last good "
+            "checkpoint"
+        )
+
+
+def first_nonfinite_leaf(tree: Any, prefix: str = "") -> str | None:
+    """``prefix/<leaf path>`` of the first floating-point leaf of ``tree`` holding NaN or
+    inf, else ``None`` (integer and boolean leaves are always finite)."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        array = np.asarray(leaf)
+        if not jax.numpy.issubdtype(array.dtype, jax.numpy.inexact):
+            continue
+        if array.dtype.kind not in "fc":  # bfloat16 and other ml_dtypes floats
+            array = array.astype(np.float32)
+        if not np.isfinite(array).all():
+            return f"{prefix}/{_leaf_key(path)}" if prefix else _leaf_key(path)
+    return None
+
+
+def _check_finite(step_dir: epath.Path, item: str, tree: Any) -> None:
+    """Raises :class:`NonFiniteCheckpointError` if a restored item holds NaN or inf."""
+    leaf = first_nonfinite_leaf(tree, item)
+    if leaf is not None:
+        raise NonFiniteCheckpointError(step_dir, leaf)
 
 
 _REASON_LIMIT = 400  # characters of an error kept in a corrupt step's one-line reason
@@ -147,12 +206,17 @@ class CheckpointStore:
             item_names=_ITEMS,
         )
 
-    def latest(self) -> tuple[int, dict[str, Any]] | None:
-        """``(step, meta)`` of the newest step whose meta and arrays read back and match
-        their digests.
+    def latest(self, *, set_aside: bool = False) -> tuple[int, dict[str, Any]] | None:
+        """``(step, meta)`` of the newest step whose meta and arrays read back, match
+        their digests and are finite.
 
         Reads every array of each step it checks. Bad steps are reported (one warning
-        each) and skipped, never changed. ``None`` if there is no checkpoint at all.
+        each) and skipped. ``None`` if there is no checkpoint at all.
+
+        Args:
+          set_aside: move the bad steps newer than the one returned to
+            ``<step>.corrupt-<time>`` beside them (never deleted), so that a resumed run
+            can save those steps again. Otherwise nothing is changed.
 
         Raises:
           ValueError: checkpoints exist but none of them is good.
@@ -160,9 +224,18 @@ class CheckpointStore:
         steps = sorted(self.manager.all_steps(), reverse=True)
         if not steps:
             return None
-        return _first_good(
+        good = _first_good(
             self.directory, [self.directory / str(step) for step in steps], _verify_step
         )
+        bad = [step for step in steps if step > good[0]]
+        if set_aside and bad:
+            if jax.process_index() == 0:
+                for step in bad:
+                    set_aside_step(self.directory / str(step))
+            if jax.process_count() > 1:
+                multihost_utils.sync_global_devices("pimc_jax_set_aside_bad_steps")
+            self.manager.reload()
+        return good
 
     def latest_step(self) -> int | None:
         """The step of :meth:`latest` (``None`` if there is no checkpoint at all)."""
@@ -183,7 +256,16 @@ class CheckpointStore:
 
         ``meta`` records the SHA-256 digest of every array. A step whose directory already
         exists (e.g. a corrupt one skipped at resume) is left alone and not saved.
+
+        Raises:
+          NonFiniteStateError: ``params`` or ``opt_state`` holds NaN or inf (nothing is
+            written).
         """
+        leaf = first_nonfinite_leaf(params, "params") or first_nonfinite_leaf(
+            opt_state, "opt_state"
+        )
+        if leaf is not None:
+            raise NonFiniteStateError(step, leaf)
         if int(step) in self.manager.all_steps():
             logging.warning(
                 "Not saving step %d: %s already exists (left untouched).",
@@ -228,6 +310,8 @@ class CheckpointStore:
         meta = _checked_meta(step_dir, restored.meta)
         _verify_digests(step_dir, "params", params, meta)
         _verify_digests(step_dir, "opt_state", opt_state, meta)
+        _check_finite(step_dir, "params", params)
+        _check_finite(step_dir, "opt_state", opt_state)
         return params, opt_state, _public_meta(meta)
 
     def wait(self) -> None:
@@ -236,6 +320,25 @@ class CheckpointStore:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def set_aside_step(step_dir: epath.Path) -> epath.Path:
+    """Renames a bad step directory to ``<step>.corrupt-<UTC time>`` (never deleted); one
+    warning line names both paths. Returns the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = step_dir.parent / f"{step_dir.name}.corrupt-{stamp}"
+    suffix = 1
+    while target.exists():
+        target = step_dir.parent / f"{step_dir.name}.corrupt-{stamp}.{suffix}"
+        suffix += 1
+    step_dir.rename(target)
+    logging.warning(
+        "Moved bad checkpoint %s aside to %s (kept, not deleted) so step %s can be saved again.",
+        step_dir,
+        target,
+        step_dir.name,
+    )
+    return target
 
 
 def checkpoint_steps(path: str | os.PathLike) -> list[int]:
@@ -363,7 +466,9 @@ def _verify_step(step_dir: epath.Path) -> dict[str, Any]:
             handler.close()
         restored = _restore_items(step_dir, **items)
         for item in items:
-            _verify_digests(step_dir, item, _to_host(restored[item]), meta)
+            host = _to_host(restored[item])
+            _verify_digests(step_dir, item, host, meta)
+            _check_finite(step_dir, item, host)
     except Exception as error:
         raise _as_corrupt(step_dir, error) from error
     return _public_meta(meta)
@@ -378,6 +483,7 @@ def _load_step(step_dir: epath.Path) -> tuple[PIMCParams, dict[str, Any], epath.
         restored = _restore_items(step_dir, params=ocp.args.StandardRestore(_abstract(params_like)))
         host = _to_host(restored.params)
         _verify_digests(step_dir, "params", host, meta)
+        _check_finite(step_dir, "params", host)
     except Exception as error:
         raise _as_corrupt(step_dir, error) from error
     params = PIMCParams(variables=jax.device_put(host), spec=spec)

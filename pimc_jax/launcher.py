@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import logging as py_logging
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from absl import flags, logging
 from pimc_jax import parallel, storage
 from pimc_jax.evaluation import EVAL_TASKS, run_evaluation
 from pimc_jax.evaluation.encoders import RANDOM_INIT
-from pimc_jax.train import pretrain
+from pimc_jax.train import TrainingInterrupted, pretrain
 
 # Every job launch.py runs, by ``config.task``: pre-training, then the evaluations.
 TASKS: tuple[str, ...] = ("pretrain", *EVAL_TASKS)
@@ -141,6 +144,57 @@ def user_error_line(error: BaseException) -> str:
     return f"FATAL: {type(error).__name__}: {message}"
 
 
+def os_error_in(error: BaseException) -> OSError | None:
+    """The first ``OSError`` in ``error``'s chain (itself, its cause or context), else None.
+
+    Libraries that write asynchronously (Orbax) re-raise a failed write wrapped in their
+    own exception types; the disk-full or permission error is in the chain.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _free_space(path: str) -> str:
+    """``"1.2 GiB free on /mount"`` for the nearest existing local ancestor of ``path``."""
+    if not path or storage.is_remote(path):
+        return ""
+    candidate = Path(path).absolute()
+    while not candidate.exists() and candidate != candidate.parent:
+        candidate = candidate.parent
+    try:
+        free = shutil.disk_usage(candidate).free
+    except OSError:
+        return ""
+    size, unit = float(free), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return (
+        f"{size:.1f} {unit} free on {candidate}" if unit != "B" else f"{free} B free on {candidate}"
+    )
+
+
+def os_error_line(error: OSError, workdir: str | None = None) -> str:
+    """``FATAL: OSError: ...`` on one line, with the path and the free space there."""
+    path = error.filename or workdir or ""
+    free = _free_space(os.fspath(path)) if path else ""
+    reason = error.strerror or str(error)
+    where = f" writing {path}" if path else ""
+    hint = (
+        "free some space or use another --workdir"
+        if error.errno == errno.ENOSPC
+        else ("check the path and its permissions")
+    )
+    details = f" ({free})" if free else ""
+    return f"FATAL: {type(error).__name__}: {reason}{where}{details}; {hint}"
+
+
 def run_cli(
     config: ml_collections.ConfigDict,
     workdir: str | None,
@@ -151,10 +205,12 @@ def run_cli(
     """:func:`run` for ``launch.py``: a user error exits 1 with one line on stderr.
 
     User errors (:data:`USER_ERRORS`: bad config values, missing files, a refused resume,
-    an unknown task, an unusable workdir or data location) print
+    an unknown task, an unusable workdir or data location) and operating-system errors
+    (a full disk, a denied permission: any ``OSError`` in the exception's chain) print
     ``FATAL: <Type>: <message>`` without a traceback; with ``verbosity >= 1``
     (``--verbosity=1``) they propagate, traceback included, as any other (internal)
-    exception always does.
+    exception always does. Ctrl-C exits 130: during pre-training after saving the step
+    it reached (one warning line says so), before that with one line.
     """
     try:
         config_file = Path(config_path.partition(":")[0])
@@ -162,12 +218,30 @@ def run_cli(
             # config_flags defers this error to the config's first use, with a traceback.
             raise FileNotFoundError(f"no config file {config_file} (--config)")
         return run(config, workdir, config_path=config_path)
+    except TrainingInterrupted:
+        if verbosity >= 1:
+            raise
+        sys.exit(130)  # the loop logged its one line (the step saved, rerun to resume)
+    except KeyboardInterrupt:
+        if verbosity >= 1:
+            raise
+        sys.stderr.write("Interrupted (Ctrl-C) before training started; nothing was saved.\n")
+        sys.exit(130)
     except USER_ERRORS as error:
         if verbosity >= 1:
             raise
-        sys.stderr.write(user_error_line(error) + "\n")
-        sys.stderr.flush()
-        sys.exit(1)
+        _fatal(user_error_line(error))
+    except Exception as error:
+        os_error = os_error_in(error)
+        if verbosity >= 1 or os_error is None:
+            raise
+        _fatal(os_error_line(os_error, workdir))
+
+
+def _fatal(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+    sys.exit(1)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | None, *, config_path: str = "") -> dict:

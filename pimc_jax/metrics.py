@@ -33,7 +33,7 @@ from typing import Any, Self, TextIO
 
 import numpy as np
 from tensorboardX import RecordWriter
-from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboardX.proto.tensor_pb2 import TensorProto
 from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
@@ -134,9 +134,13 @@ class TensorBoardWriter(_AppendOnlyFile):
     Args:
       logdir: directory for the event file; created if missing. A ``gs://`` URL writes
         the file there (module docstring).
+      purge_step: a resumed run's first step: a ``SessionLog.START`` event at that step
+        makes TensorBoard drop the events of earlier runs' files from this step on, so a
+        step trained again appears once.
     """
 
-    def __init__(self, logdir: str | os.PathLike[str]) -> None:
+    def __init__(self, logdir: str | os.PathLike[str], *, purge_step: int | None = None) -> None:
+        self._purge_step = purge_step
         self.logdir = os.fspath(logdir)
         self._file: RecordWriter | _RemoteRecords | None
         if storage.is_remote(self.logdir):
@@ -157,7 +161,14 @@ class TensorBoardWriter(_AppendOnlyFile):
         self.path = path
         # An absolute path keeps tensorboardX from routing a "gs:..."/"s3:..." name remotely.
         self._file = RecordWriter(os.path.abspath(path))
+        self._start()
+
+    def _start(self) -> None:
+        """The file-version event, and the purge event of a resumed run."""
         self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if self._purge_step is not None:
+            start = SessionLog(status=SessionLog.START)
+            self._write(Event(wall_time=time.time(), step=self._purge_step, session_log=start))
 
     def _open_remote(self) -> None:
         """The event file under a remote ``logdir``: the first free name, written at once."""
@@ -168,7 +179,7 @@ class TensorBoardWriter(_AppendOnlyFile):
             suffix += 1  # only the main process writes, so checking first is enough
         self.path = os.fspath(directory / (f"{base}.{suffix}" if suffix else base))
         self._file = _RemoteRecords(self.path)
-        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self._start()
 
     def _write(self, event: Event) -> None:
         """Appends ``event`` as one TFRecord and flushes it to disk."""
@@ -202,6 +213,28 @@ class TensorBoardWriter(_AppendOnlyFile):
         self._write(Event(wall_time=time.time(), step=int(step), summary=summary))
 
 
+def _line_step(line: str) -> int | None:
+    """The ``step`` of one metrics line, or None if it has none (or does not parse)."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None
+
+
+def _cut_jsonl(path: str, last_step: int) -> None:
+    """Drops the lines of ``path`` whose step is after ``last_step`` (atomic rewrite)."""
+    file = storage.as_path(path)
+    if not file.exists():
+        return
+    lines = file.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if (_line_step(line) or 0) <= last_step]
+    if len(kept) == len(lines):
+        return
+    text = "".join(line if line.endswith("\n") else line + "\n" for line in kept)
+    storage.write_text_atomic(path, text)
+
+
 class JsonlWriter(_AppendOnlyFile):
     """Appends one JSON object per line, ``{"step": step, **metrics}``, flushed at each write.
 
@@ -213,11 +246,19 @@ class JsonlWriter(_AppendOnlyFile):
     Args:
       path: the ``.jsonl`` file; its directory is created if missing. A ``gs://`` URL
         writes the file there (module docstring).
+      keep_through_step: a resumed run's checkpoint step: lines of later steps (written
+        before the run stopped, and about to be trained again) are dropped first, so that
+        no step appears twice. The file is rewritten atomically; lines that do not parse
+        are kept.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, keep_through_step: int | None = None
+    ) -> None:
         self.path = os.fspath(path)
         self._file: TextIO | storage.RemoteAppendFile | None
+        if keep_through_step is not None:
+            _cut_jsonl(self.path, keep_through_step)
         if storage.is_remote(self.path):
             self._file = storage.RemoteAppendFile(self.path)
             if self._file.content and not self._file.content.endswith(b"\n"):
@@ -374,6 +415,9 @@ class MetricWriter:
       items_per_step: items per step (global batch size) for the console throughput.
       items_name: unit of the throughput.
       log: console sink for the progress line (``print`` by default).
+      resumed_at: the checkpoint step a resumed run starts from: metrics of later steps
+        are cut from ``metrics.jsonl`` and purged from TensorBoard's view, so that the
+        steps trained again appear once.
     """
 
     def __init__(
@@ -385,6 +429,7 @@ class MetricWriter:
         items_per_step: int | None = None,
         items_name: str = "pairs",
         log: Callable[[str], Any] = _print_flush,
+        resumed_at: int | None = None,
     ) -> None:
         self.workdir = os.fspath(workdir)
         self.enabled = enabled
@@ -392,8 +437,13 @@ class MetricWriter:
         self._tensorboard: TensorBoardWriter | None = None
         self._progress: ProgressLogger | None = None
         if enabled:
-            self._jsonl = JsonlWriter(os.path.join(self.workdir, "metrics.jsonl"))
-            self._tensorboard = TensorBoardWriter(os.path.join(self.workdir, "tensorboard"))
+            self._jsonl = JsonlWriter(
+                os.path.join(self.workdir, "metrics.jsonl"), keep_through_step=resumed_at
+            )
+            self._tensorboard = TensorBoardWriter(
+                os.path.join(self.workdir, "tensorboard"),
+                purge_step=None if resumed_at is None else resumed_at + 1,
+            )
             self._progress = ProgressLogger(
                 total_steps, log=log, items_per_step=items_per_step, items_name=items_name
             )

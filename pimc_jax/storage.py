@@ -216,6 +216,28 @@ class RemoteAppendFile:
         self.close()
 
 
+def write_text_atomic(path: PathLike, text: str) -> None:
+    """Writes ``text`` to ``path`` so that a reader (or a crash) sees the old content or the
+    new one, never an empty or partial file: locally through a temporary file in the same
+    directory, flushed and renamed over ``path``; an object store's upload is atomic."""
+    if is_remote(path):
+        as_path(path).write_text(text)
+        return
+    target = Path(path)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # as open() would make it (mkstemp makes 0600)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 def append_text(path: PathLike, text: str) -> None:
     """Appends ``text`` to the file ``path`` (created if missing), local or remote."""
     if is_remote(path):

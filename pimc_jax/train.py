@@ -12,6 +12,12 @@ new total). Any other changed key (seed, batch size, ``optimizer.*``, ``data.*``
 ``config.resume_allow_changes=True``. ``config.json`` keeps the first run's config and
 each resume writes ``config.<step>.json`` beside it (``<step>``: the step it resumed at).
 
+Faults: one run per workdir (:mod:`pimc_jax.workdir_lock`); bad newest checkpoints are moved
+aside on resume (:meth:`~pimc_jax.checkpoint.CheckpointStore.latest`); the run stops at the
+first non-finite loss (:class:`TrainingDivergedError`) and never saves a non-finite state;
+SIGTERM and Ctrl-C save the step reached and stop (Ctrl-C then raises
+:class:`TrainingInterrupted`, which ``launch.py`` turns into exit status 130).
+
 The workdir may be a local path or a ``gs://`` URL (:mod:`pimc_jax.storage`): checkpoints,
 configs, ``metrics.jsonl`` and TensorBoard events all go there.
 
@@ -48,10 +54,12 @@ from pimc_jax.data.pipeline import PairBatches
 from pimc_jax.data.radar import check_s1_setting
 from pimc_jax.data.statistics import image_statistics, s1_spec_facts
 from pimc_jax.data.views import S1_VIEWS, check_views
+from pimc_jax.indices import resolve_image_bands
 from pimc_jax.metrics import MetricWriter
 from pimc_jax.models import LEGACY_SPEC_FIELDS, ModelSpec
 from pimc_jax.optim import learning_rate_schedule, make_optimizer
 from pimc_jax.step import TrainState, create_train_state, make_parallel_step
+from pimc_jax.workdir_lock import WorkdirLock
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,13 +82,14 @@ def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
     patches = load_patches(
         config.data, process_index=jax.process_index(), process_count=jax.process_count()
     )
-    image_mean, image_std = image_statistics(patches, tuple(config.data.image_bands))
+    image_bands = resolve_image_bands(config.data.image_bands, patches[0].band_names)
+    image_mean, image_std = image_statistics(patches, image_bands)
     views = _config_views(config)
     sampler = PairSampler(
         patches,
         pixels_per_patch=config.data.pixels_per_patch,
         crop_size=config.data.crop_size,
-        image_bands=tuple(config.data.image_bands),
+        image_bands=image_bands,
         max_dates=config.data.max_dates,
         sampling=config.data.sampling,
         image_date=config.data.image_date,
@@ -101,26 +110,35 @@ def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
 
 
 class _Preemption:
-    """Turns SIGTERM into a flag the loop checks, so it can checkpoint and exit cleanly."""
+    """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks, so it can checkpoint
+    and exit cleanly. A second Ctrl-C stops at once (``KeyboardInterrupt``)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.signal: str | None = None  # the name of the first signal received
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Preemption:
         try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         except ValueError:  # Not the main thread: leave signals alone.
-            self._previous = None
+            pass
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        name = signal.Signals(signum).name
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        logging.warning("%s received: saving a checkpoint and stopping.", name)
         self.requested = True
+        self.signal = self.signal or name
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
     def agreed(self, check_peers: bool) -> bool:
         """True once any process was asked to stop.
@@ -328,13 +346,42 @@ _METRIC_ORDER = (
 )
 
 
+class TrainingDivergedError(ValueError):
+    """The loss became NaN or inf: the run stops there (its message is one line)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped the run after it saved its state (``launch.py`` exits 130)."""
+
+
 def _host_metrics(metrics: Any) -> dict[str, float]:
-    """First device's copy of the (replicated) step metrics, in display order; NaN → error."""
-    values = {k: float(np.asarray(metrics[k][0])) for k in _METRIC_ORDER}
-    bad = [k for k, v in values.items() if not np.isfinite(v)]
-    if bad:
-        raise FloatingPointError(f"Non-finite training metrics {bad}: {values}")
-    return values
+    """First device's copy of the (replicated) step metrics, in display order."""
+    return {k: float(np.asarray(metrics[k][0])) for k in _METRIC_ORDER}
+
+
+def _first_device_loss(metrics: Any) -> float:
+    """The step's loss (identical on every device), read from the first device's copy."""
+    return float(np.asarray(metrics["loss"].addressable_data(0)).reshape(-1)[0])
+
+
+def _diverged(
+    step: int,
+    loss: float,
+    config: ml_collections.ConfigDict,
+    last_saved: int | None,
+    directory: epath.Path,
+) -> TrainingDivergedError:
+    """The one-line error for a non-finite loss at ``step``."""
+    saved = (
+        f"the last checkpoint is step {last_saved} in {directory}"
+        if last_saved is not None
+        else "no checkpoint was saved"
+    )
+    return TrainingDivergedError(
+        f"the loss is {loss} at step {step}: the training diverged and stopped there without "
+        f"saving ({saved}); lower --config.optimizer.learning_rate (now "
+        f"{config.optimizer.learning_rate}) and rerun"
+    )
 
 
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -347,14 +394,22 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     Returns:
       The metrics of the last logged step (empty if no step ran).
     """
+    validate_pretrain_config(config)
+    _check_batch_size(config)
+    # One run per workdir (pimc_jax.workdir_lock): a second one is refused in one line.
+    with WorkdirLock(workdir, enabled=parallel.is_main_process()):
+        return _pretrain(config, workdir)
+
+
+def _pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """:func:`pretrain` once the config is checked and the workdir locked."""
     workdir_path = storage.as_path(workdir)
     is_main = parallel.is_main_process()
-    validate_pretrain_config(config)
     per_host_batch = _check_batch_size(config)
 
     store = CheckpointStore(workdir_path, max_to_keep=config.keep_checkpoints)
     try:
-        newest = store.latest()
+        newest = store.latest(set_aside=True)
         latest, saved_meta = newest if newest is not None else (None, {})
         # The resume policy first, before any data is loaded (module docstring).
         if latest is not None:
@@ -407,7 +462,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
         workdir_path.mkdir(parents=True, exist_ok=True)
         first = workdir_path / "config.json"
         name = f"config.{start_step}.json" if start_step and first.exists() else "config.json"
-        (workdir_path / name).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        storage.write_text_atomic(
+            workdir_path / name, json.dumps(config.to_dict(), indent=2) + "\n"
+        )
 
     batches = PairBatches(
         setup.sampler,
@@ -421,7 +478,12 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     parallel_step = make_parallel_step(spec, optimizer, augment=config.augment)
     replicated_state = parallel.replicate(state)
     replicated_rng = parallel.replicate(jax.random.key_data(step_rng))
-    writer = MetricWriter(workdir_path, total_steps=config.total_steps, enabled=is_main)
+    writer = MetricWriter(
+        workdir_path,
+        total_steps=config.total_steps,
+        enabled=is_main,
+        resumed_at=start_step if latest is not None else None,
+    )
     if is_main:
         logging.info(
             "Pre-training %d → %d steps, global batch %d over %d devices (%d processes)",
@@ -432,12 +494,25 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
             jax.process_count(),
         )
 
+    last_saved = latest
+
     def save(step: int, force: bool = False) -> None:
+        nonlocal last_saved
         host = parallel.unreplicate(replicated_state)
         store.save(step, host.params, host.opt_state, spec, config.to_dict(), force=force)
+        last_saved = step
+
+    def check_loss(step: int, step_metrics: Any) -> None:
+        loss = _first_device_loss(step_metrics)
+        if not np.isfinite(loss):
+            raise _diverged(step, loss, config, last_saved, store.directory)
 
     last_metrics: dict[str, float] = {}
     last_log: tuple[int, float] | None = None
+    # The previous step's metrics: its loss is checked once the next step is queued, so
+    # the device never waits for the host, yet no step trains on a non-finite loss's
+    # update without the run stopping right after.
+    previous: tuple[int, Any] | None = None
     # Whatever happens in the loop, let in-flight checkpoint writes finish.
     with _Preemption() as preemption:
         try:
@@ -446,7 +521,16 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
                 replicated_state, metrics = parallel_step(
                     replicated_state, parallel.shard_batch(batch), replicated_rng
                 )
+                if previous is not None:
+                    check_loss(*previous)
+                previous = (step, metrics)
                 log_step = step % config.log_every_steps == 0 or step in (1, config.total_steps)
+                stop = preemption.agreed(check_peers=log_step)
+                save_step = (
+                    step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop
+                )
+                if log_step or save_step:
+                    check_loss(step, metrics)  # these steps wait for the device anyway
                 if log_step:
                     last_metrics = _host_metrics(metrics)
                     last_metrics["learning_rate"] = float(schedule(step - 1))
@@ -458,14 +542,17 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
                         last_metrics["pairs_per_second"] = pairs / (now - last_log[1])
                     last_log = (step, now)
                     writer.write(step, last_metrics)
-                stop = preemption.agreed(check_peers=log_step)
-                if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
+                if save_step:
                     save(step, force=stop)
                 if stop:
-                    logging.warning("Stopped at step %d after SIGTERM; rerun to resume.", step)
+                    logging.warning(
+                        "Stopped at step %d after %s; rerun to resume.", step, preemption.signal
+                    )
                     break
         finally:
             batches.close()
             store.close()
             writer.close()
+    if preemption.signal == "SIGINT":
+        raise TrainingInterrupted(f"interrupted at step {last_saved}, saved; rerun to resume")
     return last_metrics
