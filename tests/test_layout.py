@@ -20,6 +20,7 @@ RANKS = {
     "metrics": 0,
     "storage": 0,
     "progress": 0,
+    "workdir_lock": 0,
     "indices": 1,
     "data": 2,
     "recurrence": 2,
