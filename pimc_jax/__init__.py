@@ -11,7 +11,8 @@ listed there) and :mod:`~pimc_jax.evaluation` (the downstream tasks and what the
 sit beside it, :mod:`~pimc_jax.parallel` is the one place devices and hosts are handled,
 and :mod:`~pimc_jax.encode` is the entry point for embedding data from other programs: a
 leaf that nothing in the package imports but :mod:`~pimc_jax.plot`, the figure command
-(``python -m pimc_jax.plot KIND --workdir=DIR``), itself a leaf.
+(``python -m pimc_jax.plot KIND --workdir=DIR``), itself a leaf over the figure library
+:mod:`~pimc_jax.figures`.
 """
 
 from pimc_jax import parallel as _parallel

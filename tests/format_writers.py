@@ -19,6 +19,8 @@ import tifffile
 from PIL import Image
 
 PASTIS_NUM_BANDS = 10
+# The archives' folder names, written out here rather than taken from
+# pimc_jax.data.classes: the loader's class table is checked against this copy.
 EUROSAT_CLASSES = (
     "AnnualCrop",
     "Forest",
