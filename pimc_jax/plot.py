@@ -59,10 +59,7 @@ from pimc_jax.evaluation.figures import (
     forecast_figure,
     save_figure,
 )
-from pimc_jax.figures import (
-    TRUE_COLOUR_BANDS,
-    PixelPlots,
-    Principal,
+from pimc_jax.figures import (  # noqa: F401 (clear_dates, pca_rgb, true_colour: re-exported)
     clear_dates,
     curves_figure,
     default_pixels,
@@ -70,10 +67,8 @@ from pimc_jax.figures import (
     pairs_figure,
     pca_rgb,
     pixel_plots,
-    principal_components,
     read_metrics,
     recurrence_figure,
-    robust_unit_scale,
     true_colour,
 )
 from pimc_jax.indices import resolve_image_bands
@@ -83,30 +78,6 @@ from pimc_jax.train import build_pretraining
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-__all__ = [
-    "DEFAULT_FILES",
-    "KINDS",
-    "TRUE_COLOUR_BANDS",
-    "PixelPlots",
-    "Principal",
-    "clear_dates",
-    "curves_figure",
-    "default_pixels",
-    "draw",
-    "embeddings_figure",
-    "main",
-    "make_figure",
-    "pairs_figure",
-    "pca_rgb",
-    "pixel_plots",
-    "principal_components",
-    "read_metrics",
-    "recurrence_figure",
-    "robust_unit_scale",
-    "run_config",
-    "true_colour",
-]
 
 KINDS: tuple[str, ...] = ("curves", "confusion", "forecast", "embeddings", "plots", "pairs")
 DEFAULT_FILES: dict[str, str] = {
