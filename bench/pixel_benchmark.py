@@ -1,33 +1,34 @@
-"""Pixel classification on a real labelled pixel file: the library against scikit-learn.
+"""Pixel classification on every real labelled pixel file: the library against the baselines.
 
-    python bench/pixel_benchmark.py DATA.npz [--folds 5] [--init_from CKPT_OR_WORKDIR]
-        [--rows rf,cnn_1d,pimc,pimc_paper] [--seeds 1] [--set finetune.steps=300 ...]
+    python bench/pixel_benchmark.py [DATA.npz ...] [--folds 5] [--seeds 3]
+        [--rows rf,lgbm,tempcnn,pimc,pimc_paper] [--init_from CKPT_OR_WORKDIR]
+        [--set KEY=VALUE ...] [--candidate NAME KEY=VALUE[,KEY=VALUE...] ...]
         [--json SCORES.json]
 
-``DATA.npz`` is a user pixel file (:func:`pimc_jax.data.user.load_pixel_npz`). Seeded
-stratified k-fold (:func:`pimc_jax.data.splits.stratified_folds` through the evaluator's
-:func:`~pimc_jax.evaluation.pixels.seeded_split_rows`, ``--eval_seed``); classes
-with fewer members than folds are dropped and listed. Every row sees the same folds:
+With no file, every labelled ``.npz`` of ``../shared/data/real/`` (user pixel format,
+:func:`pimc_jax.data.user.load_pixel_npz`). Per file: seeded stratified k-fold
+(:func:`~pimc_jax.evaluation.pixels.seeded_split_rows`, ``--eval_seed``); classes with
+fewer members than folds are dropped and listed. Every row sees the same folds; each
+row runs ``--seeds`` times per fold (the forest's ``random_state``, the learned rows'
+training seed).
 
-- ``rf``: scikit-learn RandomForest, 300 trees, on the raw band values (T × C features),
-  gaps filled with the training folds' mean of that feature.
-- ``cnn_1d``: a 1-D temporal CNN (:class:`pimc_jax.evaluation.forecasting.SeriesCNN`) on
-  the band series standardised with the training folds' statistics, gaps filled with 0.
-- ``pimc``: the library's pixel classifier, fine-tuned from random init exactly as
-  ``configs/eval_pastis_classification.py`` with ``data.name=npz``, ``protocol=finetune``,
-  ``data.cv_folds=F`` and ``data.cv_fold=i`` does it (the defaults of that config).
-- ``pimc_paper``: the same with the paper's representation (the ``:paper`` variant).
+Rows (baselines in ``bench/baselines.py``):
+
+- ``rf``: RandomForest (300 trees) on the raw band values; ``lgbm``: LightGBM on the same;
+  ``tempcnn``: TempCNN (Pelletier et al. 2019) on the standardised band series, its epoch
+  chosen on the evaluator's validation rows. The trees fit on train + val.
+- ``pimc``: the library's pixel classifier exactly as ``configs/eval_pastis_classification.py``
+  with ``data.name=npz`` and ``data.cv_folds=F data.cv_fold=i`` runs it (its defaults);
+  ``pimc_paper``: the same with the paper's representation (the ``:paper`` variant).
+- ``--candidate NAME KEY=VALUE,...``: ``pimc`` with those overrides, a row named ``NAME``.
 - with ``--init_from``: ``pimc_pretrained`` (fine-tuned from that checkpoint),
-  ``pimc_pretrained_linear`` (its frozen features, logistic-regression probe) and
-  ``pimc_linear`` (the same probe on a random-init encoder, the baseline of the last).
+  ``pimc_pretrained_linear`` (frozen features, logistic probe) and ``pimc_linear`` (the
+  same probe on a random-init encoder).
 
-The learned rows choose on pixels of the training folds only: the fine-tuned ones are
-cross-fitted ensembles (``finetune.ensemble_members``: each member trains on all but one
-part of the training folds and keeps its best step on that part, so together they fit
-on all of them, as the RandomForest does); the linear probes hold out
-``data.val_fraction`` for their L2. The table gives accuracy and macro-F1 as mean ± std
-over folds and over ``--seeds`` seeds (the forest's ``random_state`` and the learned
-rows' training seed).
+The summary gives, per file and on average over files, each row's mean accuracy and
+macro-F1 (± the standard deviation over folds × seeds), then the gap of every ``pimc*``
+row to the forest and to the best baseline, and, with candidates, leave-one-set-out: for
+each file the ``pimc*`` row with the best mean over the *other* files, scored on that file.
 """
 
 from __future__ import annotations
@@ -39,51 +40,40 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import baselines  # noqa: E402
 
 from pimc_jax.data.user import load_pixel_npz  # noqa: E402
-from pimc_jax.evaluation.classification import selection_score  # noqa: E402
 from pimc_jax.evaluation.encoders import load_encoder  # noqa: E402
-from pimc_jax.evaluation.finetune import (  # noqa: E402
-    class_weights,
-    finetune_settings,
-    train_supervised,
-)
-from pimc_jax.evaluation.forecasting import SeriesCNN  # noqa: E402
 from pimc_jax.evaluation.pixel_classification import PixelClassification  # noqa: E402
 from pimc_jax.evaluation.pixels import seeded_split_rows  # noqa: E402
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix  # noqa: E402
-from pimc_jax.evaluation.towers import predict  # noqa: E402
 from pimc_jax.launcher import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "eval_pastis_classification.py"
+REAL = ROOT.parent / "shared" / "data" / "real"
+BASELINES = ("rf", "lgbm", "tempcnn", "cnn_1d")
+
+
+def labelled_files(directory: Path = REAL) -> list[str]:
+    """Every ``.npz`` in ``directory`` holding a ``labels`` array, sorted by name."""
+    found = []
+    for path in sorted(directory.glob("*.npz")):
+        with np.load(path, allow_pickle=False) as data:
+            if "labels" in data.files and "bands" in data.files:
+                found.append(str(path))
+    return found
 
 
 def _scores(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> tuple[float, float]:
     confusion = confusion_matrix(labels, predictions, num_classes)
     scores = classification_metrics(confusion)
     return scores["overall_accuracy"], scores["macro_f1"]
-
-
-def _config(variant: str, args: argparse.Namespace, fold: int, seed: int):
-    config = load_config(f"{CONFIG}:{variant}" if variant else CONFIG)
-    config.data.name = "npz"
-    config.data.path = args.data
-    config.data.cv_folds = args.folds
-    config.data.cv_fold = fold
-    config.data.eval_seed = args.eval_seed
-    config.protocol = "finetune"
-    config.seed = seed
-    config.exclude_classes = tuple(args.dropped)
-    config.finetune.log_every_steps = 0
-    config.update_from_flattened_dict(dict(_override(item) for item in args.set))
-    return config
 
 
 def _override(item: str) -> tuple[str, object]:
@@ -95,7 +85,22 @@ def _override(item: str) -> tuple[str, object]:
         return key, text
 
 
-def _pimc_row(config: ml_collections.ConfigDict, init_from: str | None) -> tuple[float, float]:
+def _config(variant: str, data: str, args, fold: int, seed: int, extra=(), dropped=()):
+    config = load_config(f"{CONFIG}:{variant}" if variant else CONFIG)
+    config.data.name = "npz"
+    config.data.path = data
+    config.data.cv_folds = args.folds
+    config.data.cv_fold = fold
+    config.data.eval_seed = args.eval_seed
+    config.protocol = "finetune"
+    config.seed = seed
+    config.exclude_classes = tuple(dropped)
+    config.finetune.log_every_steps = 0
+    config.update_from_flattened_dict(dict(_override(item) for item in [*args.set, *extra]))
+    return config
+
+
+def _pimc_row(config, init_from: str | None) -> tuple[float, float]:
     evaluator = PixelClassification(config)
     if init_from:
         params, _ = load_encoder(init_from, evaluator.random_params)
@@ -105,113 +110,62 @@ def _pimc_row(config: ml_collections.ConfigDict, init_from: str | None) -> tuple
     return metrics["overall_accuracy"], metrics["macro_f1"]
 
 
-def _filled(bands: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
-    """``(N, T·C)`` features with NaNs replaced by the training rows' feature mean."""
-    flat = bands.reshape(bands.shape[0], -1).astype(np.float64)
-    mean = np.nanmean(flat[train_rows], axis=0)
-    mean = np.where(np.isfinite(mean), mean, 0.0)
-    return np.where(np.isfinite(flat), flat, mean)
-
-
-def _rf_row(bands, labels, train_rows, test_rows, num_classes, seed) -> tuple[float, float]:
-    from sklearn.ensemble import RandomForestClassifier
-
-    features = _filled(bands, train_rows)
-    forest = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
-    forest.fit(features[train_rows], labels[train_rows])
-    return _scores(labels[test_rows], forest.predict(features[test_rows]), num_classes)
-
-
-def _cnn_row(config, bands, labels, splits, num_classes) -> tuple[float, float]:
-    train_rows, val_rows, test_rows = splits
-    mean = np.nanmean(bands[train_rows], axis=(0, 1))
-    std = np.nanstd(bands[train_rows], axis=(0, 1)) + 1e-6
-    series = np.nan_to_num((bands - mean) / std).astype(np.float32)
-    model = SeriesCNN(num_outputs=num_classes)
-    params = model.init(jax.random.key(config.seed), jnp.asarray(series[:1]))
-    forward = lambda p, batch: model.apply(p, batch["series"])
-    trained = train_supervised(
-        forward,
-        params,
-        {"series": series[train_rows]},
-        labels[train_rows],
-        loss="cross_entropy",
-        class_weights=class_weights(
-            labels[train_rows], num_classes, config.finetune.class_weighting
-        ),
-        validation=({"series": series[val_rows]}, labels[val_rows]),
-        score_fn=lambda logits, y: selection_score(y, np.argmax(logits, -1), num_classes),
-        **finetune_settings(config),
-        name="cnn_1d",
-    )
-    logits = predict(forward, trained, {"series": series[test_rows]})
-    return _scores(labels[test_rows], np.argmax(logits, -1), num_classes)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("data", help="pixel .npz file (user format)")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seeds", type=int, default=1, help="training seeds per learned row")
-    parser.add_argument("--eval_seed", type=int, default=0, help="seed of the folds")
-    parser.add_argument("--rows", default="rf,cnn_1d,pimc,pimc_paper")
-    parser.add_argument("--init_from", default="", help="pre-training workdir or checkpoint")
-    parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
-    parser.add_argument("--json", default="", help="also write every (accuracy, macro-F1) here")
-    args = parser.parse_args()
-
-    pixels = load_pixel_npz(args.data)
-    if pixels.labels is None:
-        raise SystemExit(f"{args.data}: no 'labels' array; the benchmark needs labelled pixels")
+def run_file(path: str, args, candidates: dict[str, list[str]]) -> dict[str, list]:
+    """Every row on every fold and seed of one file: ``{row: [(accuracy, macro-F1), ...]}``."""
+    pixels = load_pixel_npz(path)
     labels = pixels.labels.astype(np.int64)
     counts = np.bincount(labels)
-    args.dropped = [int(k) for k in np.flatnonzero((counts > 0) & (counts < args.folds))]
+    dropped = [int(k) for k in np.flatnonzero((counts > 0) & (counts < args.folds))]
     names = pixels.class_names or tuple(str(k) for k in range(counts.size))
-    kept = np.flatnonzero(~np.isin(labels, args.dropped))
+    kept = np.flatnonzero(~np.isin(labels, dropped))
     num_classes = counts.size
     print(
-        f"{args.data}: {labels.size} pixels, {pixels.bands.shape[1]} dates, bands "
+        f"\n{Path(path).name}: {labels.size} pixels, {pixels.bands.shape[1]} dates, bands "
         f"{list(pixels.band_names)}; {args.folds} folds (seed {args.eval_seed})"
     )
-    if args.dropped:
-        dropped = ", ".join(f"{names[k]} ({counts[k]})" for k in args.dropped)
-        print(f"dropped classes with fewer than {args.folds} pixels: {dropped}")
+    if dropped:
+        print(
+            "dropped (fewer pixels than folds): "
+            + ", ".join(f"{names[k]} ({counts[k]})" for k in dropped)
+        )
     print(f"kept {kept.size} pixels in {np.count_nonzero(counts >= args.folds)} classes")
 
-    rows = [r for r in args.rows.split(",") if r]
+    rows = [r for r in args.rows.split(",") if r] + list(candidates)
     if args.init_from:
         rows += ["pimc_linear", "pimc_pretrained", "pimc_pretrained_linear"]
-    results: dict[str, list[tuple[float, float]]] = {row: [] for row in rows}
-    seconds: dict[str, float] = dict.fromkeys(rows, 0.0)
+    results: dict[str, list] = {row: [] for row in rows}
+    seconds = dict.fromkeys(rows, 0.0)
     for fold in range(args.folds):
-        # The evaluator's own split of the kept pixels (train, val, test rows of the file),
-        # so every row sees the same test fold and the learned rows the same val rows.
-        split = seeded_split_rows(labels[kept], _config("", args, fold, 0).data, with_test=True)
+        base = _config("", path, args, fold, 0, dropped=dropped)
+        split = seeded_split_rows(labels[kept], base.data, with_test=True)
         train_rows, val_rows, test_rows = (kept[r] for r in split)
+        fit_rows = np.union1d(train_rows, val_rows)
+        test_labels = labels[test_rows]
         for row in rows:
             for seed in range(args.seeds):
                 start = time.perf_counter()
-                variant = "paper" if row == "pimc_paper" else ""
-                config = _config(variant, args, fold, seed)
-                if row.endswith("_linear"):
-                    config.protocol = "linear"
-                if row == "rf":  # needs no validation rows: it trains on them too
-                    fit_rows = np.union1d(train_rows, val_rows)
-                    score = _rf_row(pixels.bands, labels, fit_rows, test_rows, num_classes, seed)
-                elif row == "cnn_1d":
-                    splits = (train_rows, val_rows, test_rows)
-                    score = _cnn_row(config, pixels.bands, labels, splits, num_classes)
+                if row in ("rf", "lgbm"):
+                    fn = baselines.forest if row == "rf" else baselines.boosted_trees
+                    proba = fn(pixels.bands, labels, fit_rows, test_rows, num_classes, seed)
+                    score = _scores(test_labels, proba.argmax(-1), num_classes)
+                elif row == "tempcnn":
+                    proba = baselines.tempcnn(
+                        pixels.bands, labels, train_rows, val_rows, test_rows, num_classes, seed
+                    )
+                    score = _scores(test_labels, proba.argmax(-1), num_classes)
                 else:
+                    variant = "paper" if row == "pimc_paper" else ""
+                    config = _config(
+                        variant, path, args, fold, seed, candidates.get(row, ()), dropped
+                    )
+                    if row.endswith("_linear"):
+                        config.protocol = "linear"
                     init = args.init_from if row.startswith("pimc_pretrained") else None
                     score = _pimc_row(config, init)
                 seconds[row] += time.perf_counter() - start
                 results[row].append(score)
         done = ", ".join(f"{r} {np.mean([a for a, _ in results[r]]):.3f}" for r in rows)
         print(f"fold {fold + 1}/{args.folds}: mean accuracy so far {done}", flush=True)
-
-    if args.json:  # per row: [accuracy, macro-F1] of each fold (and seed), in run order
-        Path(args.json).write_text(json.dumps({row: results[row] for row in rows}, indent=1))
-    print()
     print("| model | accuracy | macro-F1 | seconds |")
     print("|---|---|---|---|")
     for row in rows:
@@ -220,6 +174,97 @@ def main() -> None:
             f"| {row} | {accuracy.mean():.3f} ± {accuracy.std():.3f} | "
             f"{macro_f1.mean():.3f} ± {macro_f1.std():.3f} | {seconds[row]:.0f} |"
         )
+    return results
+
+
+def summary(results: dict[str, dict[str, list]]) -> str:
+    """Markdown: means per file and overall, gaps to the forest and the best baseline, and
+    leave-one-set-out over the ``pimc*`` rows."""
+    files = list(results)
+    rows = list(results[files[0]])
+    mean = {f: {r: np.mean(results[f][r], axis=0) for r in rows} for f in files}
+    lines = ["| row | " + " | ".join(Path(f).stem for f in files) + " | mean over files |"]
+    lines.append("|---" * (len(files) + 2) + "|")
+    for r in rows:
+        cells = [f"{mean[f][r][0]:.3f} / {mean[f][r][1]:.3f}" for f in files]
+        overall = np.mean([mean[f][r] for f in files], axis=0)
+        lines.append(f"| {r} | " + " | ".join(cells) + f" | {overall[0]:.3f} / {overall[1]:.3f} |")
+    base = [r for r in rows if r in BASELINES]
+    ours = [r for r in rows if r not in BASELINES]
+    if base and ours:
+        lines += [
+            "",
+            "Gap (accuracy / macro-F1 points) to the forest and to the best baseline "
+            "on each metric:",
+            "",
+        ]
+        lines.append("| row | " + " | ".join(Path(f).stem for f in files) + " | mean |")
+        lines.append("|---" * (len(files) + 2) + "|")
+        for r in ours:
+            cells, gaps = [], []
+            for f in files:
+                best = np.max([mean[f][b] for b in base], axis=0)
+                gap_rf = 100 * (mean[f][r] - mean[f].get("rf", best))
+                gap_best = 100 * (mean[f][r] - best)
+                gaps.append(np.concatenate([gap_rf, gap_best]))
+                cells.append(
+                    f"rf {gap_rf[0]:+.1f} / {gap_rf[1]:+.1f}; best {gap_best[0]:+.1f} / "
+                    f"{gap_best[1]:+.1f}"
+                )
+            g = np.mean(gaps, axis=0)
+            lines.append(
+                f"| {r} | "
+                + " | ".join(cells)
+                + f" | rf {g[0]:+.1f} / {g[1]:+.1f}; best {g[2]:+.1f} / {g[3]:+.1f} |"
+            )
+    if len(ours) > 1 and len(files) > 1:
+        lines += [
+            "",
+            "Leave-one-set-out (row chosen on the mean accuracy + macro-F1 of the "
+            "other files, scored on the left-out one):",
+            "",
+        ]
+        lines += ["| left out | chosen | accuracy / macro-F1 | best on it |", "|---|---|---|---|"]
+        for f in files:
+            others = [g for g in files if g != f]
+            chosen = max(ours, key=lambda r: np.mean([mean[g][r].sum() for g in others]))
+            top = max(ours, key=lambda r: mean[f][r].sum())
+            lines.append(
+                f"| {Path(f).stem} | {chosen} | {mean[f][chosen][0]:.3f} / "
+                f"{mean[f][chosen][1]:.3f} | {top} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data", nargs="*", help="pixel .npz files (default: the real sets)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per row and fold")
+    parser.add_argument("--eval_seed", type=int, default=0, help="seed of the folds")
+    parser.add_argument("--rows", default="rf,lgbm,tempcnn,pimc,pimc_paper")
+    parser.add_argument("--init_from", default="", help="pre-training workdir or checkpoint")
+    parser.add_argument("--set", action="append", default=[], help="override KEY=VALUE (all)")
+    parser.add_argument(
+        "--candidate",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "OVERRIDES"),
+        help="a pimc row NAME with comma-separated KEY=VALUE overrides",
+    )
+    parser.add_argument("--json", default="", help="write every (accuracy, macro-F1) here")
+    args = parser.parse_args()
+    files = args.data or labelled_files()
+    if not files:
+        raise SystemExit(f"no labelled .npz file given or found in {REAL}")
+    candidates = {name: [o for o in text.split(",") if o] for name, text in args.candidate}
+    results = {}
+    for path in files:
+        results[path] = run_file(path, args, candidates)
+        if args.json:  # per file and row: [accuracy, macro-F1] of each fold and seed
+            Path(args.json).write_text(json.dumps(results, indent=1))
+    print("\n" + summary(results))
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def data_config(arg: str = "") -> ml_collections.ConfigDict:
     # The median composite gives the small model a steadier image view than one random
     # clear date (lower loss in the same number of steps on the synthetic data).
     data.image_date = "median"  # random_clear | median | fixed_index
-    data.image_bands = ("B4", "B3", "B2", "B8")
+    # "auto": B4, B3, B2, B8 where the data hold them, else every band (e.g. an NDVI-only
+    # stack); or band names (pimc_jax.indices.resolve_image_bands).
+    data.image_bands = ("auto",)
     # Views that read Sentinel-1 (model.views): the S1 crop's channels, and the largest
     # |S1 date − S2 image date| in days for an ``s1_image`` view (pairs beyond it are dropped).
     data.s1_image_bands = ("VV", "VH", "VV/VH")

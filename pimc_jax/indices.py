@@ -220,6 +220,34 @@ def resolve_indices(
     return tuple(resolved)
 
 
+# The image view's bands when ``data.image_bands`` is ``("auto",)``: true colour and NIR.
+DEFAULT_IMAGE_BANDS: tuple[str, ...] = ("B4", "B3", "B2", "B8")
+
+
+def resolve_image_bands(
+    requested: str | Sequence[str], band_names: str | Sequence[str]
+) -> tuple[str, ...]:
+    """The image view's bands (``data.image_bands``) for data with ``band_names``.
+
+    ``("auto",)`` (or ``"auto"``) gives :data:`DEFAULT_IMAGE_BANDS` when the data hold all
+    of them, else every band of the data in its order (e.g. ``("NDVI",)`` for an NDVI-only
+    stack, ``("NDVI", "EVI")`` for index-only Landsat composites); explicit names are
+    returned as given and checked against ``band_names``.
+
+    Raises:
+      ValueError: an explicit band is not among ``band_names``.
+    """
+    names = resolve_band_names(band_names)
+    wanted = (requested,) if isinstance(requested, str) else tuple(requested)
+    if wanted == ("auto",):
+        if all(_find_band(names, band) is not None for band in DEFAULT_IMAGE_BANDS):
+            return DEFAULT_IMAGE_BANDS
+        return tuple(names)
+    for band in wanted:
+        band_index(names, band)
+    return wanted
+
+
 def band_index(band_names: str | Sequence[str], name: str) -> int:
     """Position of band ``name`` in ``band_names`` (a table name or a sequence of names).
 

@@ -30,7 +30,12 @@ import numpy as np
 from pimc_jax import defaults
 from pimc_jax.data.radar import check_multilook
 from pimc_jax.data.views import PLOT_VIEWS, S1_VIEWS, VIEWS, check_views
-from pimc_jax.indices import BAND_TABLES, resolve_indices, resolve_radar_indices
+from pimc_jax.indices import (
+    BAND_TABLES,
+    resolve_image_bands,
+    resolve_indices,
+    resolve_radar_indices,
+)
 from pimc_jax.recurrence import PLOT_SPANS, check_plot_channels
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -330,10 +335,10 @@ class ModelSpec:
     rp_percentage: float = _MODEL.rp_percentage
     rp_channels: tuple[str, ...] = tuple(_MODEL.rp_channels)
     rp_span: str = _MODEL.rp_span
-    image_bands: tuple[str, ...] = tuple(_DATA.image_bands)
+    image_bands: tuple[str, ...] = resolve_image_bands(_DATA.image_bands, _BAND_NAMES)
     crop_size: int = _DATA.crop_size
-    image_mean: tuple[float, ...] = (0.0,) * len(_DATA.image_bands)
-    image_std: tuple[float, ...] = (1.0,) * len(_DATA.image_bands)
+    image_mean: tuple[float, ...] = (0.0,) * len(image_bands)
+    image_std: tuple[float, ...] = (1.0,) * len(image_bands)
     views: tuple[str, ...] = tuple(_MODEL.views)
     s1_band_names: tuple[str, ...] = ()
     s1_indices: tuple[str, ...] = ()
@@ -469,7 +474,7 @@ class ModelSpec:
             # A config written before the key existed means what such a checkpoint means.
             rp_channels=tuple(model.get("rp_channels", LEGACY_SPEC_FIELDS["rp_channels"])),
             rp_span=model.get("rp_span", LEGACY_SPEC_FIELDS["rp_span"]),
-            image_bands=tuple(config.data.image_bands),
+            image_bands=resolve_image_bands(config.data.image_bands, band_names),
             crop_size=config.data.crop_size,
             image_mean=tuple(float(v) for v in image_mean),
             image_std=tuple(float(v) for v in image_std),

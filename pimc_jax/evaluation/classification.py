@@ -50,7 +50,8 @@ def classify(
       inputs_fn: ``split -> dict`` of the tower's inputs (fine-tuning).
 
     Returns:
-      ``test_predictions``, ``val_predictions`` and protocol facts (``l2``).
+      ``test_predictions`` (N,) int, ``test_probabilities`` (N, K) float (fine-tuning),
+      ``val_predictions`` and protocol facts (``l2``).
     """
     train, val, test = splits
     if config.protocol == "linear":
@@ -100,7 +101,8 @@ def classify(
     if members != 1:
         return _cross_fitted(config, forward, fit, splits, inputs_fn, num_classes, members)
     trained = fit(0, train, val)
-    out = {"test_predictions": np.argmax(predict(forward, trained, inputs_fn(test)), -1)}
+    probabilities = np.asarray(jax.nn.softmax(predict(forward, trained, inputs_fn(test)), -1))
+    out = {"test_predictions": np.argmax(probabilities, -1), "test_probabilities": probabilities}
     if val["labels"].size:
         out["val_predictions"] = np.argmax(predict(forward, trained, inputs_fn(val)), -1)
     return out
@@ -141,7 +143,8 @@ def _cross_fitted(
         )
         probabilities += jax.nn.softmax(predict(forward, trained, test_inputs), axis=-1)
         out_of_fold[part] = np.argmax(predict(forward, trained, inputs_fn(held_out)), -1)
-    out = {"test_predictions": np.argmax(probabilities, -1)}
+    probabilities /= len(parts)
+    out = {"test_predictions": np.argmax(probabilities, -1), "test_probabilities": probabilities}
     if val["labels"].size:
         out["val_predictions"] = out_of_fold[train["labels"].shape[0] :]
     return out

@@ -37,7 +37,7 @@ from pimc_jax.data.synthetic import make_image_classification_set
 from pimc_jax.evaluation.classification import classification_results, classify
 from pimc_jax.evaluation.encoders import random_encoder
 from pimc_jax.evaluation.towers import frozen_features
-from pimc_jax.indices import BAND_TABLES, canonical_band_name
+from pimc_jax.indices import BAND_TABLES, canonical_band_name, resolve_image_bands
 from pimc_jax.models import PIMCParams
 
 IMAGE_SOURCES: tuple[str, ...] = ("synthetic", "eurosat")
@@ -156,7 +156,7 @@ class ImageClassification:
     def random_params(self) -> PIMCParams:
         """Fresh parameters: config.model, ``data.image_bands``, train-split statistics."""
 
-        bands = tuple(self.config.data.image_bands)
+        bands = resolve_image_bands(self.config.data.image_bands, BAND_TABLES["eurosat"])
         mean, std = band_mean_std(self.splits(bands)[0]["image"])
         return random_encoder(self.config, BAND_TABLES["pastis"], mean, std)
 

@@ -33,6 +33,7 @@ from pimc_jax.data.statistics import image_statistics, s1_spec_facts
 from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, MAX_CLASSES, load_pixel_npz
 from pimc_jax.data.views import check_views, pad_series
 from pimc_jax.evaluation.towers import frozen_features, plot_tower
+from pimc_jax.indices import resolve_image_bands
 from pimc_jax.models import PIMCParams
 
 SERIES_KEYS: tuple[str, ...] = ("bands", "dates", "mask")
@@ -265,7 +266,8 @@ def _patch_splits(
         raise ValueError(f"train/val/test folds must be disjoint, got {folds}")
     # Each patch is visited twice (statistics, pixel sampling): no need to hold them all.
     patches = load_patches(data, folds=folds["train"] + folds["val"] + folds["test"], lazy=True)
-    image_mean, image_std = image_statistics(patches, tuple(data.image_bands))
+    image_bands = resolve_image_bands(data.image_bands, patches[0].band_names)
+    image_mean, image_std = image_statistics(patches, image_bands)
     s1 = check_s1_setting(data.get("s1", "none")) is not None
     s1_facts: dict[str, Any] = {}
     if s1:
@@ -333,8 +335,8 @@ def load_pixel_splits(
     if data.name == "npz":
         splits, band_names, given_names = _npz_splits(config, exclude, require_labels)
         # Pixel files hold no images; the image tower is unused here anyway.
-        image_mean = (0.0,) * len(data.image_bands)
-        image_std = (1.0,) * len(data.image_bands)
+        image_count = len(resolve_image_bands(data.image_bands, band_names))
+        image_mean, image_std = (0.0,) * image_count, (1.0,) * image_count
     else:
         splits, band_names, image_mean, image_std, s1_facts = _patch_splits(config, exclude)
         given_names = None

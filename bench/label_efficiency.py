@@ -1,0 +1,233 @@
+"""Label efficiency on a labelled real patch: pre-trained embeddings, random init, a forest.
+
+    python bench/label_efficiency.py --init_from PRETRAIN_WORKDIR
+        [--patch ../shared/data/real/eolearn_slovenia_ndvi_patch.npz | --patch PATCH_FOLDER]
+        [--k 5,10,20,50,all] [--draws 10] [--block 8] [--buffer 8]
+        [--features rp,image] [--exclude 0] [--json OUT.json] [--figure OUT.png]
+
+The patch is either a patch folder (:func:`pimc_jax.data.user.load_patch_folder`, its first
+patch with ``labels``) or the eo-learn Slovenia file of ``../shared/data/real/`` (NDVI,
+cloud mask, land-cover raster; read by :func:`slovenia_patch`). Every pixel is embedded
+once with :func:`pimc_jax.encode_patch`, with the pre-trained parameters and with fresh
+parameters of the same spec (random init, ``--seed``).
+
+Spatially blocked draws: the patch is cut into ``block × block`` tiles, half of them
+(chosen at random per draw) may give training pixels, the others test pixels. From the
+training tiles ``k`` labelled pixels per class are drawn (all of a class when it has
+fewer); the test pixels are every labelled pixel of the test tiles farther than
+``buffer`` pixels (Chebyshev) from every drawn training pixel, so no test pixel shares
+an image crop's centre neighbourhood with a labelled one. Classes ``--exclude`` (0, the
+Slovenia raster's no-data) are left out.
+
+Rows, each fitted on the same drawn pixels and scored on the same test pixels:
+
+- ``pretrained_linear``: logistic regression (scikit-learn, L2, C = 1) on the standardised
+  pre-trained backbone features (``--features``: the plot tower's ``rp_features`` and/or
+  the image tower's ``image_features``);
+- ``random_linear``: the same on the random-init encoder's features;
+- ``forest``: RandomForest (300 trees) on the pixel's raw band series (gaps filled with the
+  training pixels' mean), the raw-band baseline.
+
+Prints mean ± std over draws of accuracy and macro-F1 per ``k`` and row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baselines import filled_features  # noqa: E402
+
+from pimc_jax.checkpoint import load_params  # noqa: E402
+from pimc_jax.data.patches import Patch  # noqa: E402
+from pimc_jax.data.user import dates_to_days, load_patch_folder  # noqa: E402
+from pimc_jax.encode import encode_patch  # noqa: E402
+from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix  # noqa: E402
+from pimc_jax.models import init_params  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOVENIA = ROOT.parent / "shared" / "data" / "real" / "eolearn_slovenia_ndvi_patch.npz"
+ROWS = ("pretrained_linear", "random_linear", "forest")
+
+
+def slovenia_patch(path: str | Path = SLOVENIA) -> Patch:
+    """The eo-learn Slovenia NDVI patch as a :class:`Patch`: cloudy observations become gaps
+    and observations sharing a date are averaged (the file holds one date twice)."""
+    with np.load(path, allow_pickle=False) as data:
+        ndvi = np.where(data["cloud_mask"], np.nan, data["ndvi"]).astype(np.float32)
+        dates, labels = data["dates"], data["lulc"].astype(np.int32)
+    unique, inverse = np.unique(dates, return_inverse=True)
+    merged = np.empty((unique.size, *ndvi.shape[1:]), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-cloud pixels stay NaN
+        for t in range(unique.size):
+            merged[t] = np.nanmean(ndvi[inverse == t], axis=0)
+    return Patch(
+        bands=merged[..., None],
+        dates=dates_to_days(unique).astype(np.int32),
+        band_names=("NDVI",),
+        labels=labels,
+        patch_id="slovenia",
+    )
+
+
+def load_patch(path: str) -> Patch:
+    """A labelled patch from a patch folder, or the Slovenia file (module docstring)."""
+    if Path(path).is_dir():
+        patches = [p for p in load_patch_folder(path) if p.labels is not None]
+        if not patches:
+            raise SystemExit(f"{path}: no patch with labels")
+        return patches[0]
+    return slovenia_patch(path)
+
+
+def embed(params, patch: Patch, features: list[str]) -> np.ndarray:
+    """``(H·W, F)`` backbone features of every pixel, the towers in ``features`` side by side."""
+    out = encode_patch(params, patch, progress=False)
+    blocks = [out[f"{name}_features"] for name in features]
+    return np.concatenate(blocks, axis=-1).reshape(-1, sum(b.shape[-1] for b in blocks))
+
+
+def draw(
+    labels: np.ndarray, k: int | None, block: int, buffer: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One spatially blocked draw: flat indices of the training and the test pixels.
+
+    ``labels`` is ``(H, W)`` with -1 for pixels left out; ``k=None`` takes every labelled
+    pixel of the training tiles.
+    """
+    height, width = labels.shape
+    tile_rows, tile_cols = np.ceil(height / block).astype(int), np.ceil(width / block).astype(int)
+    tiles = rng.permutation(tile_rows * tile_cols)
+    train_tiles = np.zeros(tile_rows * tile_cols, bool)
+    train_tiles[tiles[: tiles.size // 2]] = True
+    rows, cols = np.indices(labels.shape)
+    in_train = train_tiles[(rows // block) * tile_cols + cols // block]
+    flat = labels.reshape(-1)
+    chosen = []
+    for cls in np.unique(flat[flat >= 0]):
+        pool = np.flatnonzero((flat == cls) & in_train.reshape(-1))
+        take = pool.size if k is None else min(k, pool.size)
+        chosen.append(rng.choice(pool, take, replace=False))
+    train = np.concatenate(chosen)
+    near = np.zeros(labels.shape, bool)
+    for index in train:
+        r, c = divmod(int(index), width)
+        near[max(r - buffer, 0) : r + buffer + 1, max(c - buffer, 0) : c + buffer + 1] = True
+    test = np.flatnonzero((flat >= 0) & ~in_train.reshape(-1) & ~near.reshape(-1))
+    return train, test
+
+
+def _linear(features: np.ndarray, labels: np.ndarray, train, test) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    model.fit(features[train], labels[train])
+    return model.predict(features[test])
+
+
+def _forest(series: np.ndarray, labels: np.ndarray, train, test, seed: int) -> np.ndarray:
+    from sklearn.ensemble import RandomForestClassifier
+
+    features = filled_features(series, train)
+    model = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
+    model.fit(features[train], labels[train])
+    return model.predict(features[test])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--init_from", required=True, help="pre-training workdir or checkpoint")
+    parser.add_argument("--patch", default=str(SLOVENIA))
+    parser.add_argument("--k", default="5,10,20,50,all")
+    parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--block", type=int, default=8)
+    parser.add_argument("--buffer", type=int, default=8)
+    parser.add_argument("--features", default="rp,image")
+    parser.add_argument("--exclude", default="0", help="comma-separated classes left out")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default="")
+    parser.add_argument("--figure", default="")
+    args = parser.parse_args()
+
+    patch = load_patch(args.patch)
+    pretrained = load_params(args.init_from)
+    random = init_params(pretrained.spec, args.seed)
+    names = [n for n in args.features.split(",") if n]
+    features = {"pretrained_linear": embed(pretrained, patch, names)}
+    features["random_linear"] = embed(random, patch, names)
+    series = patch.reflectance().transpose(1, 2, 0, 3).reshape(-1, *patch.bands.shape[::3])
+    labels = patch.labels.astype(np.int64).copy()
+    excluded = [int(c) for c in args.exclude.split(",") if c]
+    labels[np.isin(labels, excluded)] = -1
+    flat = labels.reshape(-1)
+    classes = np.unique(flat[flat >= 0])
+    counts = {int(c): int(np.sum(flat == c)) for c in classes}
+    print(f"patch {patch.patch_id}: {patch.bands.shape}, classes {counts}; features {names}")
+    num_classes = int(classes.max()) + 1
+    ks = [None if k == "all" else int(k) for k in args.k.split(",")]
+    results: dict[str, dict[str, list]] = {}
+    rng = np.random.default_rng(args.seed)
+    for k in ks:
+        key = "all" if k is None else str(k)
+        results[key] = {row: [] for row in ROWS}
+        for d in range(args.draws):
+            train, test = draw(labels, k, args.block, args.buffer, rng)
+            predictions = {row: _linear(features[row], flat, train, test) for row in ROWS[:2]}
+            predictions["forest"] = _forest(series, flat, train, test, args.seed + d)
+            for row, predicted in predictions.items():
+                scores = classification_metrics(
+                    confusion_matrix(flat[test], predicted, num_classes)
+                )
+                results[key][row].append((scores["overall_accuracy"], scores["macro_f1"]))
+        cells = ", ".join(f"{row} {np.mean(results[key][row], 0)[0]:.3f}" for row in ROWS)
+        print(f"k={key}: {train.size} training px, {test.size} test px; accuracy {cells}")
+    print("\n| k per class | " + " | ".join(ROWS) + " |")
+    print("|---" * (len(ROWS) + 1) + "|")
+    for key, rows in results.items():
+        cells = []
+        for row in ROWS:
+            (acc, f1), (sacc, sf1) = np.mean(rows[row], 0), np.std(rows[row], 0)
+            cells.append(f"{acc:.3f} ± {sacc:.3f} / {f1:.3f} ± {sf1:.3f}")
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.figure:
+        _figure(results, args.figure)
+
+
+def _figure(results: dict[str, dict[str, list]], path: str) -> None:
+    """Accuracy and macro-F1 against labels per class, mean ± std over draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(results)
+    x = np.arange(len(keys))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for metric, ax in enumerate(axes):
+        for row in ROWS:
+            values = np.asarray([np.asarray(results[k][row])[:, metric] for k in keys])
+            ax.errorbar(x, values.mean(1), yerr=values.std(1), label=row, capsize=3, marker="o")
+        ax.set_xticks(x, keys)
+        ax.set_xlabel("labelled pixels per class")
+        ax.set_ylabel(("accuracy", "macro-F1")[metric])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
