@@ -128,16 +128,18 @@ def test_corrupt_latest_step_falls_back_to_previous(pretrained, workdir, corrupt
         load_params(step_dir)
     assert "\n" not in str(error.value)
 
-    # Resume skips step 4, continues from step 2 and finishes.
+    # Resume skips step 4 (moved aside, kept as it was), continues from step 2 and finishes;
+    # the metrics of steps 3 and 4 trained again replace the earlier ones.
     caplog.clear()
     launcher.run(tiny_pretrain_config(total_steps=6), str(workdir))
     assert _warnings_naming(caplog, step_dir)
     resumed = [r.getMessage() for r in caplog.records if "Resumed from" in r.getMessage()]
     assert resumed == [f"Resumed from {workdir.absolute() / 'checkpoints' / '2'} at step 2"]
     steps = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").open()]
-    assert steps == [1, 2, 3, 4, 3, 4, 5, 6]
+    assert steps == [1, 2, 3, 4, 5, 6]
     assert CheckpointStore(workdir).latest_step() == 6
-    assert _snapshot(step_dir) == before
+    (aside,) = step_dir.parent.glob("4.corrupt-*")
+    assert _snapshot(aside) == before
     assert read_meta(workdir)["step"] == 6
 
 
