@@ -216,8 +216,9 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
 
     The classification tasks fine-tune a cross-fitted ensemble of five members, each
     keeping the best held-out step of an exponential moving average of its weights
-    (forecasting trains one model); class weighting, label smoothing and series
-    augmentation are off. Chosen with ``bench/pixel_benchmark.py`` on real pixels; the
+    (forecasting trains one model); pixel classification averages them with a forest and
+    LightGBM on the raw band series (``trees``; not in the ``paper`` variant); class
+    weighting, label smoothing and series augmentation are off. Chosen with ``bench/pixel_benchmark.py`` on real pixels; the
     measurements are in ``docs/real_pixels.md``.
     """
     tune = ml_collections.ConfigDict(
@@ -237,6 +238,10 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
             # average the members' class probabilities (K× the time; 1 = one model trained
             # on train, selected on val).
             ensemble_members=5,
+            # Pixel classification: tree models fitted beside the fine-tuned plot tower on
+            # the raw band series, their class probabilities averaged with the tower's
+            # (pimc_jax.evaluation.trees): "none", "forest", "lgbm" or "forest+lgbm".
+            trees="forest+lgbm",
             date_dropout=0.0,  # series augmentation (plot tower only)
             date_jitter_days=0.0,
             noise_std=0.0,
@@ -245,8 +250,17 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
     )
     if "tiny" in parse_variants(arg):
         tune.update(
-            dict(steps=3, batch_size=16, warmup_steps=1, log_every_steps=1, ensemble_members=1)
+            dict(
+                steps=3,
+                batch_size=16,
+                warmup_steps=1,
+                log_every_steps=1,
+                ensemble_members=1,
+                trees="none",
+            )
         )
+    if "paper" in parse_variants(arg):
+        tune.trees = "none"  # the paper's classifier is the fine-tuned tower alone
     return tune
 
 

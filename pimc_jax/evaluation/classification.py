@@ -27,6 +27,7 @@ from pimc_jax.evaluation.finetune import (
 from pimc_jax.evaluation.probes import logistic_probe
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix
 from pimc_jax.evaluation.towers import predict, tower_forward, tower_params
+from pimc_jax.evaluation.trees import parse_trees, series_table, tree_probabilities
 from pimc_jax.models import PIMCParams
 
 
@@ -97,15 +98,45 @@ def classify(
             **kwargs,
         )
 
+    trees = parse_trees(tune.get("trees", "none")) if tower == "rp" else ()
     members = tune.get("ensemble_members", 1)
     if members != 1:
-        return _cross_fitted(config, forward, fit, splits, inputs_fn, num_classes, members)
-    trained = fit(0, train, val)
-    probabilities = np.asarray(jax.nn.softmax(predict(forward, trained, inputs_fn(test)), -1))
-    out = {"test_predictions": np.argmax(probabilities, -1), "test_probabilities": probabilities}
-    if val["labels"].size:
-        out["val_predictions"] = np.argmax(predict(forward, trained, inputs_fn(val)), -1)
+        out = _cross_fitted(config, forward, fit, splits, inputs_fn, num_classes, members)
+    else:
+        trained = fit(0, train, val)
+        probabilities = np.asarray(jax.nn.softmax(predict(forward, trained, inputs_fn(test)), -1))
+        out = {
+            "test_predictions": np.argmax(probabilities, -1),
+            "test_probabilities": probabilities,
+        }
+        if val["labels"].size:
+            out["val_predictions"] = np.argmax(predict(forward, trained, inputs_fn(val)), -1)
+    if trees:
+        out = _with_trees(out, trees, splits, num_classes, config.seed)
     return out
+
+
+def _with_trees(
+    out: dict[str, Any],
+    trees: tuple[str, ...],
+    splits: Sequence[dict[str, np.ndarray]],
+    num_classes: int,
+    seed: int,
+) -> dict[str, Any]:
+    """``finetune.trees``: the tree models (:mod:`pimc_jax.evaluation.trees`) fitted on the
+    train and val pixels, their test probabilities averaged with the tower's."""
+    train, val, test = splits
+    table = lambda split: series_table(split["bands"], split.get("mask"))  # noqa: E731
+    fit_x = np.concatenate([table(train), table(val)])
+    fit_y = np.concatenate([train["labels"], val["labels"]])
+    parts = [out["test_probabilities"]]
+    parts += tree_probabilities(trees, fit_x, fit_y, table(test), num_classes, seed)
+    probabilities = np.mean(parts, axis=0)
+    return {
+        **out,
+        "test_predictions": np.argmax(probabilities, -1),
+        "test_probabilities": probabilities,
+    }
 
 
 def _cross_fitted(

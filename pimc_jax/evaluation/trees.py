@@ -1,0 +1,107 @@
+"""Tree ensembles on the raw band series, averaged with the fine-tuned plot tower.
+
+``finetune.trees`` names the tree models (``"forest"``, ``"lgbm"``, both as
+``"forest+lgbm"``, or ``"none"``) that the pixel classifier fits beside its fine-tuned
+plot-tower ensemble, on the same training pixels; the test class probabilities are the
+plain mean of the tower's and each tree model's. The towers learn the shape of a series
+from its recurrence plots; trees split on single dates and bands; on small real label
+sets their errors differ, and their average beats each alone (docs/real_pixels.md).
+
+Features are the band values by date position, ``(N, T·C)``: gaps stay missing values for
+LightGBM (which routes them) and are filled with the training rows' mean for the forest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+TREE_MODELS: tuple[str, ...] = ("forest", "lgbm")
+
+
+def parse_trees(value: str) -> tuple[str, ...]:
+    """``"forest+lgbm"`` → ``("forest", "lgbm")``; ``"none"`` or ``""`` → ``()``.
+
+    Raises:
+      ValueError: an unknown model name.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"finetune.trees must be a string such as 'forest+lgbm', got {value!r}")
+    names = tuple(name.strip() for name in value.split("+") if name.strip())
+    if names in ((), ("none",)):
+        return ()
+    unknown = [name for name in names if name not in TREE_MODELS]
+    if unknown:
+        raise ValueError(
+            f"finetune.trees={value!r}: unknown model(s) {unknown}; use 'none' or "
+            f"'+'-joined names of {TREE_MODELS}"
+        )
+    return names
+
+
+def series_table(bands: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``(N, T, C)`` band series (and ``(N, T)`` mask, False = padding) → ``(N, T·C)``
+    float64 with NaN for gaps and padding."""
+    values = np.asarray(bands, np.float64)
+    if mask is not None:
+        values = np.where(np.asarray(mask, bool)[..., None], values, np.nan)
+    return values.reshape(values.shape[0], -1)
+
+
+def _spread(model, features: np.ndarray, num_classes: int) -> np.ndarray:
+    """``predict_proba`` on all ``num_classes`` columns (classes unseen in training: 0)."""
+    out = np.zeros((features.shape[0], num_classes))
+    out[:, np.asarray(model.classes_, int)] = model.predict_proba(features)
+    return out
+
+
+def tree_probabilities(
+    models: Sequence[str],
+    train: np.ndarray,
+    labels: np.ndarray,
+    test: np.ndarray,
+    num_classes: int,
+    seed: int,
+) -> list[np.ndarray]:
+    """Fits each tree model on ``(train, labels)``; their test probabilities.
+
+    Args:
+      models: names from :data:`TREE_MODELS`.
+      train / test: ``(N, F)`` float features with NaN gaps (:func:`series_table`).
+      labels: ``(N,)`` int classes of the training rows.
+      seed: the models' random state.
+
+    Returns:
+      One ``(len(test), num_classes)`` float64 array per model, rows summing to 1.
+    """
+    out = []
+    for name in models:
+        if name == "forest":
+            from sklearn.ensemble import RandomForestClassifier
+
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(train, axis=0)
+            mean = np.where(np.isfinite(mean), mean, 0.0)
+            model = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
+            model.fit(np.where(np.isnan(train), mean, train), labels)
+            out.append(_spread(model, np.where(np.isnan(test), mean, test), num_classes))
+        elif name == "lgbm":
+            import lightgbm
+
+            model = lightgbm.LGBMClassifier(
+                n_estimators=300,
+                learning_rate=0.05,
+                num_leaves=15,
+                min_child_samples=5,
+                subsample=0.8,
+                subsample_freq=1,
+                colsample_bytree=0.5,
+                random_state=seed,
+                verbose=-1,
+            )
+            model.fit(train, labels)
+            out.append(_spread(model, test, num_classes))
+        else:
+            raise ValueError(f"unknown tree model {name!r}; known: {TREE_MODELS}")
+    return out

@@ -1,0 +1,106 @@
+"""The pixel classifier's tree models (``finetune.trees``), against scikit-learn and LightGBM
+fitted here on the same pixels."""
+
+from __future__ import annotations
+
+import lightgbm
+import numpy as np
+import pytest
+from format_writers import write_user_npz
+from sklearn.ensemble import RandomForestClassifier
+from tiny_configs import load_config
+
+from pimc_jax.evaluation import classification
+from pimc_jax.evaluation.pixel_classification import PixelClassification
+from pimc_jax.evaluation.pixels import series_inputs
+from pimc_jax.evaluation.trees import parse_trees, series_table, tree_probabilities
+
+
+def test_parse_trees():
+    assert parse_trees("forest+lgbm") == ("forest", "lgbm")
+    assert parse_trees(" lgbm ") == ("lgbm",)
+    assert parse_trees("none") == parse_trees("") == ()
+    for bad in ("forest+xgb", "rf", 3):
+        with pytest.raises(ValueError, match="finetune.trees"):
+            parse_trees(bad)
+
+
+def test_series_table_masks_padding_and_keeps_gaps():
+    bands = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    bands[0, 1, 0] = np.nan
+    mask = np.array([[True, True, False], [True, True, True]])
+    table = series_table(bands, mask)
+    assert table.shape == (2, 6)
+    expected = bands.astype(np.float64).reshape(2, 6)
+    expected[0, 4:] = np.nan  # padded date of row 0
+    np.testing.assert_array_equal(table, expected)
+
+
+def test_tree_probabilities_match_the_libraries():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(60, 5))
+    labels = (train[:, 0] > 0).astype(int) + 2 * (train[:, 1] > 1)  # classes 0, 1, 2, 3
+    train[rng.random(train.shape) < 0.1] = np.nan
+    test = rng.normal(size=(20, 5))
+    forest, boosted = tree_probabilities(("forest", "lgbm"), train, labels, test, 5, seed=3)
+    assert forest.shape == boosted.shape == (20, 5)
+    np.testing.assert_allclose(forest.sum(1), 1.0)
+    assert np.all(forest[:, 4] == 0) and np.all(boosted[:, 4] == 0)  # class 4 never seen
+
+    mean = np.nanmean(train, axis=0)
+    reference = RandomForestClassifier(n_estimators=300, random_state=3, n_jobs=-1)
+    reference.fit(np.where(np.isnan(train), mean, train), labels)
+    np.testing.assert_allclose(forest[:, :4], reference.predict_proba(test), atol=1e-12)
+    gbm = lightgbm.LGBMClassifier(
+        n_estimators=300,
+        learning_rate=0.05,
+        num_leaves=15,
+        min_child_samples=5,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.5,
+        random_state=3,
+        verbose=-1,
+    ).fit(train, labels)
+    np.testing.assert_allclose(boosted[:, :4], gbm.predict_proba(test), atol=1e-12)
+
+
+def test_classify_averages_the_tower_with_the_trees(tmp_path, monkeypatch):
+    write_user_npz(tmp_path / "pixels.npz", num_pixels=60, num_dates=8, num_classes=3)
+    config = load_config("eval_pastis_classification:tiny")
+    config.init_from, config.protocol = "random", "finetune"
+    config.data.update(dict(name="npz", path=str(tmp_path / "pixels.npz")))
+    evaluator = PixelClassification(config)
+    params, s = evaluator.random_params(), evaluator.splits
+    splits = (s.train, s.val, s.test)
+
+    def run(trees: str) -> dict:
+        config.finetune.trees = trees
+        return classification.classify(
+            config,
+            params,
+            "rp",
+            splits,
+            s.num_classes,
+            features_fn=None,
+            inputs_fn=series_inputs,
+            band_names=s.band_names,
+        )
+
+    tower_only = run("none")
+    both = run("forest")
+    fit = np.concatenate([s.train["bands"], s.val["bands"]])
+    fit_mask = np.concatenate([s.train["mask"], s.val["mask"]])
+    fit_labels = np.concatenate([s.train["labels"], s.val["labels"]])
+    features = np.where(fit_mask[..., None], fit, np.nan).reshape(len(fit), -1)
+    test = np.where(s.test["mask"][..., None], s.test["bands"], np.nan).reshape(
+        len(s.test["bands"]), -1
+    )
+    mean = np.nanmean(features, axis=0)
+    forest = RandomForestClassifier(n_estimators=300, random_state=config.seed, n_jobs=-1)
+    forest.fit(np.where(np.isnan(features), mean, features), fit_labels)
+    forest_p = np.zeros((len(test), s.num_classes))
+    forest_p[:, forest.classes_] = forest.predict_proba(np.where(np.isnan(test), mean, test))
+    expected = (tower_only["test_probabilities"] + forest_p) / 2
+    np.testing.assert_allclose(both["test_probabilities"], expected, atol=1e-6)
+    np.testing.assert_array_equal(both["test_predictions"], expected.argmax(-1))
