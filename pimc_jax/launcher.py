@@ -17,10 +17,11 @@ from absl import flags, logging
 from pimc_jax import parallel, storage
 from pimc_jax.evaluation import EVAL_TASKS, run_evaluation
 from pimc_jax.evaluation.encoders import RANDOM_INIT
+from pimc_jax.maps import MAP_TASKS, run_map_task
 from pimc_jax.train import TrainingInterrupted, pretrain
 
-# Every job launch.py runs, by ``config.task``: pre-training, then the evaluations.
-TASKS: tuple[str, ...] = ("pretrain", *EVAL_TASKS)
+# Every job launch.py runs, by ``config.task``: pre-training, the evaluations, the maps.
+TASKS: tuple[str, ...] = ("pretrain", *EVAL_TASKS, *MAP_TASKS)
 
 
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
@@ -265,4 +266,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, config_path: 
     logging.info("task=%s workdir=%s devices=%s", task, workdir, jax.devices())
     if task == "pretrain":
         return pretrain(config, workdir)
+    if task in MAP_TASKS:
+        return run_map_task(config, workdir)
     return run_evaluation(config, workdir)
