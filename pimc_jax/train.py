@@ -47,13 +47,17 @@ from jax.experimental import multihost_utils
 
 from pimc_jax import parallel, storage
 from pimc_jax.checkpoint import CheckpointStore
+from pimc_jax.config_checks import (
+    check_crop_size,
+    check_schedule,
+    config_views,
+    validate_pretrain_config,
+)
 from pimc_jax.data import load_patches
 from pimc_jax.data.pairs import PairSampler
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.pipeline import PairBatches
-from pimc_jax.data.radar import check_s1_setting
 from pimc_jax.data.statistics import image_statistics, s1_spec_facts
-from pimc_jax.data.views import S1_VIEWS, check_views
 from pimc_jax.indices import resolve_image_bands
 from pimc_jax.metrics import MetricWriter
 from pimc_jax.models import LEGACY_SPEC_FIELDS, ModelSpec
@@ -72,11 +76,6 @@ class PretrainingSetup:
     optimizer: optax.GradientTransformation
 
 
-def _config_views(config: ml_collections.ConfigDict) -> tuple[str, str]:
-    """The checked ``config.model.views`` (a config without the key: the paper's pair)."""
-    return check_views(config.model.get("views", LEGACY_SPEC_FIELDS["views"]), "config.model.views")
-
-
 def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
     """Loads this process's patches and builds the spec, pair sampler and optimizer."""
     patches = load_patches(
@@ -84,7 +83,7 @@ def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
     )
     image_bands = resolve_image_bands(config.data.image_bands, patches[0].band_names)
     image_mean, image_std = image_statistics(patches, image_bands)
-    views = _config_views(config)
+    views = config_views(config)
     sampler = PairSampler(
         patches,
         pixels_per_patch=config.data.pixels_per_patch,
@@ -152,83 +151,6 @@ class _Preemption:
         if not check_peers:
             return False
         return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
-
-
-# (config key, smallest allowed value) of the integer keys a run divides or counts by.
-_MIN_INT_KEYS: tuple[tuple[str, int], ...] = (
-    ("total_steps", 1),
-    ("global_batch_size", 1),
-    ("keep_checkpoints", 1),
-    ("checkpoint_every_steps", 1),
-    ("log_every_steps", 1),
-    ("seed", 0),
-    ("data.max_dates", 1),
-    ("data.crop_size", 1),
-    ("data.pixels_per_patch", 1),
-    ("data.num_threads", 1),
-    ("data.prefetch", 1),
-    ("model.rp_size", 2),
-    ("model.rp_dimension", 1),
-    ("model.rp_time_delay", 1),
-    ("model.embedding_dim", 1),
-    ("optimizer.warmup_steps", 0),
-)
-
-
-def _config_value(config: ml_collections.ConfigDict, key: str) -> Any:
-    value: Any = config
-    for part in key.split("."):
-        value = value[part]
-    return value
-
-
-def validate_pretrain_config(config: ml_collections.ConfigDict) -> None:
-    """Checks counts, sizes and divisibility before any work is done.
-
-    Raises:
-      ValueError: one line naming the offending config key and its value.
-    """
-    for key, minimum in _MIN_INT_KEYS:
-        try:
-            value = _config_value(config, key)
-        except (KeyError, AttributeError):
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"config.{key} must be an integer, got {value!r}")
-        if value < minimum:
-            raise ValueError(f"config.{key} must be >= {minimum}, got {value}")
-    model = config.model
-    plot_size = model.rp_size - (model.rp_dimension - 1) * model.rp_time_delay
-    if plot_size < 2:
-        raise ValueError(
-            f"config.model.rp_size={model.rp_size} leaves a {plot_size}-pixel plot after the "
-            f"time-delay embedding (rp_dimension={model.rp_dimension}, "
-            f"rp_time_delay={model.rp_time_delay}); it must leave at least 2"
-        )
-    data = config.data
-    views = _config_views(config)
-    s1_views = [view for view in views if view in S1_VIEWS]
-    if s1_views and check_s1_setting(data.get("s1", "none")) is None:
-        raise ValueError(
-            f"config.model.views={views!r} reads Sentinel-1 ({', '.join(s1_views)}), but "
-            f"config.data.s1={data.get('s1', 'none')!r}; set it to S1A, S1D or both"
-        )
-    gap = data.get("s1_max_gap_days", 0)
-    if isinstance(gap, bool) or not isinstance(gap, (int, float)) or gap < 0:
-        raise ValueError(f"config.data.s1_max_gap_days must be a number >= 0, got {gap!r}")
-    if data.name == "synthetic":
-        for key in ("num_patches", "patch_size"):
-            if data[key] < 1:
-                raise ValueError(f"config.data.{key} must be >= 1, got {data[key]}")
-        _check_crop_size(config, data.patch_size, "config.data.patch_size")
-
-
-def _check_crop_size(config: ml_collections.ConfigDict, side: int, what: str) -> None:
-    if config.data.crop_size > side:
-        raise ValueError(
-            f"config.data.crop_size={config.data.crop_size} is larger than the patches "
-            f"({what}={side})"
-        )
 
 
 # Keys a resume may change freely: they do not alter the run's trajectory.
@@ -426,8 +348,9 @@ def _pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, floa
                 )
                 store.close()
                 return {}
+        check_schedule(config)
         setup = build_pretraining(config)
-        _check_crop_size(
+        check_crop_size(
             config,
             min(min(p.height, p.width) for p in setup.patches),
             "smallest patch side",

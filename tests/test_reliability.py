@@ -292,3 +292,35 @@ def test_write_text_atomic_keeps_the_old_file_when_the_write_fails(tmp_path, mon
         storage.write_text_atomic(target, "new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+# --------------------------------------------------------------------------------------
+# 6. Config values that would run without comment into nonsense are refused before work.
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"global_batch_size": 1}, r"global_batch_size must be >= 2 .*negatives.*got 1"),
+        ({"optimizer.learning_rate": -1e-3}, r"learning_rate must be finite and in \(0, inf\)"),
+        ({"optimizer.learning_rate": 0.0}, r"learning_rate must be finite"),
+        ({"optimizer.learning_rate": float("nan")}, r"learning_rate .* got nan"),
+        ({"optimizer.weight_decay": float("nan")}, r"weight_decay .* got nan"),
+        ({"optimizer.weight_decay": -0.1}, r"weight_decay must be finite and in \[0, inf\)"),
+        ({"optimizer.warmup_steps": 7}, r"warmup_steps=7 is more than config\.total_steps=6"),
+        ({"data.max_dates": 1}, r"max_dates must be >= 2"),
+        ({"optimizer.grad_clip_norm": -1.0}, r"grad_clip_norm must be finite and in \[0, inf\)"),
+        ({"optimizer.b1": 2.0}, r"b1 must be finite and in \[0, 1\), got 2\.0"),
+        ({"optimizer.b2": 1.0}, r"b2 must be finite and in \[0, 1\)"),
+        ({"optimizer.end_factor": float("inf")}, r"end_factor"),
+        ({"model.temperature": 0.0}, r"temperature must be finite"),
+        ({"global_batch_size": 4 * 10**12}, r"global_batch_size=4000000000000 needs about"),
+    ],
+)
+def test_nonsense_config_values_are_one_fatal_line(tmp_path, capsys, overrides, message):
+    config = tiny_pretrain_config(**overrides)
+    with pytest.raises(ValueError, match=message):
+        launcher.run(config, str(tmp_path))
+    line = _fatal_line(capsys, config, tmp_path)
+    assert "config." in line
+    assert checkpoint.checkpoint_steps(tmp_path) == []
