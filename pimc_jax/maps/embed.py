@@ -220,8 +220,11 @@ def embed_patch(
     paths = output_paths(folder, patch.patch_id)
     tags = {**encoder_tags(params, source, maps), "dtype": maps.dtype, "patch": patch.patch_id}
     finals = [paths["embeddings"], paths["valid"]] + ([paths["preview"]] if maps.preview else [])
-    files = {key: str(paths[key]) for key in ("embeddings", "valid", "preview") if maps.preview
-             or key != "preview"}  # fmt: skip
+    files = {
+        key: str(paths[key])
+        for key in ("embeddings", "valid", "preview")
+        if maps.preview or key != "preview"
+    }
     start = time.time()
     if all(path.is_file() for path in finals) and not paths["state"].is_file():
         _check_finished(paths, tags)
@@ -230,25 +233,41 @@ def embed_patch(
     halo = halo_pixels(params, maps.mode)
     descriptions = band_descriptions(params, maps.towers)
     signature = dict(
-        tags=tags, height=height, width=width, bands=len(descriptions), halo=halo,
-        window_size=int(maps.window_size), crs=str(patch.crs), transform=list(patch.transform),
-    )  # fmt: skip
+        tags=tags,
+        height=height,
+        width=width,
+        bands=len(descriptions),
+        halo=halo,
+        window_size=int(maps.window_size),
+        crs=str(patch.crs),
+        transform=list(patch.transform),
+    )
     partials = {key: cog.partial_path(paths[key]) for key in ("embeddings", "valid")}
     state = None
     if paths["state"].is_file() and all(p.is_file() for p in partials.values()):
         state = json.loads(paths["state"].read_text())
         if state.get("signature") != json.loads(json.dumps(signature)):
-            logging.warning("%s: earlier partial work has other settings; starting over",
-                            patch.patch_id)  # fmt: skip
+            logging.warning(
+                "%s: earlier partial work has other settings; starting over", patch.patch_id
+            )
             state = None
     if state is None:
         _clear(*finals, paths["state"])
         int8 = maps.dtype == "int8"
-        grid = dict(height=height, width=width, crs=patch.crs, transform=patch.transform,
-                    block=int(maps.block_size))  # fmt: skip
-        cog.create_partial(partials["embeddings"], count=len(descriptions),
-                           dtype="int8" if int8 else "float32",
-                           nodata=INT8_NODATA if int8 else float("nan"), **grid)  # fmt: skip
+        grid = dict(
+            height=height,
+            width=width,
+            crs=patch.crs,
+            transform=patch.transform,
+            block=int(maps.block_size),
+        )
+        cog.create_partial(
+            partials["embeddings"],
+            count=len(descriptions),
+            dtype="int8" if int8 else "float32",
+            nodata=INT8_NODATA if int8 else float("nan"),
+            **grid,
+        )
         cog.create_partial(partials["valid"], count=1, dtype="uint8", nodata=None, **grid)
         state = {"signature": signature, "done": []}
         _write_json(paths["state"], state)
@@ -256,8 +275,9 @@ def embed_patch(
     grid_windows = windows(height, width, int(maps.window_size))
     todo = [(i, w) for i, w in enumerate(grid_windows) if i not in done]
     if done:
-        logging.info("%s: resuming at window %d of %d", patch.patch_id, len(done) + 1,
-                     len(grid_windows))  # fmt: skip
+        logging.info(
+            "%s: resuming at window %d of %d", patch.patch_id, len(done) + 1, len(grid_windows)
+        )
     pixels = 0
     bar = progress_lib.progress(todo, desc=f"Embedding {patch.patch_id}", unit="window")
     for index, window in bar:
@@ -269,8 +289,9 @@ def embed_patch(
         _write_json(paths["state"], state)
         pixels += window[2] * window[3]
     finish = dict(block=int(maps.block_size), keep_partial=True, tags=tags)
-    cog.finish_cog(partials["valid"], paths["valid"], descriptions=["valid"],
-                   resampling="nearest", **finish)  # fmt: skip
+    cog.finish_cog(
+        partials["valid"], paths["valid"], descriptions=["valid"], resampling="nearest", **finish
+    )
     if maps.preview:
         size = int(maps.preview_max_size)
         values = cog.read_decimated(partials["embeddings"], size).astype(np.float32)
@@ -289,8 +310,7 @@ def embed_patch(
         partial.unlink(missing_ok=True)
     paths["state"].unlink(missing_ok=True)
     seconds = time.time() - start
-    return dict(patch=patch.patch_id, status="written", pixels=pixels, seconds=seconds,
-                files=files)  # fmt: skip
+    return dict(patch=patch.patch_id, status="written", pixels=pixels, seconds=seconds, files=files)
 
 
 def embed_folder(
@@ -308,9 +328,15 @@ def embed_folder(
         report = embed_patch(params, source, patch, folder, config.maps)
         if report["status"] == "written":
             rate = report["pixels"] / max(report["seconds"], 1e-9)
-            logging.info("%s: %d×%d px, %.1f s (%.0f px/s) → %s", patch.patch_id,
-                         patch.height, patch.width, report["seconds"], rate,
-                         report["files"]["embeddings"])  # fmt: skip
+            logging.info(
+                "%s: %d×%d px, %.1f s (%.0f px/s) → %s",
+                patch.patch_id,
+                patch.height,
+                patch.width,
+                report["seconds"],
+                rate,
+                report["files"]["embeddings"],
+            )
         else:
             logging.info("%s: already done (%s)", patch.patch_id, report["files"]["embeddings"])
         reports.append(report)
@@ -353,8 +379,13 @@ def run_embed(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         "Wrote the embeddings of %d patches (%d already done, %d px, %s px/s) to %s. Next: "
         "python launch.py --config=configs/classify_map.py --config.init_from=%s "
         "--config.embeddings_from=%s --config.data.path=%s --workdir=CLASSIFY_WORKDIR",
-        result["written"], result["skipped"], result["pixels"],
-        "n/a" if rate is None else f"{rate:.0f}", folder, config.init_from, root,
+        result["written"],
+        result["skipped"],
+        result["pixels"],
+        "n/a" if rate is None else f"{rate:.0f}",
+        folder,
+        config.init_from,
+        root,
         config.data.path,
-    )  # fmt: skip
+    )
     return result

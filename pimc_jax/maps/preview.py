@@ -21,11 +21,27 @@ from pimc_jax.maps.cog import atomic_write
 
 # A qualitative palette (tab20's colours), used in class rank order, then cycled darker.
 _PALETTE = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
-)  # fmt: skip
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (174, 199, 232),
+    (255, 187, 120),
+    (152, 223, 138),
+    (255, 152, 150),
+    (197, 176, 213),
+    (196, 156, 148),
+    (247, 182, 210),
+    (199, 199, 199),
+    (219, 219, 141),
+    (158, 218, 229),
+)
 
 
 def class_colours(num_classes: int) -> list[tuple[int, int, int, int]]:
@@ -66,8 +82,11 @@ def pca_rgb(embeddings: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
 def pca_preview(
     path: str | os.PathLike[str], embeddings: np.ndarray, valid: np.ndarray | None = None
 ) -> Path:
-    """Writes :func:`pca_rgb` of ``embeddings`` ``(H, W, D)`` as a PNG."""
-    return _save_png(path, pca_rgb(embeddings, valid))
+    """Writes :func:`pca_rgb` of ``embeddings`` ``(H, W, D)`` as a PNG; rasters under 256
+    pixels on their longer side are enlarged by a whole factor (each pixel a square)."""
+    rgb = pca_rgb(embeddings, valid)
+    factor = max(1, 256 // max(rgb.shape[:2] or (1,)))
+    return _save_png(path, np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1))
 
 
 def class_map_figure(
@@ -91,20 +110,23 @@ def class_map_figure(
     cmap = ListedColormap(colours if len(colours) else [(0, 0, 0, 1)])
     cmap.set_bad((0, 0, 0, 0))
     panels = max(len(maps), 1)
-    figure, axes = plt.subplots(1, panels, figsize=(3.2 * panels + 2.2, 3.4), squeeze=False)
+    figure, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.4), squeeze=False)
     for axis, (title, ranks) in zip(axes[0], maps, strict=False):
         shown = np.ma.masked_less(np.asarray(ranks), 0)
-        axis.imshow(shown, cmap=cmap, vmin=-0.5, vmax=len(class_names) - 0.5,
-                    interpolation="nearest")  # fmt: skip
+        axis.imshow(
+            shown, cmap=cmap, vmin=-0.5, vmax=len(class_names) - 0.5, interpolation="nearest"
+        )
         axis.set_title(title, fontsize=9)
         axis.set_xticks([])
         axis.set_yticks([])
     handles = [
         LegendPatch(facecolor=colours[rank], label=name) for rank, name in enumerate(class_names)
     ]
-    figure.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0, 1 - 2.0 / (3.2 * panels + 2.2), 1))
+    figure.tight_layout()
+    figure.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False
+    )
     with atomic_write(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110)
+        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
     return Path(path)
