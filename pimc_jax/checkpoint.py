@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from typing import Any
 
 import jax
@@ -47,66 +46,33 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import path as ocp_path
 
 from pimc_jax import storage
+from pimc_jax.checkpoint_faults import (
+    CorruptCheckpointError,
+    NonFiniteCheckpointError,
+    NonFiniteStateError,
+    first_nonfinite_leaf,
+    leaf_key,
+    set_aside_step,
+)
 from pimc_jax.models import ModelSpec, PIMCParams, init_params
 
 CHECKPOINT_SUBDIR = "checkpoints"
 _ITEMS = ("params", "opt_state", "meta")
 _DIGESTS = "digests"
-
-
-class CorruptCheckpointError(ValueError):
-    """A checkpoint step directory that is incomplete or corrupt (its message is one line)."""
-
-    def __init__(self, step_dir: os.PathLike, reason: str):
-        self.step_dir = step_dir
-        self.reason = reason
-        super().__init__(
-            f"Checkpoint {step_dir} could not be restored ({reason}); it may be incomplete "
-            "or corrupt and was left untouched"
-        )
-
-
-class NonFiniteCheckpointError(CorruptCheckpointError):
-    """A saved step whose arrays hold NaN or inf (a diverged run); its message is one line."""
-
-    def __init__(self, step_dir: os.PathLike, leaf: str):
-        self.step_dir = step_dir
-        self.leaf = leaf
-        self.reason = f"non-finite values (NaN or inf) in {leaf}: the run had diverged"
-        ValueError.__init__(
-            self,
-            f"Checkpoint {step_dir} holds non-finite values (NaN or inf) in {leaf}: the run "
-            "had diverged when it was saved; use an earlier step, or retrain with a lower "
-            "--config.optimizer.learning_rate",
-        )
-
-
-class NonFiniteStateError(ValueError):
-    """A training state with NaN or inf in its params or optimizer state (not saved)."""
-
-    def __init__(self, step: int, leaf: str):
-        self.step = int(step)
-        self.leaf = leaf
-        super().__init__(
-            f"step {step} was not saved: {leaf} holds non-finite values (NaN or inf), the "
-            "training diverged; lower --config.optimizer.learning_rate (or set "
-            "--config.optimizer.grad_clip_norm) and rerun, which resumes from the last good "
-            "checkpoint"
-        )
-
-
-def first_nonfinite_leaf(tree: Any, prefix: str = "") -> str | None:
-    """``prefix/<leaf path>`` of the first floating-point leaf of ``tree`` holding NaN or
-    inf, else ``None`` (integer and boolean leaves are always finite)."""
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        array = np.asarray(leaf)
-        if not jax.numpy.issubdtype(array.dtype, jax.numpy.inexact):
-            continue
-        if array.dtype.kind not in "fc":  # bfloat16 and other ml_dtypes floats
-            array = array.astype(np.float32)
-        if not np.isfinite(array).all():
-            return f"{prefix}/{_leaf_key(path)}" if prefix else _leaf_key(path)
-    return None
+__all__ = [
+    "CheckpointStore",
+    "CorruptCheckpointError",
+    "NonFiniteCheckpointError",
+    "NonFiniteStateError",
+    "array_digests",
+    "checkpoint_steps",
+    "first_nonfinite_leaf",
+    "load_checkpoint",
+    "load_params",
+    "locate_checkpoint",
+    "read_meta",
+    "set_aside_step",
+]
 
 
 def _check_finite(step_dir: epath.Path, item: str, tree: Any) -> None:
@@ -119,19 +85,6 @@ def _check_finite(step_dir: epath.Path, item: str, tree: Any) -> None:
 _REASON_LIMIT = 400  # characters of an error kept in a corrupt step's one-line reason
 
 
-def _leaf_key(path: tuple[Any, ...]) -> str:
-    """A tree path as ``a/0/b``, the same for a namedtuple field and the dict Orbax restores."""
-    parts = []
-    for entry in path:
-        for attribute in ("key", "idx", "name"):
-            if hasattr(entry, attribute):
-                parts.append(str(getattr(entry, attribute)))
-                break
-        else:
-            parts.append(str(entry))
-    return "/".join(parts)
-
-
 def array_digests(tree: Any) -> dict[str, str]:
     """SHA-256 (hex) of every array leaf of ``tree`` over its dtype, shape and bytes."""
     digests = {}
@@ -139,7 +92,7 @@ def array_digests(tree: Any) -> dict[str, str]:
         array = np.ascontiguousarray(np.asarray(leaf))
         digest = hashlib.sha256(f"{array.dtype.name}{array.shape}".encode())
         digest.update(array.tobytes())
-        digests[_leaf_key(path)] = digest.hexdigest()
+        digests[leaf_key(path)] = digest.hexdigest()
     return digests
 
 
@@ -320,25 +273,6 @@ class CheckpointStore:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
-
-
-def set_aside_step(step_dir: epath.Path) -> epath.Path:
-    """Renames a bad step directory to ``<step>.corrupt-<UTC time>`` (never deleted); one
-    warning line names both paths. Returns the new path."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = step_dir.parent / f"{step_dir.name}.corrupt-{stamp}"
-    suffix = 1
-    while target.exists():
-        target = step_dir.parent / f"{step_dir.name}.corrupt-{stamp}.{suffix}"
-        suffix += 1
-    step_dir.rename(target)
-    logging.warning(
-        "Moved bad checkpoint %s aside to %s (kept, not deleted) so step %s can be saved again.",
-        step_dir,
-        target,
-        step_dir.name,
-    )
-    return target
 
 
 def checkpoint_steps(path: str | os.PathLike) -> list[int]:
