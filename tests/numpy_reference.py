@@ -57,14 +57,23 @@ def resampled_indices(
     indices: Sequence[str],
     size: int,
     span: str,
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One pixel's ``(T, C)`` bands (every date valid) on ``(T,)`` increasing days →
-    ``(size, K)`` index series on a regular grid from its first to its last date."""
+    """One pixel's ``(T, C)`` bands on ``(T,)`` increasing days → ``(size, K)`` index series
+    on ``size`` regular steps, linearly interpolated between the valid dates (``mask`` and
+    finite indices) and held constant beyond the first and last of them.
+
+    The steps run from the first to the last valid date (``span="valid"``) or from the
+    first to the last acquisition, valid or not (``span="acquisitions"``)."""
     dates = np.asarray(dates, np.float64)
-    del span  # with every date valid, "valid" and "acquisitions" span the same dates
-    steps = dates[0] + (dates[-1] - dates[0]) * np.arange(size) / (size - 1)
+    mask = np.ones(dates.shape, bool) if mask is None else np.asarray(mask, bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.stack([index_series(bands, names, k) for k in indices], axis=-1)
+    valid = mask & np.all(np.isfinite(values), axis=-1)
+    ends = dates[valid] if span == "valid" else dates[mask]
+    steps = ends[0] + (ends[-1] - ends[0]) * np.arange(size) / (size - 1)
     return np.stack(
-        [np.interp(steps, dates, index_series(bands, names, k)) for k in indices], axis=-1
+        [np.interp(steps, dates[valid], values[valid, k]) for k in range(len(indices))], axis=-1
     )
 
 
@@ -83,11 +92,11 @@ def plots(series: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
     return np.stack(out, axis=-1)
 
 
-def pixel_plots(bands, dates, names, spec) -> np.ndarray:
+def pixel_plots(bands, dates, names, spec, mask=None) -> np.ndarray:
     """The plot-tower input of one pixel for a :class:`~pimc_jax.models.ModelSpec` with
     unthresholded, unnormalised plots and no embedding (``(S, S, K·P)``)."""
     assert spec.rp_dimension == 1 and spec.rp_threshold is None and not spec.rp_normalize
-    series = resampled_indices(bands, dates, names, spec.indices, spec.rp_size, spec.rp_span)
+    series = resampled_indices(bands, dates, names, spec.indices, spec.rp_size, spec.rp_span, mask)
     return plots(series, spec.rp_channels)
 
 
