@@ -324,3 +324,80 @@ def test_nonsense_config_values_are_one_fatal_line(tmp_path, capsys, overrides, 
     line = _fatal_line(capsys, config, tmp_path)
     assert "config." in line
     assert checkpoint.checkpoint_steps(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------
+# 5. User data that would train into nonsense is refused at load, naming the fix.
+
+
+def _pixels(path: Path, bands: np.ndarray, **extra) -> Path:
+    n, t, _ = bands.shape
+    labels = extra.pop("labels", np.arange(n) % 3)
+    np.savez(
+        path,
+        bands=bands,
+        band_names=np.array(["B2", "B3", "B4", "B8"]),
+        dates=np.arange(t) * 10,
+        labels=labels,
+        **extra,
+    )
+    return path
+
+
+def _reflectance(n: int = 12, t: int = 6) -> np.ndarray:
+    return np.random.default_rng(0).uniform(0.02, 0.5, (n, t, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: {"bands": _reflectance() * 10_000}, r"digital numbers.*give scale"),
+        (
+            lambda: {"bands": _reflectance() * 10_000, "scale": 0.01},
+            r"digital numbers.*check scale",
+        ),
+        (lambda: {"bands": _reflectance(), "scale": 0.0}, r"scale must be > 0"),
+        (lambda: {"bands": _reflectance(), "scale": -1e-4}, r"scale must be > 0"),
+        (lambda: {"bands": np.full((4, 5, 4), np.nan, np.float32)}, r"every band value is a gap"),
+        (
+            lambda: {"bands": _reflectance() * np.array([1, 1, 1, np.nan], np.float32)},
+            r"band\(s\) \['B8'\] hold no value",
+        ),
+        (lambda: {"bands": _reflectance(), "labels": np.zeros(12, int)}, r"every label is class 0"),
+    ],
+)
+def test_nonsense_pixel_files_are_refused_naming_the_fix(tmp_path, make, message):
+    from pimc_jax.data.user import load_pixel_npz
+
+    arrays = make()
+    path = _pixels(tmp_path / "pixels.npz", arrays.pop("bands"), **arrays)
+    with pytest.raises(ValueError, match=message) as error:
+        load_pixel_npz(path)
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_digital_numbers_with_scale_load(tmp_path):
+    from pimc_jax.data.user import load_pixel_npz
+
+    bands = np.round(_reflectance() * 10_000)
+    series = load_pixel_npz(_pixels(tmp_path / "p.npz", bands, scale=1e-4))
+    assert 0 < np.nanmedian(series.bands) < 1
+
+
+def test_patch_folder_of_digital_numbers_is_refused(tmp_path):
+    from pimc_jax.data.user import load_patch_folder
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        np.savez(
+            tmp_path / f"{name}.npz",
+            bands=rng.uniform(200, 3000, (4, 8, 8, 4)).astype(np.float32),
+            band_names=np.array(["B2", "B3", "B4", "B8"]),
+            dates=np.arange(4) * 10,
+            labels=np.zeros((8, 8), int),
+        )
+    with pytest.raises(ValueError, match=r"a\.npz: band values look like digital numbers"):
+        load_patch_folder(tmp_path)
+    (tmp_path / "metadata.json").write_text(json.dumps({"scale": 1e-4}))
+    with pytest.raises(ValueError, match=r"every label is class 0"):
+        load_patch_folder(tmp_path)

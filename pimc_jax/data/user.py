@@ -125,6 +125,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pimc_jax import progress as progress_lib
+from pimc_jax.data import validate
 from pimc_jax.data.patches import Patch, series_dates
 from pimc_jax.data.radar import linear_to_db
 from pimc_jax.indices import (
@@ -281,10 +282,7 @@ def dates_to_days(value: Any, where: str = "dates") -> np.ndarray:
 
 
 def _scale(value: Any, where: str) -> float:
-    scale = np.asarray(value)
-    if scale.shape != () or scale.dtype.kind not in "iuf" or not np.isfinite(scale):
-        raise ValueError(f"{where}: scale must be a finite number, got {value!r}")
-    return float(scale)
+    return validate.check_scale(value, where)
 
 
 def _nodata(value: Any, key: str, where: str) -> np.ndarray:
@@ -499,6 +497,8 @@ def load_pixel_npz(
                 f"{where}: labels must lie in 0..{len(class_names) - 1} "
                 f"({len(class_names)} class_names), got {labels.min()}..{labels.max()}"
             )
+    validate.check_reflectance(bands, band_names, where, scaled="scale" in arrays)
+    validate.check_classes(labels, where)
     return PixelSeries(
         bands=bands,
         dates=dates,
@@ -755,6 +755,13 @@ def load_patch_folder(
         )
     ]
     _check_same_bands(patches, ordered)
+    for patch, source in zip(patches, ordered, strict=True):
+        validate.check_reflectance(patch.bands, patch.band_names, str(source), scaled=None)
+    labelled = [patch.labels for patch in patches if patch.labels is not None]
+    if labelled:
+        validate.check_classes(
+            np.unique(np.concatenate([np.unique(x) for x in labelled])), str(folder)
+        )
     return patches
 
 
