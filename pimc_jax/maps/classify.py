@@ -275,6 +275,7 @@ def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[st
         raise ValueError("classify_map runs on one process; run embed on many, then this")
     check_maps(config.maps)
     root = local_workdir(workdir)
+    root.mkdir(parents=True, exist_ok=True)
     if config.embeddings_from:
         folder = local_workdir(config.embeddings_from) / EMBEDDINGS_DIR
         patches = load_patches(config.data)

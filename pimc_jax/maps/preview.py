@@ -108,7 +108,7 @@ def class_map_figure(
     maps = list(maps)[:max_panels]
     colours = np.asarray(class_colours(len(class_names)), np.float64) / 255.0
     cmap = ListedColormap(colours if len(colours) else [(0, 0, 0, 1)])
-    cmap.set_bad((0, 0, 0, 0))
+    cmap = cmap.with_extremes(bad=(0, 0, 0, 0))
     panels = max(len(maps), 1)
     figure, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.4), squeeze=False)
     for axis, (title, ranks) in zip(axes[0], maps, strict=False):
