@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pimc_jax import defaults
+from pimc_jax import encode_checks as checks
 from pimc_jax import indices as indices_lib
 from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch, series_dates
@@ -241,13 +242,11 @@ def _to_reflectance(raw: Any, scale: float | None, nodata: float | None, name: s
 def _parse_dates(value: Any, name: str = "batch['dates']") -> np.ndarray:
     """Numeric days, ISO strings, datetime64 or dates → float32 days (errors name ``name``)."""
     array = np.asarray(value)
-    if array.dtype.kind in "USOM":
-        return dates_to_days(array, name).astype(np.float32)
-    if array.dtype.kind not in "iuf":
+    if array.dtype.kind not in "USOMiuf":
         raise ValueError(
             f"{name} must be numeric days or ISO date strings, got dtype {array.dtype}"
         )
-    return array.astype(np.float32)
+    return dates_to_days(array, name).astype(np.float32)  # whole days, as the loaders
 
 
 def _series_dates_mask(
@@ -268,6 +267,7 @@ def _series_dates_mask(
         raise ValueError(
             f"batch[{mask_key!r}] must be (N, T) = ({num}, {num_dates}), got {mask.shape}"
         )
+    checks.check_increasing_dates(dates, mask, name)
     return dates, mask
 
 
@@ -347,6 +347,7 @@ def _s1_image_inputs(spec: ModelSpec, batch: Mapping[str, Any]) -> np.ndarray:
         image = np.asarray(batch["s1_image"]).astype(np.float32)
     if image.ndim != 4:
         raise ValueError(f"batch['s1_image'] must be (N, k, k, C) dB, got shape {image.shape}")
+    checks.check_crop_size(image, spec.crop_size, "batch['s1_image']")
     if image.shape[-1] != len(spec.s1_image_bands):
         raise ValueError(
             f"batch['s1_image'] has {image.shape[-1]} channels; the model expects "
@@ -368,6 +369,7 @@ def _image_inputs(spec: ModelSpec, batch: Mapping[str, Any]) -> np.ndarray:
     image = _implausible_to_nan(np.asarray(batch["image"], np.float32))
     if image.ndim != 4:
         raise ValueError(f"batch['image'] must be (N, k, k, C), got shape {image.shape}")
+    checks.check_crop_size(image, spec.crop_size, "batch['image']")
     if "image_band_names" in batch:
         names = [indices_lib.canonical_band_name(n) for n in batch["image_band_names"]]
         if len(names) != image.shape[-1]:
@@ -445,11 +447,16 @@ def encode(
       zero vector, not unit-norm): drop or mask those rows. Any ``N`` works, ``N = 0``
       included (``(0, D)`` arrays): inputs are padded to a few bucket sizes (and long
       batches chunked) so that new sizes rarely recompile. Rows that repeat exactly (the
-      same series, dates and mask, or the same crop) are embedded once.
+      same series, dates and mask, or the same crop) are embedded once. An image view's
+      tower also gives ``<name>_valid`` (``image_valid`` for tower 2) ``(N,)`` bool: False
+      for a crop that is all gaps (NaN or implausible values), whose embedding is one and
+      the same vector for every such crop.
 
     Raises:
       ValueError: one line naming the problem: a key feeding a view the model does not
-        have, wrong ranks or shapes (``dates`` of the wrong length), wrong channel counts,
+        have, wrong ranks or shapes (``dates`` of the wrong length, views with different
+        row counts, crops of another size than ``spec.crop_size``), dates that are not
+        whole days or not strictly increasing at the real acquisitions, wrong channel counts,
         non-numeric values, unparseable dates, unknown band names, a band needed by the
         model's indices or radar series missing, or a bad ``scale``.
       TypeError: ``params`` is not :class:`PIMCParams`.
@@ -469,6 +476,7 @@ def encode(
                 f"batch[{key!r}] feeds the {view} view, but this model's towers read "
                 f"model.views={spec.views}"
             )
+    checks.check_rows(batch, _VIEW_INPUT.values())
     out: dict[str, np.ndarray] = {}
     valid: list[np.ndarray] = []
     for tower, view in enumerate(spec.views):
@@ -489,6 +497,7 @@ def encode(
             inputs_of = _image_inputs if view == "s2_image" else _s1_image_inputs
             fn = functools.partial(_encode_image, params, view=view, tower=tower)
             arrays, desc = [inputs_of(spec, batch)], "Encoding crops"
+            out[f"{name}_valid"] = checks.crops_valid(arrays[0])
         results = _encode_distinct(fn, arrays, progress, desc)
         out[features_name], out[name] = results[:2]
         if view in PLOT_VIEWS:

@@ -105,7 +105,7 @@ def test_encode_s1_image_equals_the_tower_on_normalized_crops(s1_image_params):
     )
     np.testing.assert_allclose(out["image"], embeddings, atol=1e-5)
     np.testing.assert_allclose(out["image_features"], features, atol=1e-5)
-    assert set(out) == {"image", "image_features"}
+    assert set(out) == {"image", "image_features", "image_valid"}
 
 
 def test_encode_patch_s1_rp_matches_encode_on_hand_built_pixels(s1_rp_params, patch):

@@ -401,3 +401,55 @@ def test_patch_folder_of_digital_numbers_is_refused(tmp_path):
     (tmp_path / "metadata.json").write_text(json.dumps({"scale": 1e-4}))
     with pytest.raises(ValueError, match=r"every label is class 0"):
         load_patch_folder(tmp_path)
+
+
+# --------------------------------------------------------------------------------------
+# 7. encode checks its inputs against each other.
+
+
+@pytest.fixture(scope="module")
+def encode_batch():
+    from pimc_jax.data.synthetic import make_patch
+
+    patch = make_patch(0, 0, size=16)
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 16, 6), rng.integers(0, 16, 6)
+    return {
+        "bands": patch.bands[:, rows, cols].transpose(1, 0, 2),
+        "dates": patch.dates,
+        "band_names": patch.band_names,
+        "image": rng.uniform(0, 0.3, (6, 8, 8, 3)).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda b: {"dates": b["dates"][::-1].copy()}, r"strictly increase.*sort the dates"),
+        (
+            lambda b: {"dates": np.concatenate([b["dates"][:1], b["dates"][:-1]])},
+            r"strictly increase.*repeated",
+        ),
+        (lambda b: {"dates": b["dates"] + 0.5}, r"integer days|whole|fraction"),
+        (lambda b: {"image": b["image"][:4]}, r"bands has 6, image has 4"),
+        (lambda b: {"image": b["image"][:, :5, :5]}, r"crops are 5x5; this model .* 8x8"),
+        (lambda b: {"image": np.zeros((6, 32, 32, 3), np.float32)}, r"crops are 32x32"),
+        (lambda b: {"image": b["image"][:, :, :6]}, r"crops are 8x6"),
+    ],
+)
+def test_encode_refuses_inconsistent_inputs(tiny_params, encode_batch, change, message):
+    import pimc_jax
+
+    with pytest.raises(ValueError, match=message) as error:
+        pimc_jax.encode(tiny_params, {**encode_batch, **change(encode_batch)})
+    assert "\n" not in str(error.value)
+
+
+def test_encode_flags_all_gap_crops(tiny_params, encode_batch):
+    import pimc_jax
+
+    image = encode_batch["image"].copy()
+    image[[1, 4]] = np.nan
+    out = pimc_jax.encode(tiny_params, {**encode_batch, "image": image})
+    np.testing.assert_array_equal(out["image_valid"], [True, False, True, True, False, True])
+    assert out["valid"].all()  # the series are intact
