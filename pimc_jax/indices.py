@@ -116,7 +116,8 @@ def resolve_band_names(band_names: str | Sequence[str]) -> tuple[str, ...]:
     """Returns the band names as a tuple, expanding a table name from :data:`BAND_TABLES`.
 
     Raises:
-      ValueError: unknown table name, or two names that are the same band.
+      ValueError: unknown table name, not a sequence of strings, or two names that are the
+        same band.
     """
     if isinstance(band_names, str):
         key = band_names.strip().lower()
@@ -126,7 +127,15 @@ def resolve_band_names(band_names: str | Sequence[str]) -> tuple[str, ...]:
                 "(or pass a sequence of band names)"
             )
         return BAND_TABLES[key]
-    names = tuple(band_names)
+    try:
+        names = tuple(band_names)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise ValueError(
+            f"band_names must be a sequence of band name strings or a band table name "
+            f"({sorted(BAND_TABLES)}), got {band_names!r}"
+        )
     canonical = [canonical_band_name(n) for n in names]
     duplicates = sorted({c for c in canonical if canonical.count(c) > 1})
     if duplicates:

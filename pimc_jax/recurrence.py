@@ -177,7 +177,9 @@ def recurrence_plot(
 
     Binary plots are returned as 0.0/1.0. Each series (each leading index and, with
     ``channels_last``, each channel) gets its own plot and its own threshold. ``x``
-    should be finite (pyts rejects NaN; here a NaN propagates into its rows and columns).
+    should be finite (pyts rejects NaN; here a NaN propagates into its rows and columns);
+    every finite float32 input gives a finite plot (distances beyond the largest float32
+    saturate there).
     Unthresholded plots are differentiable with finite gradients (also at ``D = 0``).
     ``'point'`` needs an order statistic of each plot, found by a 31-step bisection
     rather than a sort, so it costs a few dozen passes over the plots.
@@ -231,6 +233,16 @@ def recurrence_plot(
         cols = lambda c: c[..., None, :]
         plot_axes = (-2, -1)
 
+    # Series with values beyond ±2^60 are divided by a power of two (exact) first, so no
+    # difference or square overflows float32; distances are scaled back and saturate at
+    # the largest float32 (normalised and binary plots are scale-free).
+    amax = jnp.max(jnp.abs(x), axis=time_axis, keepdims=True)
+    huge = jnp.isfinite(amax) & (amax > 2.0**60)
+    # amax = mantissa · 2^exponent with mantissa in [0.5, 1): |x| · 2^-exponent < 1, exact.
+    exponent = jnp.where(huge, jnp.frexp(jnp.where(huge, amax, 1.0))[1], 0)
+    x = jnp.ldexp(x, -exponent)
+    plot_exponent = rows(exponent)
+
     if m == 1:
         dist = jnp.abs(rows(x) - cols(x))
         # max |x_i − x_j| = max x − min x exactly (rounding is monotone): O(T), not O(T²).
@@ -247,7 +259,7 @@ def recurrence_plot(
 
     if threshold is None:
         if not normalize:
-            return dist
+            return jnp.minimum(jnp.ldexp(dist, plot_exponent), jnp.finfo(jnp.float32).max)
         top = peak()
         scale = jnp.where(top > 0, 1.0 / jnp.where(top > 0, top, 1.0), 0.0)
         return dist * scale
@@ -256,7 +268,7 @@ def recurrence_plot(
     elif threshold == "distance":
         binary = dist < (percentage / 100) * peak()
     else:
-        binary = dist < threshold
+        binary = dist < jnp.ldexp(jnp.float32(threshold), -plot_exponent)
     return binary.astype(jnp.float32)
 
 

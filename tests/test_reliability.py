@@ -453,3 +453,31 @@ def test_encode_flags_all_gap_crops(tiny_params, encode_batch):
     out = pimc_jax.encode(tiny_params, {**encode_batch, "image": image})
     np.testing.assert_array_equal(out["image_valid"], [True, False, True, True, False, True])
     assert out["valid"].all()  # the series are intact
+
+
+# --------------------------------------------------------------------------------------
+# 8. Numerics: finite plots for every finite input; clear errors for wrong argument types.
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"normalize": True}, {"dimension": 2}, {"threshold": 1e38}]
+)
+def test_recurrence_plot_of_extreme_floats_is_finite(options):
+    from pimc_jax.recurrence import recurrence_plot
+
+    for series in ([3e38, -3e38], [3e38, -3e38, 1e38, 0.0], [1e-45, -3.4e38]):
+        plot = np.asarray(recurrence_plot(np.array(series, np.float32), **options))
+        assert np.isfinite(plot).all(), (series, options, plot)
+    plot = np.asarray(recurrence_plot(np.array([3e38, -3e38], np.float32)))
+    assert plot[0, 1] == np.finfo(np.float32).max and plot[0, 0] == 0  # saturates
+    np.testing.assert_array_equal(
+        recurrence_plot(np.array([3e38, -3e38], np.float32), normalize=True), [[0, 1], [1, 0]]
+    )
+
+
+@pytest.mark.parametrize("band_names", [42, [1, 2, 3, 4], None, 3.5])
+def test_vegetation_indices_with_wrong_band_names_is_a_value_error(band_names):
+    from pimc_jax.indices import vegetation_indices
+
+    with pytest.raises(ValueError, match="band_names must be a sequence of band name strings"):
+        vegetation_indices(np.zeros((2, 4), np.float32), band_names=band_names)
