@@ -5,9 +5,10 @@ row indices to fit on (and, for the neural baseline, a validation part of them) 
 test rows; each returns test-row class probabilities ``(n_test, K)``.
 
 - :func:`forest`: scikit-learn RandomForest (300 trees) on the raw values (``T·C``
-  features), gaps filled with the fitting rows' feature mean.
-- :func:`boosted_trees`: LightGBM gradient-boosted trees on the same features (gaps left
-  as missing values, which LightGBM routes on its own).
+  features), gaps filled with the fitting rows' feature mean; :func:`boosted_trees`:
+  LightGBM on the same features (gaps left missing, which LightGBM routes on its own).
+  Both are the tree models the library's pixel classifier averages with its tower
+  (:mod:`pimc_jax.evaluation.trees`), here alone.
 - :func:`tempcnn`: TempCNN (Pelletier, Webb, Petitjean 2019, *Temporal Convolutional
   Neural Network for the Classification of Satellite Image Time Series*): three 1-D
   convolutions of 64 filters (kernel 5) with batch normalisation, ReLU and dropout 0.2, a
@@ -24,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from pimc_jax.evaluation.trees import series_table, tree_probabilities
+
 
 def filled_features(bands: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
     """``(N, T·C)`` float64 features, NaNs replaced by the fitting rows' feature mean."""
@@ -34,46 +37,23 @@ def filled_features(bands: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(flat), flat, mean)
 
 
-def _full_proba(model, features: np.ndarray, num_classes: int) -> np.ndarray:
-    """``predict_proba`` spread onto all ``num_classes`` columns (absent classes get 0)."""
-    out = np.zeros((features.shape[0], num_classes))
-    out[:, model.classes_] = model.predict_proba(features)
-    return out
-
-
 def forest(bands, labels, fit_rows, test_rows, num_classes: int, seed: int) -> np.ndarray:
     """RandomForest of 300 trees on the raw band values; test probabilities ``(n, K)``."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    features = filled_features(bands, fit_rows)
-    model = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
-    model.fit(features[fit_rows], labels[fit_rows])
-    return _full_proba(model, features[test_rows], num_classes)
+    return _trees("forest", bands, labels, fit_rows, test_rows, num_classes, seed)
 
 
 def boosted_trees(bands, labels, fit_rows, test_rows, num_classes: int, seed: int) -> np.ndarray:
-    """LightGBM on the raw band values (gaps as missing); test probabilities ``(n, K)``.
+    """LightGBM on the raw band values (gaps as missing); test probabilities ``(n, K)``."""
+    return _trees("lgbm", bands, labels, fit_rows, test_rows, num_classes, seed)
 
-    Settings for a few hundred rows: 300 rounds at learning rate 0.05, 15 leaves, at least
-    5 rows per leaf, row and feature subsampling (0.8, 0.5).
-    """
-    import lightgbm
 
-    features = bands.reshape(bands.shape[0], -1).astype(np.float64)
-    model = lightgbm.LGBMClassifier(
-        n_estimators=300,
-        learning_rate=0.05,
-        num_leaves=15,
-        min_child_samples=5,
-        subsample=0.8,
-        subsample_freq=1,
-        colsample_bytree=0.5,
-        random_state=seed,
-        n_jobs=2,
-        verbose=-1,
+def _trees(name, bands, labels, fit_rows, test_rows, num_classes, seed) -> np.ndarray:
+    """The library's own tree models (:mod:`pimc_jax.evaluation.trees`), alone."""
+    table = series_table(bands)
+    (proba,) = tree_probabilities(
+        (name,), table[fit_rows], labels[fit_rows], table[test_rows], num_classes, seed
     )
-    model.fit(features[fit_rows], labels[fit_rows])
-    return _full_proba(model, features[test_rows], num_classes)
+    return proba
 
 
 class TempCNN(nn.Module):

@@ -17,9 +17,11 @@ Rows (baselines in ``bench/baselines.py``):
 - ``rf``: RandomForest (300 trees) on the raw band values; ``lgbm``: LightGBM on the same;
   ``tempcnn``: TempCNN (Pelletier et al. 2019) on the standardised band series, its epoch
   chosen on the evaluator's validation rows. The trees fit on train + val.
-- ``pimc``: the library's pixel classifier exactly as ``configs/eval_pastis_classification.py``
-  with ``data.name=npz`` and ``data.cv_folds=F data.cv_fold=i`` runs it (its defaults);
-  ``pimc_paper``: the same with the paper's representation (the ``:paper`` variant).
+- ``pimc``: the library's pixel classifier as ``configs/eval_pastis_classification.py``
+  with ``data.name=npz`` and ``data.cv_folds=F data.cv_fold=i`` runs it (its defaults: the
+  fine-tuned plot-tower ensemble averaged with a forest and LightGBM, ``finetune.trees``);
+  from the same run, ``pimc[trees=none]`` (the tower alone), ``pimc[trees=forest]``, ...
+  ``pimc_paper``: the paper's representation and classifier (the ``:paper`` variant).
 - ``--candidate NAME KEY=VALUE,...``: ``pimc`` with those overrides, a row named ``NAME``.
 - with ``--init_from``: ``pimc_pretrained`` (fine-tuned from that checkpoint),
   ``pimc_pretrained_linear`` (frozen features, logistic probe) and ``pimc_linear`` (the
@@ -48,10 +50,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines  # noqa: E402
 
 from pimc_jax.data.user import load_pixel_npz  # noqa: E402
+from pimc_jax.evaluation.classification import classify  # noqa: E402
 from pimc_jax.evaluation.encoders import load_encoder  # noqa: E402
 from pimc_jax.evaluation.pixel_classification import PixelClassification  # noqa: E402
-from pimc_jax.evaluation.pixels import seeded_split_rows  # noqa: E402
+from pimc_jax.evaluation.pixels import (  # noqa: E402
+    seeded_split_rows,
+    series_features,
+    series_inputs,
+)
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix  # noqa: E402
+from pimc_jax.evaluation.towers import plot_tower  # noqa: E402
 from pimc_jax.launcher import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,14 +108,38 @@ def _config(variant: str, data: str, args, fold: int, seed: int, extra=(), dropp
     return config
 
 
-def _pimc_row(config, init_from: str | None) -> tuple[float, float]:
+def _pimc_row(config, init_from: str | None, scores_out: dict[str, list]) -> tuple[float, float]:
+    """The library's classifier on one fold: its (accuracy, macro-F1).
+
+    For the fine-tuned rows with ``finetune.trees``, the same run's tower alone and the
+    tower with each subset of the tree models are scored too, into ``scores_out`` under
+    ``[trees=...]`` names (the tower is trained once; the blends are exact re-averages).
+    """
     evaluator = PixelClassification(config)
     if init_from:
         params, _ = load_encoder(init_from, evaluator.random_params)
     else:
         params = evaluator.random_params()
-    metrics = evaluator.run(params)["metrics"]
-    return metrics["overall_accuracy"], metrics["macro_f1"]
+    s = evaluator.splits
+    tower = plot_tower(params.spec)
+    outputs = classify(
+        config,
+        params,
+        tower,
+        (s.train, s.val, s.test),
+        s.num_classes,
+        features_fn=lambda split: series_features(params, split, s.band_names, tower),
+        inputs_fn=series_inputs,
+        band_names=s.band_names,
+    )
+    labels = s.test["labels"]
+    if "tree_test_probabilities" in outputs:
+        trees = outputs["tree_test_probabilities"]
+        for subset in ([], *[[name] for name in trees], list(trees)):
+            p = np.mean([outputs["tower_test_probabilities"]] + [trees[n] for n in subset], 0)
+            key = f"[trees={'+'.join(subset) or 'none'}]"
+            scores_out.setdefault(key, []).append(_scores(labels, p.argmax(-1), s.num_classes))
+    return _scores(labels, outputs["test_predictions"], s.num_classes)
 
 
 def run_file(path: str, args, candidates: dict[str, list[str]]) -> dict[str, list]:
@@ -161,18 +193,21 @@ def run_file(path: str, args, candidates: dict[str, list[str]]) -> dict[str, lis
                     if row.endswith("_linear"):
                         config.protocol = "linear"
                     init = args.init_from if row.startswith("pimc_pretrained") else None
-                    score = _pimc_row(config, init)
+                    variants: dict[str, list] = {}
+                    score = _pimc_row(config, init, variants)
+                    for key, value in variants.items():
+                        results.setdefault(f"{row}{key}", []).extend(value)
                 seconds[row] += time.perf_counter() - start
                 results[row].append(score)
         done = ", ".join(f"{r} {np.mean([a for a, _ in results[r]]):.3f}" for r in rows)
         print(f"fold {fold + 1}/{args.folds}: mean accuracy so far {done}", flush=True)
     print("| model | accuracy | macro-F1 | seconds |")
     print("|---|---|---|---|")
-    for row in rows:
+    for row in results:
         accuracy, macro_f1 = np.asarray(results[row]).T
         print(
             f"| {row} | {accuracy.mean():.3f} ± {accuracy.std():.3f} | "
-            f"{macro_f1.mean():.3f} ± {macro_f1.std():.3f} | {seconds[row]:.0f} |"
+            f"{macro_f1.mean():.3f} ± {macro_f1.std():.3f} | {seconds.get(row, 0.0):.0f} |"
         )
     return results
 

@@ -30,7 +30,7 @@ _MIN_INT_KEYS: tuple[tuple[str, int], ...] = (
     ("data.pixels_per_patch", 1),
     ("data.num_threads", 1),
     ("data.prefetch", 1),
-    ("model.rp_size", 2),
+    ("model.rp_size", 0),  # 0 = from the data (pimc_jax.models.auto_rp_size)
     ("model.rp_dimension", 1),
     ("model.rp_time_delay", 1),
     ("model.embedding_dim", 1),
@@ -147,7 +147,7 @@ def validate_pretrain_config(config: ml_collections.ConfigDict) -> None:
     _check_real(config)
     model = config.model
     plot_size = model.rp_size - (model.rp_dimension - 1) * model.rp_time_delay
-    if plot_size < 2:
+    if model.rp_size == 1 or (model.rp_size and plot_size < 2):
         raise ValueError(
             f"config.model.rp_size={model.rp_size} leaves a {plot_size}-pixel plot after the "
             f"time-delay embedding (rp_dimension={model.rp_dimension}, "

@@ -133,9 +133,11 @@ def model_config(arg: str = "") -> ml_collections.ConfigDict:
         model.indices = ("ndvi", "evi", "savi")
         model.rp_channels = ("distance",)
         model.rp_span = "valid"
-    # S: series are resampled to S steps, S×S plots (12: a year of monthly composites;
-    # chosen on real pixels, docs/real_pixels.md).
-    model.rp_size = 12
+    # S: series are resampled to S steps, S×S plots; 0 = one step per acquisition of the
+    # median pixel, within 8..24 (pimc_jax.models.auto_rp_size; docs/real_pixels.md).
+    model.rp_size = 0
+    if "paper" in variants:
+        model.rp_size = 12
     model.rp_normalize = False  # unthresholded |x_i - x_j| plots
     model.rp_dimension = 1
     model.rp_time_delay = 1
@@ -218,8 +220,9 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
     keeping the best held-out step of an exponential moving average of its weights
     (forecasting trains one model); pixel classification averages them with a forest and
     LightGBM on the raw band series (``trees``; not in the ``paper`` variant); class
-    weighting, label smoothing and series augmentation are off. Chosen with ``bench/pixel_benchmark.py`` on real pixels; the
-    measurements are in ``docs/real_pixels.md``.
+    weighting, label smoothing and series augmentation are off. Chosen with
+    ``bench/pixel_benchmark.py`` on real pixels; the measurements are in
+    ``docs/real_pixels.md``.
     """
     tune = ml_collections.ConfigDict(
         dict(

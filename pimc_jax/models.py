@@ -244,6 +244,25 @@ _MODEL = defaults.model_config()
 _DATA = defaults.data_config()
 _BAND_NAMES = tuple(BAND_TABLES["pastis"])
 # ``model`` keys copied as they are into the spec fields of the same name.
+# model.rp_size = 0 ("auto"): one plot step per acquisition of the median pixel, within
+# these bounds (12 monthly composites → 12, 23 MODIS 16-day composites → 23, 60 irregular
+# Sentinel-2 dates → 24); without a series to count, FALLBACK_RP_SIZE.
+AUTO_RP_SIZE_RANGE: tuple[int, int] = (8, 24)
+FALLBACK_RP_SIZE: int = 12
+
+
+def auto_rp_size(series_length: float | None) -> int:
+    """The plot size ``S`` of ``model.rp_size = 0`` for series of ``series_length`` dates.
+
+    ``series_length``: the acquisitions of a typical pixel (the median over the data), or
+    None when the data hold no series (then :data:`FALLBACK_RP_SIZE`).
+    """
+    if series_length is None or not np.isfinite(series_length):
+        return FALLBACK_RP_SIZE
+    low, high = AUTO_RP_SIZE_RANGE
+    return int(np.clip(round(float(series_length)), low, high))
+
+
 _SCALAR_MODEL_KEYS: tuple[str, ...] = (
     "embedding_dim",
     "learnable_temperature",
@@ -327,7 +346,7 @@ class ModelSpec:
     band_names: tuple[str, ...] = _BAND_NAMES
     indices: tuple[str, ...] = resolve_indices(_MODEL.indices, _BAND_NAMES)
     reflectance_scale: float = 1.0
-    rp_size: int = _MODEL.rp_size
+    rp_size: int = _MODEL.rp_size or FALLBACK_RP_SIZE
     rp_normalize: bool = _MODEL.rp_normalize
     rp_dimension: int = _MODEL.rp_dimension
     rp_time_delay: int = _MODEL.rp_time_delay
@@ -439,8 +458,12 @@ class ModelSpec:
         s1_band_names: Sequence[str] = (),
         s1_image_mean: Sequence[float] = (),
         s1_image_std: Sequence[float] = (),
+        series_length: float | None = None,
     ) -> ModelSpec:
         """The spec a run builds from ``config.model`` / ``config.data`` and facts of its data.
+
+        ``model.rp_size = 0`` is resolved here to :func:`auto_rp_size` of ``series_length``
+        (the median pixel's number of acquisitions in the data).
 
         ``model.indices`` may be ``"auto"``: it is resolved here, against ``band_names``
         (:func:`pimc_jax.indices.resolve_indices`), so the spec always lists concrete indices;
@@ -467,7 +490,8 @@ class ModelSpec:
             rp_encoder=EncoderSpec.from_dict(model.rp_encoder.to_dict()),
             image_encoder=EncoderSpec.from_dict(model.image_encoder.to_dict()),
             head_hidden_dims=tuple(model.head_hidden_dims),
-            **{name: model[name] for name in _SCALAR_MODEL_KEYS},
+            **{name: model[name] for name in _SCALAR_MODEL_KEYS if name != "rp_size"},
+            rp_size=model.rp_size or auto_rp_size(series_length),
             band_names=tuple(band_names),
             indices=resolve_indices(model.indices, band_names),
             reflectance_scale=1.0,

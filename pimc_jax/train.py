@@ -103,6 +103,7 @@ def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
         band_names=patches[0].band_names,
         image_mean=image_mean,
         image_std=image_std,
+        series_length=float(np.median([min(p.dates.size, config.data.max_dates) for p in patches])),
         **s1_spec_facts(sampler.patches, views, sampler.s1_image_bands),
     )
     return PretrainingSetup(patches, spec, sampler, make_optimizer(config))

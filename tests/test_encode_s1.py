@@ -12,7 +12,7 @@ import pimc_jax
 from pimc_jax.checkpoint import CheckpointStore, load_params
 from pimc_jax.data.radar import pixel_s1_series
 from pimc_jax.data.synthetic import make_patch, make_patches
-from pimc_jax.indices import BAND_TABLES, S1_BAND_NAMES
+from pimc_jax.indices import BAND_TABLES, S1_BAND_NAMES, resolve_image_bands
 from pimc_jax.models import PIMC, EncoderSpec, ModelSpec
 from pimc_jax.preprocessing import normalize_crops, normalize_s1_crops, radar_plots
 
@@ -230,7 +230,7 @@ def test_s1_multilook_in_specs_configs_and_checkpoints(s1_rp_params, tmp_path):
         ModelSpec(s1_multilook=4)
     # From a config: data.s1_multilook; a config without the key: 1.
     config = tiny_pretrain_config(**{"data.s1_multilook": 7})
-    bands = len(config.data.image_bands)
+    bands = len(resolve_image_bands(config.data.image_bands, BAND_TABLES["pastis"]))
     facts = dict(band_names=BAND_TABLES["pastis"], image_mean=(0.0,) * bands)
     facts["image_std"] = (1.0,) * bands
     assert ModelSpec.from_config(config, **facts).s1_multilook == 7

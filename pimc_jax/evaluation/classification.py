@@ -51,7 +51,9 @@ def classify(
       inputs_fn: ``split -> dict`` of the tower's inputs (fine-tuning).
 
     Returns:
-      ``test_predictions`` (N,) int, ``test_probabilities`` (N, K) float (fine-tuning),
+      ``test_predictions`` (N,) int, ``test_probabilities`` (N, K) float (fine-tuning;
+      with ``finetune.trees`` also the tower's own, ``tower_test_probabilities``, and each
+      tree model's, ``tree_test_probabilities``),
       ``val_predictions`` and protocol facts (``l2``).
     """
     train, val, test = splits
@@ -129,13 +131,14 @@ def _with_trees(
     table = lambda split: series_table(split["bands"], split.get("mask"))  # noqa: E731
     fit_x = np.concatenate([table(train), table(val)])
     fit_y = np.concatenate([train["labels"], val["labels"]])
-    parts = [out["test_probabilities"]]
-    parts += tree_probabilities(trees, fit_x, fit_y, table(test), num_classes, seed)
-    probabilities = np.mean(parts, axis=0)
+    models = tree_probabilities(trees, fit_x, fit_y, table(test), num_classes, seed)
+    probabilities = np.mean([out["test_probabilities"], *models], axis=0)
     return {
         **out,
         "test_predictions": np.argmax(probabilities, -1),
         "test_probabilities": probabilities,
+        "tower_test_probabilities": out["test_probabilities"],
+        "tree_test_probabilities": dict(zip(trees, models, strict=True)),
     }
 
 

@@ -81,6 +81,7 @@ def random_encoder(
     band_names: Sequence[str],
     image_mean: Sequence[float],
     image_std: Sequence[float],
+    series_length: float | None = None,
     **s1_facts: Any,
 ) -> PIMCParams:
     """The ``init_from=random`` baseline: fresh parameters from ``config.model``/``config.data``.
@@ -89,6 +90,7 @@ def random_encoder(
       band_names: names of the series bands the encoder reads.
       image_mean / image_std: per-band statistics of ``data.image_bands`` (what
         pre-training would give a fresh model).
+      series_length: the median pixel's number of acquisitions (for ``model.rp_size = 0``).
       s1_facts: ``s1_band_names`` / ``s1_image_mean`` / ``s1_image_std`` for views that read
         Sentinel-1 (:func:`pimc_jax.data.statistics.s1_spec_facts`).
     """
@@ -97,6 +99,7 @@ def random_encoder(
         band_names=tuple(band_names),
         image_mean=tuple(image_mean),
         image_std=tuple(image_std),
+        series_length=series_length,
         **s1_facts,
     )
     return init_params(spec, config.seed)

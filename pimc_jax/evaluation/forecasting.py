@@ -189,7 +189,14 @@ class Forecasting:
 
     def random_params(self) -> PIMCParams:
         s = self.splits
-        return random_encoder(self.config, s.band_names, s.image_mean, s.image_std, **s.s1_facts)
+        return random_encoder(
+            self.config,
+            s.band_names,
+            s.image_mean,
+            s.image_std,
+            series_length=s.series_length(),
+            **s.s1_facts,
+        )
 
     def _flat_targets(self, windows: dict[str, np.ndarray]) -> np.ndarray:
         return windows["targets"].reshape(windows["targets"].shape[0], -1)

@@ -31,7 +31,14 @@ class PixelClassification:
 
     def random_params(self) -> PIMCParams:
         s = self.splits
-        return random_encoder(self.config, s.band_names, s.image_mean, s.image_std, **s.s1_facts)
+        return random_encoder(
+            self.config,
+            s.band_names,
+            s.image_mean,
+            s.image_std,
+            series_length=s.series_length(),
+            **s.s1_facts,
+        )
 
     def run(self, params: PIMCParams) -> dict[str, Any]:
         s = self.splits

@@ -154,6 +154,12 @@ class PixelSplits:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def series_length(self) -> float | None:
+        """The median training pixel's number of acquisitions (None without series)."""
+        if "mask" not in self.train or not self.train["mask"].shape[0]:
+            return None
+        return float(np.median(self.train["mask"].sum(axis=1)))
+
     def sizes(self) -> dict[str, int]:
         return {f"num_{name}": int(split["labels"].shape[0]) for name, split in self.items()}
 
