@@ -520,3 +520,88 @@ def write_geotiff_patch_folder(
             "transform": tuple(transform)[:6],
         }
     return written
+
+
+SEN1FLOODS11_S2_BANDS = (
+    "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12",
+)  # fmt: skip
+
+
+def write_sen1floods11_dir(
+    path: str | Path,
+    splits: dict[str, Sequence[str]] | None = None,
+    size: int = 16,
+    *,
+    empty_label: str | None = "Spain_900",
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Writes Sen1Floods11's hand-labelled layout (rasterio) under ``path/v1.1``.
+
+    ``HandLabeled/S1Hand/<chip>_S1Hand.tif`` (2 bands VV, VH float32 dB, NaN at pixel
+    (0, 1) of VH), ``S2Hand/<chip>_S2Hand.tif`` (13 uint16 bands B1..B12 with B8A and B10,
+    L1C TOA × 10 000; band ``k`` holds ``1000 + 100 k`` plus noise, so the band order can be
+    checked; DN 0 at pixel (1, 0) of every band), ``LabelHand/<chip>_LabelHand.tif`` (int16
+    −1/0/1: the left half's top rows −1, water where VV < −15 dB) in EPSG:4326 at 0.0001°,
+    and ``splits/flood_handlabeled/flood_<split>_data.csv`` rows ``S1 file,label file``
+    (no header). ``empty_label`` names a chip (added to the train split) whose label is −1
+    everywhere.
+
+    Returns:
+      ``{chip id: {"vv", "vh" (H, W) float32 dB, "dn" (13, H, W) uint16, "labels" (H, W)
+      int16, "split" str, "crs" str, "transform" (a, b, c, d, e, f)}}``.
+    """
+    import rasterio
+    from affine import Affine
+
+    splits = splits or {
+        "train": ("Ghana_101", "Ghana_102", "India_201"),
+        "valid": ("USA_301",),
+        "test": ("Ghana_103", "Paraguay_401"),
+    }
+    splits = {name: list(chips) for name, chips in splits.items()}
+    if empty_label:
+        splits.setdefault("train", []).append(empty_label)
+    root = Path(path) / "v1.1"
+    hand = root / "data" / "flood_events" / "HandLabeled"
+    for folder in ("S1Hand", "S2Hand", "LabelHand"):
+        (hand / folder).mkdir(parents=True, exist_ok=True)
+    (root / "splits" / "flood_handlabeled").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    written: dict[str, dict[str, Any]] = {}
+    for index, (split, chips) in enumerate(sorted(splits.items())):
+        rows = []
+        for number, chip in enumerate(chips):
+            transform = Affine(0.0001, 0, -1.0 + 0.01 * (index * 10 + number), 0, -0.0001, 7.0)
+            profile = dict(
+                driver="GTiff", width=size, height=size, crs="EPSG:4326", transform=transform
+            )
+            yy, xx = np.mgrid[:size, :size]
+            water = (xx + yy) < size * (0.6 + 0.1 * number)
+            vv = np.where(water, -20.0, -9.0) + rng.normal(0, 0.5, (size, size))
+            vh = vv - 7.0 + rng.normal(0, 0.5, (size, size))
+            vh[0, 1] = np.nan
+            s1 = np.stack([vv, vh]).astype(np.float32)
+            dn = 1000 + 100 * np.arange(13)[:, None, None] + rng.integers(0, 50, (13, size, size))
+            dn = dn.astype(np.uint16)
+            dn[:, 1, 0] = 0
+            labels = water.astype(np.int16)
+            labels[: size // 4, : size // 2] = -1
+            if chip == empty_label:
+                labels[:] = -1
+            with rasterio.open(hand / "S1Hand" / f"{chip}_S1Hand.tif", "w", count=2,
+                               dtype="float32", **profile) as dst:  # fmt: skip
+                dst.write(s1)
+            with rasterio.open(hand / "S2Hand" / f"{chip}_S2Hand.tif", "w", count=13,
+                               dtype="uint16", **profile) as dst:  # fmt: skip
+                dst.write(dn)
+            with rasterio.open(hand / "LabelHand" / f"{chip}_LabelHand.tif", "w", count=1,
+                               dtype="int16", **profile) as dst:  # fmt: skip
+                dst.write(labels[None])
+            rows.append(f"{chip}_S1Hand.tif,{chip}_LabelHand.tif")
+            written[chip] = {
+                "vv": s1[0], "vh": s1[1], "dn": dn, "labels": labels, "split": split,
+                "crs": "EPSG:4326", "transform": tuple(transform)[:6],
+            }  # fmt: skip
+        csv_path = root / "splits" / "flood_handlabeled" / f"flood_{split}_data.csv"
+        csv_path.write_text("\n".join(rows) + "\n")
+    return written
