@@ -21,12 +21,16 @@ Slovenia raster's no-data) are left out.
 
 Rows, each fitted on the same drawn pixels and scored on the same test pixels:
 
-- ``pretrained_linear``: logistic regression (scikit-learn, L2, C = 1) on the standardised
-  pre-trained backbone features (``--features``: the plot tower's ``rp_features`` and/or
-  the image tower's ``image_features``);
-- ``random_linear``: the same on the random-init encoder's features;
-- ``forest``: RandomForest (300 trees) on the pixel's raw band series (gaps filled with the
-  training pixels' mean), the raw-band baseline.
+- ``pretrained_forest``: RandomForest (300 trees) on the pixel's raw band series and its
+  pre-trained backbone features side by side (``--features``: the plot tower's
+  ``rp_features`` and/or the image tower's ``image_features``), the library's few-label
+  recipe (trees on the series, as the pixel classifier's ``finetune.trees``, plus what
+  the encoder learned about the series and its neighbourhood);
+- ``random_forest``: the same with the random-init encoder's features;
+- ``forest``: the forest on the raw band series alone (gaps filled with the training
+  pixels' mean), the raw-band baseline;
+- ``pretrained_linear`` / ``random_linear``: logistic regression (scikit-learn, L2, C = 1)
+  on the standardised backbone features alone, the classic linear probe.
 
 Prints mean ± std over draws of accuracy and macro-F1 per ``k`` and row.
 """
@@ -55,7 +59,7 @@ from pimc_jax.models import init_params  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOVENIA = ROOT.parent / "shared" / "data" / "real" / "eolearn_slovenia_ndvi_patch.npz"
-ROWS = ("pretrained_linear", "random_linear", "forest")
+ROWS = ("pretrained_forest", "random_forest", "forest", "pretrained_linear", "random_linear")
 
 
 def slovenia_patch(path: str | Path = SLOVENIA) -> Patch:
@@ -136,10 +140,9 @@ def _linear(features: np.ndarray, labels: np.ndarray, train, test) -> np.ndarray
     return model.predict(features[test])
 
 
-def _forest(series: np.ndarray, labels: np.ndarray, train, test, seed: int) -> np.ndarray:
+def _forest(features: np.ndarray, labels: np.ndarray, train, test, seed: int) -> np.ndarray:
     from sklearn.ensemble import RandomForestClassifier
 
-    features = filled_features(series, train)
     model = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
     model.fit(features[train], labels[train])
     return model.predict(features[test])
@@ -164,8 +167,8 @@ def main() -> None:
     pretrained = load_params(args.init_from)
     random = init_params(pretrained.spec, args.seed)
     names = [n for n in args.features.split(",") if n]
-    features = {"pretrained_linear": embed(pretrained, patch, names)}
-    features["random_linear"] = embed(random, patch, names)
+    features = {"pretrained": embed(pretrained, patch, names)}
+    features["random"] = embed(random, patch, names)
     series = patch.reflectance().transpose(1, 2, 0, 3).reshape(-1, *patch.bands.shape[::3])
     labels = patch.labels.astype(np.int64).copy()
     excluded = [int(c) for c in args.exclude.split(",") if c]
@@ -183,8 +186,12 @@ def main() -> None:
         results[key] = {row: [] for row in ROWS}
         for d in range(args.draws):
             train, test = draw(labels, k, args.block, args.buffer, rng)
-            predictions = {row: _linear(features[row], flat, train, test) for row in ROWS[:2]}
-            predictions["forest"] = _forest(series, flat, train, test, args.seed + d)
+            raw = filled_features(series, train)
+            predictions = {"forest": _forest(raw, flat, train, test, args.seed + d)}
+            for name in ("pretrained", "random"):
+                both = np.concatenate([raw, features[name]], axis=-1)
+                predictions[f"{name}_forest"] = _forest(both, flat, train, test, args.seed + d)
+                predictions[f"{name}_linear"] = _linear(features[name], flat, train, test)
             for row, predicted in predictions.items():
                 scores = classification_metrics(
                     confusion_matrix(flat[test], predicted, num_classes)

@@ -4,6 +4,7 @@
         [--rows rf,lgbm,tempcnn,pimc,pimc_paper] [--init_from CKPT_OR_WORKDIR]
         [--set KEY=VALUE ...] [--candidate NAME KEY=VALUE[,KEY=VALUE...] ...]
         [--json SCORES.json]
+    python bench/pixel_benchmark.py --summary_of SCORES.json [MORE.json ...]
 
 With no file, every labelled ``.npz`` of ``../shared/data/real/`` (user pixel format,
 :func:`pimc_jax.data.user.load_pixel_npz`). Per file: seeded stratified k-fold
@@ -142,7 +143,7 @@ def _pimc_row(config, init_from: str | None, scores_out: dict[str, list]) -> tup
     return _scores(labels, outputs["test_predictions"], s.num_classes)
 
 
-def run_file(path: str, args, candidates: dict[str, list[str]]) -> dict[str, list]:
+def run_file(path: str, args, candidates: dict[str, list[str]], on_fold=None) -> dict[str, list]:
     """Every row on every fold and seed of one file: ``{row: [(accuracy, macro-F1), ...]}``."""
     pixels = load_pixel_npz(path)
     labels = pixels.labels.astype(np.int64)
@@ -201,6 +202,8 @@ def run_file(path: str, args, candidates: dict[str, list[str]]) -> dict[str, lis
                 results[row].append(score)
         done = ", ".join(f"{r} {np.mean([a for a, _ in results[r]]):.3f}" for r in rows)
         print(f"fold {fold + 1}/{args.folds}: mean accuracy so far {done}", flush=True)
+        if on_fold is not None:  # e.g. save what is done so far
+            on_fold(results)
     print("| model | accuracy | macro-F1 | seconds |")
     print("|---|---|---|---|")
     for row in results:
@@ -289,16 +292,33 @@ def main() -> None:
         help="a pimc row NAME with comma-separated KEY=VALUE overrides",
     )
     parser.add_argument("--json", default="", help="write every (accuracy, macro-F1) here")
+    parser.add_argument(
+        "--summary_of",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="run nothing: the summary of earlier --json files, their rows merged per file",
+    )
     args = parser.parse_args()
+    if args.summary_of:
+        merged: dict[str, dict[str, list]] = {}
+        for path in args.summary_of:
+            for data, rows in json.loads(Path(path).read_text()).items():
+                merged.setdefault(data, {}).update(rows)
+        print(summary(merged))
+        return
     files = args.data or labelled_files()
     if not files:
         raise SystemExit(f"no labelled .npz file given or found in {REAL}")
     candidates = {name: [o for o in text.split(",") if o] for name, text in args.candidate}
     results = {}
     for path in files:
-        results[path] = run_file(path, args, candidates)
-        if args.json:  # per file and row: [accuracy, macro-F1] of each fold and seed
-            Path(args.json).write_text(json.dumps(results, indent=1))
+
+        def save(done: dict[str, list], path: str = path) -> None:
+            if args.json:  # per file and row: [accuracy, macro-F1] of each fold and seed
+                Path(args.json).write_text(json.dumps({**results, path: done}, indent=1))
+
+        results[path] = run_file(path, args, candidates, on_fold=save)
     print("\n" + summary(results))
 
 
