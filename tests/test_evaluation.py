@@ -11,8 +11,10 @@ import functools
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import ml_collections
@@ -329,6 +331,25 @@ def test_poll_evaluates_every_checkpoint(pretrain_dir, tmp_path):
     assert [entry["step"] for entry in history] == steps
     assert read_results(tmp_path / "steps" / "3")["step"] == 3
     assert read_results(tmp_path)["step"] == TOTAL_STEPS
+
+
+def test_poll_stops_at_an_unreadable_final_checkpoint(pretrain_dir, tmp_path):
+    """A corrupt final step is an error at once, not an hour's wait and an exit 0."""
+    source = tmp_path / "pretrain"
+    shutil.copytree(pretrain_dir, source)
+    params = source / "checkpoints" / str(TOTAL_STEPS) / "params" / "d"
+    data = max((p for p in params.iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    config = eval_config("eval_pastis_classification", str(source), "linear")
+    config.poll = True
+    config.poll_interval_s = 0.1
+    config.poll_timeout_s = 3600.0
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=f"final checkpoint \\(step {TOTAL_STEPS}\\)"):
+        launcher.run(config, str(tmp_path / "eval"))
+    assert time.monotonic() - start < 600
+    history = (tmp_path / "eval" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in history] == [CHECKPOINT_EVERY]
 
 
 def test_cli_restores_four_device_checkpoint_on_one_device(pretrain_dir, tmp_path):

@@ -112,6 +112,21 @@ def write_outputs(workdir: str | os.PathLike, results: dict[str, Any]) -> dict[s
     return results
 
 
+def _final_step(source_dir: epath.Path) -> int | None:
+    """``total_steps`` of the pre-training run in ``source_dir``: from its newest
+    ``config.<step>.json`` (written by a resume), else ``config.json``; None if unreadable."""
+    configs = sorted(
+        source_dir.glob("config.*.json"),
+        key=lambda p: int(p.name.split(".")[1]) if p.name.split(".")[1].isdigit() else -1,
+    )
+    for path in [*reversed(configs), source_dir / "config.json"]:
+        try:
+            return int(json.loads(path.read_text())["total_steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
 def _poll(config: ml_collections.ConfigDict, workdir: epath.Path, evaluator: Any) -> dict[str, Any]:
     source_dir = storage.as_path(config.init_from)
     done: set[int] = set()
@@ -124,6 +139,13 @@ def _poll(config: ml_collections.ConfigDict, workdir: epath.Path, evaluator: Any
                 params, meta, directory = load_checkpoint(locate_checkpoint(source_dir, step))
                 total_steps = meta.get("config", {}).get("total_steps")
             except (FileNotFoundError, ValueError) as error:  # deleted by keep-N meanwhile
+                final = _final_step(source_dir)
+                if final is not None and step >= final:
+                    raise ValueError(
+                        f"the final checkpoint (step {step}) of {source_dir} cannot be read "
+                        f"({error}); rerun the pre-training command with the same workdir to "
+                        "write it again (the bad step is set aside), then this evaluation"
+                    ) from error
                 logging.warning("Skipping checkpoint %d: %s", step, error)
                 done.add(step)
                 continue
