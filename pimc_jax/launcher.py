@@ -18,10 +18,11 @@ from pimc_jax import parallel, storage
 from pimc_jax.evaluation import EVAL_TASKS, run_evaluation
 from pimc_jax.evaluation.encoders import RANDOM_INIT
 from pimc_jax.maps import MAP_TASKS, run_map_task
+from pimc_jax.segmentation import SEGMENTATION_TASKS, run_segmentation_task
 from pimc_jax.train import TrainingInterrupted, pretrain
 
 # Every job launch.py runs, by ``config.task``: pre-training, the evaluations, the maps.
-TASKS: tuple[str, ...] = ("pretrain", *EVAL_TASKS, *MAP_TASKS)
+TASKS: tuple[str, ...] = ("pretrain", *EVAL_TASKS, *MAP_TASKS, *SEGMENTATION_TASKS)
 
 
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
@@ -268,4 +269,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, config_path: 
         return pretrain(config, workdir)
     if task in MAP_TASKS:
         return run_map_task(config, workdir)
+    if task in SEGMENTATION_TASKS:
+        return run_segmentation_task(config, workdir)
     return run_evaluation(config, workdir)

@@ -3,12 +3,27 @@ flood stand-in, and the ``eval_floods`` task end to end."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
 from pimc_jax.data import sen1floods11 as s1f
-from pimc_jax.data.synthetic.floods import make_flood_chips, make_flood_patches, make_flood_scene
+from pimc_jax.data.sen1floods11 import S1_BANDS, S2_BANDS
+from pimc_jax.data.synthetic.floods import (
+    FLOOD_EVENTS,
+    make_flood_chips,
+    make_flood_patches,
+    make_flood_scene,
+)
+from pimc_jax.encode import encode_patch
+from pimc_jax.launcher import run
+from pimc_jax.models import EncoderSpec, init_params
+from pimc_jax.segmentation.dense import chip_features
 from tests.format_writers import SEN1FLOODS11_S2_BANDS, write_sen1floods11_dir
+from tests.test_cli import launch
+from tests.tiny_configs import load_config, perturbed, tiny_model_spec
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +111,115 @@ def test_synthetic_floods_rise_and_look_like_water():
     patch = make_flood_patches(1, size=24, num_dates=3)[0]
     assert patch.bands.shape == (3, 24, 24, 13) and patch.s1_bands.shape == (3, 24, 24, 3)
     assert np.all(patch.s1_dates == patch.dates + 1)
+
+
+# --------------------------------------------------------------------------------------
+# The eval_floods task.
+
+
+def _eval_config(**overrides):
+    config = load_config("eval_floods:tiny")
+    config.update_from_flattened_dict(overrides)
+    return config
+
+
+def _check_results(results: dict, workdir) -> None:
+    metrics = results["metrics"]
+    for key in ("iou_water_valid", "iou_water_test", "iou_water_test_raw_pixels"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    tn_fp, fn_tp = results["confusion_matrix"]
+    tp, fp, fn = fn_tp[1], tn_fp[1], fn_tp[0]
+    assert metrics["iou_water_test"] == pytest.approx(tp / (tp + fp + fn))
+    for name in ("results.json", "results.md", "confusion.png", "flood_examples.png"):
+        assert (workdir / name).is_file(), name
+    markdown = (workdir / "results.md").read_text()
+    assert "## Per event (test split)" in markdown and "iou_water_test" in markdown
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved["metrics"]["iou_water_test"] == pytest.approx(metrics["iou_water_test"])
+
+
+def test_eval_floods_synthetic_random_encoder(tmp_path):
+    results = run(_eval_config(tower="s2_image"), str(tmp_path))
+    _check_results(results, tmp_path)
+    assert results["tower"] == "s2_image" and results["data"]["num_train"] == 4
+    assert {row["event"] for row in results["tables"]["Per event (test split)"]} <= {
+        e.name for e in FLOOD_EVENTS
+    }
+
+
+def test_eval_floods_on_the_official_layout_skips_unlabelled_chips(floods_dir, tmp_path):
+    root, written = floods_dir
+    config = _eval_config(tower="both", **{"data.name": "sen1floods11", "data.path": str(root)})
+    results = run(config, str(tmp_path))
+    _check_results(results, tmp_path)
+    assert results["data"]["skipped"] == {"train": 1, "valid": 0, "test": 0}
+    assert (results["data"]["num_train"], results["data"]["num_test"]) == (3, 2)
+    per_split = {row["split"]: row for row in results["tables"]["Per split"]}
+    assert per_split["train"]["skipped_no_label"] == 1
+    # Every valid test pixel is counted once; label -1 is not.
+    valid = sum(int((w["labels"] != -1).sum()) for w in written.values() if w["split"] == "test")
+    assert int(np.sum(results["confusion_matrix"])) == valid
+
+
+def test_eval_floods_errors(tmp_path):
+    with pytest.raises(ValueError, match="protocol='linear'"):
+        run(_eval_config(protocol="finetune"), str(tmp_path))
+    with pytest.raises(ValueError, match="tower must be one of"):
+        run(_eval_config(tower="s2_rp"), str(tmp_path))
+    with pytest.raises(ValueError, match="model.views"):
+        run(
+            _eval_config(**{"model.views": ("s2_rp", "s2_image"), "tower": "s1_image"}),
+            str(tmp_path),
+        )
+    with pytest.raises(ValueError, match="needs --config.data.path"):
+        run(_eval_config(**{"data.name": "sen1floods11"}), str(tmp_path))
+
+
+def test_dense_features_match_encode_patch_fast_mode():
+    """The s2_image tower's dense pass is the ``fast`` mode of ``encode_patch``."""
+    spec = tiny_model_spec(
+        EncoderSpec(stage_sizes=(1, 1), widths=(8, 8), stem_width=8, norm_groups=4),
+        band_names=S2_BANDS,
+        image_bands=("B4", "B3", "B2", "B8"),
+        image_mean=(0.1, 0.1, 0.1, 0.2),
+        image_std=(0.05, 0.05, 0.05, 0.1),
+        crop_size=8,
+    )
+    params = perturbed(init_params(spec, 0))
+    chip = make_flood_chips(1, size=20)[0]
+    dense = chip_features(params, ("s2_image",), chip, tile_rows=7)
+    fast = encode_patch(params, chip.to_patch(), mode="fast")["image_features"]
+    np.testing.assert_allclose(dense, fast, rtol=1e-4, atol=1e-4)
+    # The same tower reading s1_image as tower 1 runs the rp_encoder's weights.
+    s1_spec = dataclasses.replace(
+        spec,
+        views=("s1_image", "s2_image"),
+        s1_band_names=S1_BANDS,
+        s1_image_bands=S1_BANDS,
+        s1_image_mean=(-12.0, -19.0, 7.0),
+        s1_image_std=(4.0, 4.0, 2.0),
+    )
+    s1_params = perturbed(init_params(s1_spec, 0))
+    features = chip_features(s1_params, ("s1_image", "s2_image"), chip)
+    assert features.shape == (20, 20, 16) and np.all(np.isfinite(features))
+
+
+@pytest.mark.slow
+def test_pretrain_s1s2_then_eval_floods_from_the_command_line(floods_dir, tmp_path):
+    root, _ = floods_dir
+    pretrain = tmp_path / "pretrain"
+    done = launch("pretrain_s1s2:tiny", pretrain)
+    assert done.returncode == 0, done.stderr[-3000:]
+    workdir = tmp_path / "floods"
+    done = launch(
+        "eval_floods:tiny",
+        workdir,
+        f"--config.init_from={pretrain}",
+        "--config.tower=s1_image",
+        "--config.data.name=sen1floods11",
+        f"--config.data.path={root}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["step"] == 6 and results["views"] == ["s1_image"]
+    _check_results(results, workdir)

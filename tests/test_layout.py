@@ -35,6 +35,7 @@ RANKS = {
     "encode": 7,
     "figures": 7,
     "maps": 8,
+    "segmentation": 8,
     "launcher": 8,
     "plot": 8,
 }
@@ -92,7 +93,8 @@ def test_inference_api_is_a_leaf():
     importers = [m for m, names in MODULES.items() if "pimc_jax.encode" in names]
     # The package root re-exports it; the figure command, ranked above it, draws embeddings;
     # the map tasks, ranked above it too, write embedding rasters and their previews.
-    maps = [m for m in importers if m.startswith("pimc_jax.maps.")]
+    # The segmentation evaluations, ranked above it too, run its dense image pass.
+    maps = [m for m in importers if m.startswith(("pimc_jax.maps.", "pimc_jax.segmentation."))]
     assert [m for m in importers if m not in maps] == ["pimc_jax", "pimc_jax.plot"]
 
 

@@ -1,7 +1,7 @@
 """An evaluation's results on disk: ``results.json`` and ``results.md`` in its workdir.
 
 :func:`write_results` writes both; :func:`results_markdown` renders the run facts, the
-metric table and the per-class / per-model tables.
+metric table, the per-class / per-model tables and any further ``tables``.
 """
 
 from __future__ import annotations
@@ -69,6 +69,14 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         ]
         for model, row in table.items():
             lines.append(f"| {model} | " + " | ".join(_format(row[c]) for c in columns) + " |")
+    for title, rows in (results.get("tables") or {}).items():
+        # Further tables: title → rows of {column: value} (e.g. per split, per event).
+        if not rows:
+            continue
+        columns = list(rows[0])
+        lines += ["", f"## {title}", "", "| " + " | ".join(columns) + " |"]
+        lines.append("|" + "---|" * len(columns))
+        lines += ["| " + " | ".join(_format(row[c]) for c in columns) + " |" for row in rows]
     if results.get("figures"):
         # Figure files lie beside results.md (pimc_jax.evaluation.figures).
         lines += ["", "## Figures", ""]

@@ -16,7 +16,8 @@ date (the event; a fifth of the scenes stay unflooded). What each sensor sees:
   parts of some dates; per-date illumination and Gaussian noise.
 * **Sentinel-1** (VV, VH, VV − VH in dB): open water is dark (specular, −22 / −29 dB,
   a little brighter under wind), vegetation and soil in between, built-up blocks bright;
-  shallow water under vegetation is brighter still (double bounce), the classic trap;
+  shallow water under vegetation is brighter still (double bounce), and smooth land
+  patches (tarmac, sand) nearly as dark as water: the classic traps;
   gamma speckle of 4.5 looks. Clouds do not touch it.
 * **Labels** of the last date: 1 water, 0 not water, −1 under thick cloud (hand labels
   leave clouds out).
@@ -71,6 +72,7 @@ _S1_DB = {
     "urban": (-5.0, -11.0),
     "water": (-22.0, -29.0),
     "flooded_vegetation": (-7.0, -15.0),
+    "smooth_land": (-18.0, -25.0),  # radar look-alikes of water: tarmac, sand, smooth fields
 }
 _S1_LOOKS = 4.5
 # How much of suspended soil's reflectance each band sees through water (B1..B12 order):
@@ -125,6 +127,7 @@ def make_flood_scene(
     vegetation = np.clip(event.vegetation + 0.25 * _field(rng, size, 3.0), 0.0, 1.0)
     urban = _field(rng, size, 2.0) > np.quantile(_field(rng, size, 50.0), 1 - event.urban)
     urban &= height > levels[-1]  # towns sit above the flood
+    smooth = (_field(rng, size, 2.5) > 1.8) & ~urban
     brightness = 1.0 + 0.15 * _field(rng, size, 4.0)
     spectra = endmember_spectra(S2_BANDS).astype(np.float64)  # (6, 13)
     land = (
@@ -159,7 +162,10 @@ def make_flood_scene(
     s1_pols = []
     for pol in range(2):
         land_db = vegetation * db("vegetation", pol) + (1 - vegetation) * db("soil", pol)
-        land_db = np.where(urban, db("urban", pol), land_db) + rng.normal(0, 0.8, (size, size))
+        land_db = np.where(urban, db("urban", pol), land_db)
+        land_db = np.where(smooth, db("smooth_land", pol), land_db) + rng.normal(
+            0, 0.8, (size, size)
+        )
         wind = rng.uniform(0.0, event.wind_db, (num_dates, 1, 1))
         water_db = db("water", pol) + wind
         # Shallow water among vegetation: double bounce.
