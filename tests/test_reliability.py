@@ -359,10 +359,6 @@ def _reflectance(n: int = 12, t: int = 6) -> np.ndarray:
         (lambda: {"bands": _reflectance(), "scale": 0.0}, r"scale must be > 0"),
         (lambda: {"bands": _reflectance(), "scale": -1e-4}, r"scale must be > 0"),
         (lambda: {"bands": np.full((4, 5, 4), np.nan, np.float32)}, r"every band value is a gap"),
-        (
-            lambda: {"bands": _reflectance() * np.array([1, 1, 1, np.nan], np.float32)},
-            r"band\(s\) \['B8'\] hold no value",
-        ),
         (lambda: {"bands": _reflectance(), "labels": np.zeros(12, int)}, r"every label is class 0"),
     ],
 )
@@ -374,6 +370,23 @@ def test_nonsense_pixel_files_are_refused_naming_the_fix(tmp_path, make, message
     with pytest.raises(ValueError, match=message) as error:
         load_pixel_npz(path)
     assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_a_band_without_any_value_is_dropped_with_a_warning(tmp_path, caplog):
+    """A product missing one band (B8A in the Flanders file) loads without it."""
+    from pimc_jax.data.user import load_pixel_npz
+
+    bands = _reflectance() * np.array([1, 1, 1, np.nan], np.float32)
+    with caplog.at_level("WARNING"):
+        series = load_pixel_npz(_pixels(tmp_path / "pixels.npz", bands))
+    assert series.band_names == ("B2", "B3", "B4")
+    np.testing.assert_array_equal(series.bands, bands[..., :3])
+    assert any("['B8'] hold no value" in r.getMessage() for r in caplog.records)
+    real = (
+        Path(__file__).resolve().parents[2] / "shared/data/real/worldcereal_flanders_landcover.npz"
+    )
+    if real.is_file():
+        assert "B8A" not in load_pixel_npz(real).band_names
 
 
 def test_digital_numbers_with_scale_load(tmp_path):

@@ -497,7 +497,10 @@ def load_pixel_npz(
                 f"{where}: labels must lie in 0..{len(class_names) - 1} "
                 f"({len(class_names)} class_names), got {labels.min()}..{labels.max()}"
             )
-    validate.check_reflectance(bands, band_names, where, scaled="scale" in arrays)
+    kept = validate.check_reflectance(bands, band_names, where, scaled="scale" in arrays)
+    if len(kept) < len(band_names):  # bands without any value are dropped (warned above)
+        bands = bands[..., list(kept)]
+        band_names = tuple(band_names[k] for k in kept)
     validate.check_classes(labels, where)
     return PixelSeries(
         bands=bands,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 # A median of the finite band values above this is not reflectance (nominally [0, 1]; a
 # bright cloud or snow reaches about 1.5): it looks like digital numbers without ``scale``.
@@ -45,8 +46,9 @@ def _sample(values: np.ndarray) -> np.ndarray:
 
 def check_reflectance(
     bands: np.ndarray, band_names: Sequence[str], where: str, *, scaled: bool | None
-) -> None:
-    """Refuses bands with no finite value, and values that look like digital numbers.
+) -> tuple[int, ...]:
+    """Refuses inputs with no finite value and values that look like digital numbers; names
+    the bands that hold no value at all (a sensor's band missing from a product).
 
     Args:
       bands: ``(..., C)`` float band values after ``scale``, NaN = gap.
@@ -55,8 +57,12 @@ def check_reflectance(
       scaled: whether a ``scale`` was applied (the message then says to check it; None:
         unknown, it says to give or check it).
 
+    Returns:
+      The positions of the bands that hold at least one value (the caller drops or keeps
+      the others; each is named in a warning here).
+
     Raises:
-      ValueError: all values are gaps; a band is all gaps; the median value is above
+      ValueError: all values are gaps; the median value is above
         :data:`REFLECTANCE_MEDIAN_LIMIT`.
     """
     finite = np.isfinite(bands)
@@ -68,14 +74,17 @@ def check_reflectance(
     per_band = finite.reshape(-1, bands.shape[-1]).any(axis=0)
     empty = [str(name) for name, has in zip(band_names, per_band, strict=True) if not has]
     if empty:
-        raise ValueError(
-            f"{where}: band(s) {empty} hold no value at all (every date is a gap); remove "
-            "them from bands and band_names, or check nodata"
+        logging.warning(
+            "%s: band(s) %s hold no value at all (every date is a gap); check nodata if "
+            "that is unexpected",
+            where,
+            empty,
         )
+    kept = tuple(int(k) for k in np.flatnonzero(per_band))
     sample = _sample(bands)
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
-        return
+        return kept
     median = float(np.median(sample))
     if median > REFLECTANCE_MEDIAN_LIMIT:
         fix = {
@@ -87,6 +96,7 @@ def check_reflectance(
             f"{where}: band values look like digital numbers, not reflectance in [0, 1] "
             f"(median {median:.4g}, max {float(sample.max()):.4g}); {fix}"
         )
+    return kept
 
 
 def check_classes(labels: np.ndarray | None, where: str) -> None:
