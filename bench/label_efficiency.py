@@ -1,6 +1,9 @@
 """Label efficiency on a labelled real patch: pre-trained embeddings, random init, a forest.
 
-    python bench/label_efficiency.py --init_from PRETRAIN_WORKDIR
+    python bench/label_efficiency.py --write_patch_folder /tmp/slovenia
+    python launch.py --config=configs/pretrain.py --config.data.name=patches \\
+        --config.data.path=/tmp/slovenia --workdir=/tmp/pretrain_slovenia
+    python bench/label_efficiency.py --init_from /tmp/pretrain_slovenia
         [--patch ../shared/data/real/eolearn_slovenia_ndvi_patch.npz | --patch PATCH_FOLDER]
         [--k 5,10,20,50,all] [--draws 10] [--block 8] [--buffer 8]
         [--features rp,image] [--exclude 0] [--json OUT.json] [--figure OUT.png]
@@ -93,6 +96,21 @@ def load_patch(path: str) -> Patch:
     return slovenia_patch(path)
 
 
+def write_patch_folder(patch: Patch, folder: str | Path) -> Path:
+    """``patch`` as a one-file patch folder (:func:`pimc_jax.data.user.load_patch_folder`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{patch.patch_id}.npz"
+    np.savez(
+        path,
+        bands=patch.reflectance(),
+        dates=patch.dates,
+        band_names=np.asarray(patch.band_names),
+        labels=patch.labels,
+    )
+    return path
+
+
 def embed(params, patch: Patch, features: list[str]) -> np.ndarray:
     """``(H·W, F)`` backbone features of every pixel, the towers in ``features`` side by side."""
     out = encode_patch(params, patch, progress=False)
@@ -150,7 +168,7 @@ def _forest(features: np.ndarray, labels: np.ndarray, train, test, seed: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--init_from", required=True, help="pre-training workdir or checkpoint")
+    parser.add_argument("--init_from", default="", help="pre-training workdir or checkpoint")
     parser.add_argument("--patch", default=str(SLOVENIA))
     parser.add_argument("--k", default="5,10,20,50,all")
     parser.add_argument("--draws", type=int, default=10)
@@ -159,9 +177,19 @@ def main() -> None:
     parser.add_argument("--features", default="rp,image")
     parser.add_argument("--exclude", default="0", help="comma-separated classes left out")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--write_patch_folder",
+        default="",
+        help="only write --patch as a patch folder (for pre-training on it) and exit",
+    )
     parser.add_argument("--json", default="")
     parser.add_argument("--figure", default="")
     args = parser.parse_args()
+    if args.write_patch_folder:
+        write_patch_folder(load_patch(args.patch), args.write_patch_folder)
+        return
+    if not args.init_from:
+        parser.error("--init_from is required")
 
     patch = load_patch(args.patch)
     pretrained = load_params(args.init_from)
