@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from pimc_jax.data import FLOOD_PRETRAIN_FIRST_SCENE, load_patches
 from pimc_jax.data import sen1floods11 as s1f
 from pimc_jax.data.sen1floods11 import S1_BANDS, S2_BANDS
 from pimc_jax.data.synthetic.floods import (
@@ -113,6 +114,15 @@ def test_synthetic_floods_rise_and_look_like_water():
     assert np.all(patch.s1_dates == patch.dates + 1)
 
 
+def test_flood_scenes_as_a_pretraining_source():
+    config = load_config("pretrain_s1s2:tiny")
+    config.data.name = "synthetic_floods"
+    patches = load_patches(config.data)
+    assert len(patches) == config.data.num_patches and all(p.has_s1 for p in patches)
+    # Scenes disjoint from the evaluation's chips (indices below FLOOD_PRETRAIN_FIRST_SCENE).
+    assert patches[0].patch_id.endswith(f"_{FLOOD_PRETRAIN_FIRST_SCENE}")
+
+
 # --------------------------------------------------------------------------------------
 # The eval_floods task.
 
@@ -208,7 +218,12 @@ def test_dense_features_match_encode_patch_fast_mode():
 def test_pretrain_s1s2_then_eval_floods_from_the_command_line(floods_dir, tmp_path):
     root, _ = floods_dir
     pretrain = tmp_path / "pretrain"
-    done = launch("pretrain_s1s2:tiny", pretrain)
+    done = launch(
+        "pretrain_s1s2:tiny",
+        pretrain,
+        "--config.data.name=synthetic_floods",
+        "--config.data.patch_size=24",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     workdir = tmp_path / "floods"
     done = launch(

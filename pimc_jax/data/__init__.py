@@ -4,7 +4,10 @@
 
 * ``synthetic`` (default): the embedded PASTIS-like generator, no download;
 * ``pastis``: the official PASTIS layout under ``config.data.path`` (TFDS builder);
-* ``patches``: a folder of the user's own SITS patches (:mod:`pimc_jax.data.user`).
+* ``patches``: a folder of the user's own SITS patches (:mod:`pimc_jax.data.user`);
+* ``synthetic_floods``: the synthetic flood scenes (:mod:`pimc_jax.data.synthetic.floods`),
+  Sentinel-2 and Sentinel-1 over dates of rising water, from scene
+  :data:`FLOOD_PRETRAIN_FIRST_SCENE` on (the flood evaluation's chips are scenes below it).
 
 Modules: the container and the sources first, then pre-training sampling in the order a
 batch is built:
@@ -35,9 +38,11 @@ from jax.experimental import multihost_utils
 from pimc_jax.data.patches import Patch, shard_patches
 from pimc_jax.data.radar import check_s1_setting
 from pimc_jax.data.synthetic import make_patches
+from pimc_jax.data.synthetic.floods import make_flood_patches
 from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, load_patch_folder
 
-PATCH_SOURCES = ("synthetic", "pastis", "patches")
+PATCH_SOURCES = ("synthetic", "pastis", "patches", "synthetic_floods")
+FLOOD_PRETRAIN_FIRST_SCENE = 100_000
 
 
 def load_patches(
@@ -78,6 +83,14 @@ def load_patches(
             min_dates=data_config.synthetic_min_dates,
             max_dates=data_config.synthetic_max_dates,
             s1=s1 is not None,
+        )
+    elif name == "synthetic_floods":
+        patches = make_flood_patches(
+            data_config.num_patches,
+            seed=data_config.synthetic_seed,
+            size=data_config.patch_size,
+            num_dates=4,
+            first_index=FLOOD_PRETRAIN_FIRST_SCENE,
         )
     elif name == "pastis":
         # Lazy: the TFDS builder imports tensorflow_datasets, needed on this path only.
