@@ -94,8 +94,18 @@ def encoder_config(arg: str = "") -> ml_collections.ConfigDict:
         widths = dict(stage_sizes=(1, 1), widths=(16, 32), stem_width=16, norm_groups=8)
     # input_means: the pooled features also carry each input channel's mean over space
     # (pimc_jax.models.ResNetEncoder), set for the plot tower by model_config.
+    # padding: "same" (zero padding inside the crop, the paper's ResNet) or "valid" (none,
+    # LayerNorm per position: the image tower's dense encoding is then exact and one
+    # fully convolutional pass; pimc_jax.valid_tower, docs/performance.md).
     return ml_collections.ConfigDict(
-        dict(stem_kernel=3, stem_stride=1, stem_pool=False, input_means=False, **widths)
+        dict(
+            stem_kernel=3,
+            stem_stride=1,
+            stem_pool=False,
+            input_means=False,
+            padding="same",
+            **widths,
+        )
     )
 
 

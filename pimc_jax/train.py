@@ -191,6 +191,8 @@ _ADDED_KEYS: dict[str, Any] = {
     "model.s1_indices": ["auto"],
     "model.rp_span": LEGACY_SPEC_FIELDS["rp_span"],
     "data.scl_invalid_classes": [0, 1, 3, 8, 9, 10],
+    "model.rp_encoder.padding": "same",
+    "model.image_encoder.padding": "same",
 }
 
 
