@@ -28,6 +28,7 @@ Parts (each setting runs in its own process, one after the other in this one run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -49,6 +50,10 @@ def _spec(layout: str):
 
     if layout == "default":
         return ModelSpec()
+    if layout == "valid":  # the default layout without padding inside 17-pixel crops
+        spec = ModelSpec()
+        encoder = dataclasses.replace(spec.image_encoder, padding="valid")
+        return dataclasses.replace(spec, image_encoder=encoder, crop_size=17)
     widths = (16, 32, 64, 128) if layout == "resnet18" else (64, 128, 256, 512)
     groups = 8 if layout == "resnet18" else 32
     encoder = EncoderSpec(
@@ -63,6 +68,13 @@ def _spec(layout: str):
         image_mean=(0.0,) * 10,
         image_std=(1.0,) * 10,
     )
+
+
+def _image_channels(patch, spec) -> list[int]:
+    from pimc_jax.indices import canonical_band_name
+
+    names = [canonical_band_name(n) for n in patch.band_names]
+    return [names.index(canonical_band_name(b)) for b in spec.image_bands]
 
 
 def _use_flax_groupnorm() -> None:
@@ -84,6 +96,7 @@ def _speed(layout: str, mode: str, size: int, repeats: int) -> dict:
     import numpy as np
 
     from pimc_jax.data.synthetic import make_patch
+    from pimc_jax.data.views import extract_crops, median_composite
     from pimc_jax.models import init_params
 
     encode = _encode_module()
@@ -98,7 +111,25 @@ def _speed(layout: str, mode: str, size: int, repeats: int) -> dict:
         run()
         times.append(time.perf_counter() - start)
     pixels = size * size
+    # The image view alone, as encode_patch computes it for this tower and mode.
+    composite = median_composite(patch.reflectance()[..., _image_channels(patch, spec)])
+    if spec.image_encoder.padding == "valid":
+        image = lambda: encode.dense_view(params, composite, 1, 16384)
+    elif mode == "fast":
+        image = lambda: encode._fast_image(params, composite, 16384)
+    else:
+        rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+        centers = np.stack([rows.ravel(), cols.ravel()], axis=1)
+        crops = extract_crops(composite, centers, spec.crop_size)
+        image = lambda: encode.encode(params, {"image": crops}, progress=False)
+    image()
+    image_times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        image()
+        image_times.append(time.perf_counter() - start)
     return {
+        "image_s": float(np.median(image_times)),
         "pixels": pixels,
         "median_s": float(np.median(times)),
         "px_per_s": pixels / float(np.median(times)),
@@ -243,11 +274,16 @@ def _run(args: argparse.Namespace, extra: list[str], baseline: bool = False) -> 
 
 def _print_speed(args: argparse.Namespace) -> None:
     print(f"\n## speed: px/s of encode_patch, median (min–max) over {args.repeats} runs")
-    print(f"{'layout':>9} {'mode':>9} {'patch':>8} {'px/s':>9} {'min–max':>15} {'margin':>7}")
+    print(
+        f"{'layout':>9} {'mode':>9} {'patch':>8} {'px/s':>9} {'min–max':>15} {'margin':>7} "
+        f"{'image s':>8}"
+    )
     rows: dict[tuple[str, str], dict] = {}
     for layout in args.layouts.split(","):
-        size = args.size if layout == "default" else args.small
+        size = args.size if layout in ("default", "valid") else args.small
         modes = ["baseline", "exact"] + (["fast"] if layout != "paper" else [])
+        if layout == "valid":  # one computation: the exact dense pass
+            modes = ["exact"]
         for mode in modes:
             extra = ["--child=speed", f"--layout={layout}", f"--child-size={size}"]
             extra.append(f"--mode={'exact' if mode == 'baseline' else mode}")
@@ -256,8 +292,22 @@ def _print_speed(args: argparse.Namespace) -> None:
             spread = f"{r['px_per_s_min']:.0f}–{r['px_per_s_max']:.0f}"
             print(
                 f"{layout:>9} {mode:>9} {size:>4}x{size:<3} {r['px_per_s']:>9.0f} {spread:>15} "
-                f"{r['margin']:>7}"
+                f"{r['margin']:>7} {r['image_s']:>8.3f}"
             )
+        if layout == "valid":
+            r = rows[layout, "exact"]
+            print(
+                f"seconds per {size}x{size} patch (valid, exact dense): "
+                f"{size**2 / r['px_per_s']:.2f}"
+            )
+            if ("default", "exact") in rows:
+                d = rows["default", "exact"]
+                print(
+                    f"valid/default exact: px/s {r['px_per_s'] / d['px_per_s']:.2f}x, image view "
+                    f"alone {d['image_s'] / r['image_s']:.1f}x faster "
+                    f"({d['image_s']:.3f} s -> {r['image_s']:.3f} s)"
+                )
+            continue
         base = rows[layout, "baseline"]["px_per_s"]
         for mode in modes[1:]:
             ratio = rows[layout, mode]["px_per_s"] / base

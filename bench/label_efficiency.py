@@ -5,7 +5,7 @@
         --config.data.path=/tmp/slovenia --workdir=/tmp/pretrain_slovenia
     python bench/label_efficiency.py --init_from /tmp/pretrain_slovenia
         [--patch ../shared/data/real/eolearn_slovenia_ndvi_patch.npz | --patch PATCH_FOLDER]
-        [--k 5,10,20,50,all] [--draws 10] [--block 8] [--buffer 8]
+        [--k 5,10,20,50] [--draws 10] [--block 8] [--buffer 8]
         [--features rp,image] [--exclude 0] [--json OUT.json] [--figure OUT.png]
 
 The patch is either a patch folder (:func:`pimc_jax.data.user.load_patch_folder`, its first
@@ -170,7 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--init_from", default="", help="pre-training workdir or checkpoint")
     parser.add_argument("--patch", default=str(SLOVENIA))
-    parser.add_argument("--k", default="5,10,20,50,all")
+    parser.add_argument("--k", default="5,10,20,50")
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--block", type=int, default=8)
     parser.add_argument("--buffer", type=int, default=8)
@@ -214,6 +214,8 @@ def main() -> None:
         results[key] = {row: [] for row in ROWS}
         for d in range(args.draws):
             train, test = draw(labels, k, args.block, args.buffer, rng)
+            if test.size == 0:  # every labelled pixel is within the buffer of a training one
+                raise SystemExit(f"k={key}: no test pixel is farther than --buffer from training")
             raw = filled_features(series, train)
             predictions = {"forest": _forest(raw, flat, train, test, args.seed + d)}
             for name in ("pretrained", "random"):

@@ -175,7 +175,7 @@ def run_file(path: str, args, candidates: dict[str, list[str]], on_fold=None) ->
         fit_rows = np.union1d(train_rows, val_rows)
         test_labels = labels[test_rows]
         for row in rows:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 start = time.perf_counter()
                 if row in ("rf", "lgbm"):
                     fn = baselines.forest if row == "rf" else baselines.boosted_trees
@@ -279,6 +279,7 @@ def main() -> None:
     parser.add_argument("data", nargs="*", help="pixel .npz files (default: the real sets)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3, help="seeds per row and fold")
+    parser.add_argument("--first_seed", type=int, default=0, help="seeds first_seed, ...")
     parser.add_argument("--eval_seed", type=int, default=0, help="seed of the folds")
     parser.add_argument("--rows", default="rf,lgbm,tempcnn,pimc,pimc_paper")
     parser.add_argument("--init_from", default="", help="pre-training workdir or checkpoint")
@@ -297,14 +298,16 @@ def main() -> None:
         nargs="+",
         default=[],
         metavar="JSON",
-        help="run nothing: the summary of earlier --json files, their rows merged per file",
+        help="run nothing: the summary of earlier --json files (a row's scores in several "
+        "files, e.g. other seeds, are pooled)",
     )
     args = parser.parse_args()
     if args.summary_of:
         merged: dict[str, dict[str, list]] = {}
         for path in args.summary_of:
             for data, rows in json.loads(Path(path).read_text()).items():
-                merged.setdefault(data, {}).update(rows)
+                for row, scores in rows.items():  # e.g. more seeds of a row: appended
+                    merged.setdefault(data, {}).setdefault(row, []).extend(scores)
         print(summary(merged))
         return
     files = args.data or labelled_files()
