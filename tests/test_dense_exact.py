@@ -159,3 +159,24 @@ def test_same_towers_keep_their_parameter_names():
     legacy = spec.to_dict()
     del legacy["image_encoder"]["padding"]  # a checkpoint written before the field
     assert ModelSpec.from_dict(legacy) == spec
+
+
+def test_one_principal_components_fit_serves_maps_and_figures():
+    from pimc_jax.figures import arrays
+    from pimc_jax.pca import fit_principal
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6))
+    fit = arrays.principal_components(x, 3)
+    assert arrays.principal_components is fit_principal
+    # Components: the covariance's top eigenvectors (up to sign), float64; shares sum ≤ 1.
+    values, vectors = np.linalg.eigh(np.cov(x.T))
+    for j in range(3):
+        assert abs(abs(fit.components[j] @ vectors[:, -1 - j]) - 1) < 1e-8
+    np.testing.assert_allclose(fit.explained, values[::-1][:3] / values.sum(), rtol=1e-8)
+    scores = encode_lib.principal_components(x.astype(np.float32), 3)
+    np.testing.assert_allclose(scores, fit.projections, rtol=1e-4, atol=1e-4)
+    # Fewer vectors than components: zeros for the figures, further axes for maps.
+    assert not fit_principal(x[:1], 3).components.any()
+    completed = fit_principal(x[:1], 3, complete=True).components
+    np.testing.assert_allclose(completed @ completed.T, np.eye(3), atol=1e-12)

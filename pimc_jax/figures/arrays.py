@@ -21,6 +21,7 @@ from pimc_jax import indices as indices_lib
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.views import clear_date_scores, median_composite
 from pimc_jax.models import ModelSpec
+from pimc_jax.pca import Principal, fit_principal
 from pimc_jax.preprocessing import series_to_plots
 
 TRUE_COLOUR_BANDS: tuple[str, ...] = ("B4", "B3", "B2")
@@ -57,45 +58,8 @@ def read_metrics(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return steps, values
 
 
-@dataclasses.dataclass(frozen=True)
-class Principal:
-    """The first principal components of a set of vectors.
-
-    Attributes:
-      projections: ``(N, P)`` float64 coordinates of the centred vectors on the components.
-      components: ``(P, D)`` float64 unit directions, by decreasing variance; each signed
-        so that its largest-magnitude loading is positive.
-      explained: ``(P,)`` float64 share of the total variance each component carries.
-    """
-
-    projections: np.ndarray
-    components: np.ndarray
-    explained: np.ndarray
-
-
-def principal_components(vectors: np.ndarray, count: int = 3) -> Principal:
-    """PCA of ``(N, D)`` vectors by NumPy SVD of the centred matrix.
-
-    Components beyond ``min(N, D)`` are zero (zero projections, zero explained share).
-    """
-    x = np.asarray(vectors, np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"vectors must be (N, D), got shape {x.shape}")
-    num, dim = x.shape
-    centred = x - x.mean(axis=0) if num else x
-    components = np.zeros((count, dim))
-    explained = np.zeros(count)
-    if num >= 2 and dim >= 1:
-        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
-        kept = min(count, vt.shape[0])
-        components[:kept] = vt[:kept]
-        total = float(np.sum(singular**2))
-        if total > 0:
-            explained[:kept] = singular[:kept] ** 2 / total
-    # SVD signs are arbitrary: make each component's largest loading positive.
-    largest = components[np.arange(count), np.argmax(np.abs(components), axis=1)]
-    components *= np.where(largest < 0, -1.0, 1.0)[:, None]
-    return Principal(centred @ components.T, components, explained)
+# The float64 PCA of the figures is the library's one (components, explained variance).
+principal_components = fit_principal
 
 
 def robust_unit_scale(
