@@ -54,7 +54,9 @@ def test_default_differs_from_the_paper_only_where_documented():
         for key in default.keys()
         if key not in ("rp_encoder", "image_encoder") and default[key] != paper[key]
     }
-    assert changed == {"indices", "rp_channels", "rp_span"}
+    # rp_size: the default sizes the plots from the data (0), the paper variant keeps 12.
+    assert changed == {"indices", "rp_channels", "rp_span", "rp_size"}
+    assert (default.rp_size, paper.rp_size) == (0, 12)
     assert default.rp_encoder.to_dict() == dict(paper.rp_encoder.to_dict(), input_means=True)
     assert default.image_encoder.to_dict() == paper.image_encoder.to_dict()
 
