@@ -68,6 +68,29 @@ def test_warmup_is_capped_so_that_a_short_run_still_decays():
     )
 
 
+def test_schedule_edge_cases():
+    # The end value defaults to 0.
+    schedule = warmup_cosine(1.0, 10, 2)
+    assert float(schedule(10)) == 0.0 and float(schedule(6)) == pytest.approx(0.5)
+    # A one-step run takes its step at the peak (no warmup is left), then ends at the end
+    # value; a zero-step schedule still builds and stays finite.
+    one = warmup_cosine(1.0, 1, 5, 0.1)
+    np.testing.assert_allclose([float(one(0)), float(one(1))], [1.0, 0.1], rtol=1e-6)
+    assert np.isfinite(float(warmup_cosine(1.0, 0, 3)(0)))
+
+
+def test_adamw_defaults_are_clip_1_and_betas_0_9_0_999():
+    rng = np.random.default_rng(1)
+    params = {"kernel": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)}
+    grads = [
+        {"kernel": jnp.asarray(rng.normal(size=(3, 2)) * scale, jnp.float32)}
+        for scale in (4.0, 0.1, 2.0)
+    ]
+    got = _run(adamw(lambda _: 0.1, weight_decay=0.01), params, grads)
+    want = _numpy_adamw(params, grads, [0.1] * 3, b1=0.9, b2=0.999, eps=1e-8, wd=0.01, clip=1.0)
+    np.testing.assert_allclose(got["kernel"], want["kernel"], rtol=2e-5, atol=1e-6)
+
+
 def test_config_schedule_ends_at_end_factor_times_the_peak():
     config = tiny_pretrain_config(total_steps=20)
     config.optimizer.update(dict(learning_rate=0.2, end_factor=0.05, warmup_steps=5))
@@ -160,11 +183,21 @@ def test_make_optimizer_follows_the_config():
     config.optimizer.update(
         dict(learning_rate=0.05, warmup_steps=1, weight_decay=0.2, grad_clip_norm=0.5, b1=0.7)
     )
+    config.optimizer.b2 = 0.95
     params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}
-    grads = [{"kernel": jnp.full((2, 2), 3.0), "bias": jnp.full((2,), -4.0)}] * 3
+    # Gradients of changing size and sign, so that the moments' rates and the clipping
+    # (first and last step clipped, the second not) all show in the result.
+    grads = [
+        {"kernel": jnp.asarray(k, jnp.float32), "bias": jnp.asarray(b, jnp.float32)}
+        for k, b in (
+            ([[3.0, -1.0], [2.0, 0.5]], [-4.0, 1.0]),
+            ([[0.1, 0.05], [-0.1, 0.02]], [0.03, -0.1]),
+            ([[-2.0, 1.5], [0.5, 1.0]], [2.0, 3.0]),
+        )
+    ]
     got = _run(make_optimizer(config), params, grads)
     lrs = [_hand_schedule(t, 0.05, 4, 1, 0.05 * config.optimizer.end_factor) for t in range(3)]
-    want = _numpy_adamw(params, grads, lrs, b1=0.7, b2=0.999, eps=1e-8, wd=0.2, clip=0.5)
+    want = _numpy_adamw(params, grads, lrs, b1=0.7, b2=0.95, eps=1e-8, wd=0.2, clip=0.5)
     for key in params:
         np.testing.assert_allclose(got[key], want[key], rtol=2e-5, err_msg=key)
     config.optimizer.name = "sgd"
