@@ -49,9 +49,8 @@ from pimc_jax.indices import resolve_image_bands
 from pimc_jax.maps import cog
 from pimc_jax.maps.config import EMBED_DTYPES
 from pimc_jax.maps.preview import pca_preview
-from pimc_jax.models import PIMCParams
+from pimc_jax.models import TOWERS, PIMCParams
 
-TOWERS: tuple[str, ...] = ("rp", "image")
 INT8_NODATA = -128
 EMBEDDINGS_DIR = "embeddings"
 
