@@ -219,7 +219,8 @@ def summary(results: dict[str, dict[str, list]]) -> str:
     """Markdown: means per file and overall, gaps to the forest and the best baseline, and
     leave-one-set-out over the ``pimc*`` rows."""
     files = list(results)
-    rows = list(results[files[0]])
+    rows = list(dict.fromkeys(r for f in files for r in results[f]))
+    rows = [r for r in rows if all(r in results[f] for f in files)]  # rows of every file
     mean = {f: {r: np.mean(results[f][r], axis=0) for r in rows} for f in files}
     lines = ["| row | " + " | ".join(Path(f).stem for f in files) + " | mean over files |"]
     lines.append("|---" * (len(files) + 2) + "|")
@@ -307,7 +308,7 @@ def main() -> None:
         for path in args.summary_of:
             for data, rows in json.loads(Path(path).read_text()).items():
                 for row, scores in rows.items():  # e.g. more seeds of a row: appended
-                    merged.setdefault(data, {}).setdefault(row, []).extend(scores)
+                    merged.setdefault(Path(data).name, {}).setdefault(row, []).extend(scores)
         print(summary(merged))
         return
     files = args.data or labelled_files()
