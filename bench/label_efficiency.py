@@ -7,6 +7,7 @@
         [--patch ../shared/data/real/eolearn_slovenia_ndvi_patch.npz | --patch PATCH_FOLDER]
         [--k 5,10,20,50] [--draws 10] [--block 8] [--buffer 8]
         [--features rp,image] [--exclude 0] [--json OUT.json] [--figure OUT.png]
+    python bench/label_efficiency.py --summary_of RUN.json [MORE.json ...] [--figure OUT.png]
 
 The patch is either a patch folder (:func:`pimc_jax.data.user.load_patch_folder`, its first
 patch with ``labels``) or the eo-learn Slovenia file of ``../shared/data/real/`` (NDVI,
@@ -183,8 +184,21 @@ def main() -> None:
         help="only write --patch as a patch folder (for pre-training on it) and exit",
     )
     parser.add_argument("--json", default="")
+    parser.add_argument(
+        "--summary_of", nargs="+", default=[], metavar="JSON", help="pool earlier --json runs"
+    )
     parser.add_argument("--figure", default="")
     args = parser.parse_args()
+    if args.summary_of:  # pool the draws of earlier runs (e.g. other pre-training seeds)
+        pooled: dict[str, dict[str, list]] = {}
+        for path in args.summary_of:
+            for key, rows in json.loads(Path(path).read_text()).items():
+                for row, scores in rows.items():
+                    pooled.setdefault(key, {}).setdefault(row, []).extend(scores)
+        print(table(pooled))
+        if args.figure:
+            _figure(pooled, args.figure)
+        return
     if args.write_patch_folder:
         write_patch_folder(load_patch(args.patch), args.write_patch_folder)
         return
@@ -229,18 +243,23 @@ def main() -> None:
                 results[key][row].append((scores["overall_accuracy"], scores["macro_f1"]))
         cells = ", ".join(f"{row} {np.mean(results[key][row], 0)[0]:.3f}" for row in ROWS)
         print(f"k={key}: {train.size} training px, {test.size} test px; accuracy {cells}")
-    print("\n| k per class | " + " | ".join(ROWS) + " |")
-    print("|---" * (len(ROWS) + 1) + "|")
+    print("\n" + table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.figure:
+        _figure(results, args.figure)
+
+
+def table(results: dict[str, dict[str, list]]) -> str:
+    """Markdown: per ``k``, each row's accuracy / macro-F1 as mean ± std over the draws."""
+    lines = ["| k per class | " + " | ".join(ROWS) + " |", "|---" * (len(ROWS) + 1) + "|"]
     for key, rows in results.items():
         cells = []
         for row in ROWS:
             (acc, f1), (sacc, sf1) = np.mean(rows[row], 0), np.std(rows[row], 0)
             cells.append(f"{acc:.3f} ± {sacc:.3f} / {f1:.3f} ± {sf1:.3f}")
-        print(f"| {key} | " + " | ".join(cells) + " |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    if args.figure:
-        _figure(results, args.figure)
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _figure(results: dict[str, dict[str, list]], path: str) -> None:
