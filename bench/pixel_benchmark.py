@@ -20,7 +20,7 @@ Rows (baselines in ``bench/baselines.py``):
   chosen on the evaluator's validation rows. The trees fit on train + val.
 - ``pimc``: the library's pixel classifier as ``configs/eval_pastis_classification.py``
   with ``data.name=npz`` and ``data.cv_folds=F data.cv_fold=i`` runs it (its defaults: the
-  fine-tuned plot-tower ensemble averaged with a forest and LightGBM, ``finetune.trees``);
+  fine-tuned plot-tower ensemble averaged with tree models, ``finetune.trees``);
   from the same run, ``pimc[trees=none]`` (the tower alone), ``pimc[trees=forest]``, ...
   ``pimc_paper``: the paper's representation and classifier (the ``:paper`` variant).
 - ``--candidate NAME KEY=VALUE,...``: ``pimc`` with those overrides, a row named ``NAME``.
@@ -43,6 +43,7 @@ import sys
 import time
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -61,6 +62,7 @@ from pimc_jax.evaluation.pixels import (  # noqa: E402
 )
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix  # noqa: E402
 from pimc_jax.evaluation.towers import plot_tower  # noqa: E402
+from pimc_jax.evaluation.trees import TREE_MODELS, parse_trees  # noqa: E402
 from pimc_jax.launcher import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,10 +114,15 @@ def _config(variant: str, data: str, args, fold: int, seed: int, extra=(), dropp
 def _pimc_row(config, init_from: str | None, scores_out: dict[str, list]) -> tuple[float, float]:
     """The library's classifier on one fold: its (accuracy, macro-F1).
 
-    For the fine-tuned rows with ``finetune.trees``, the same run's tower alone and the
-    tower with each subset of the tree models are scored too, into ``scores_out`` under
-    ``[trees=...]`` names (the tower is trained once; the blends are exact re-averages).
+    For the fine-tuned rows with ``finetune.trees``, every tree model is fitted and the
+    same run's tower alone and the tower with each subset of the tree models are scored
+    too, into ``scores_out`` under ``[trees=...]`` names (the tower is trained once; the
+    blends are exact re-averages); the row's own score is the subset its setting picks.
     """
+    chosen = config.finetune.get("trees", "none")
+    if config.protocol == "finetune" and parse_trees(chosen):
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.finetune.trees = "+".join(TREE_MODELS)
     evaluator = PixelClassification(config)
     if init_from:
         params, _ = load_encoder(init_from, evaluator.random_params)
@@ -134,13 +141,17 @@ def _pimc_row(config, init_from: str | None, scores_out: dict[str, list]) -> tup
         band_names=s.band_names,
     )
     labels = s.test["labels"]
-    if "tree_test_probabilities" in outputs:
-        trees = outputs["tree_test_probabilities"]
-        for subset in ([], *[[name] for name in trees], list(trees)):
-            p = np.mean([outputs["tower_test_probabilities"]] + [trees[n] for n in subset], 0)
-            key = f"[trees={'+'.join(subset) or 'none'}]"
-            scores_out.setdefault(key, []).append(_scores(labels, p.argmax(-1), s.num_classes))
-    return _scores(labels, outputs["test_predictions"], s.num_classes)
+    if "tree_test_probabilities" not in outputs:
+        return _scores(labels, outputs["test_predictions"], s.num_classes)
+    trees = outputs["tree_test_probabilities"]
+    own = parse_trees(chosen, s.train["labels"].size + s.val["labels"].size)
+    for subset in ((), *[(name,) for name in trees], tuple(trees)):
+        p = np.mean([outputs["tower_test_probabilities"]] + [trees[n] for n in subset], 0)
+        score = _scores(labels, p.argmax(-1), s.num_classes)
+        scores_out.setdefault(f"[trees={'+'.join(subset) or 'none'}]", []).append(score)
+        if subset == own:
+            row_score = score
+    return row_score
 
 
 def run_file(path: str, args, candidates: dict[str, list[str]], on_fold=None) -> dict[str, list]:

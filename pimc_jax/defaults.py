@@ -228,8 +228,9 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
 
     The classification tasks fine-tune a cross-fitted ensemble of five members, each
     keeping the best held-out step of an exponential moving average of its weights
-    (forecasting trains one model); pixel classification averages them with a forest and
-    LightGBM on the raw band series (``trees``; not in the ``paper`` variant); class
+    (forecasting trains one model); pixel classification averages them with a forest (and
+    LightGBM from 100 training pixels on) on the raw band series (``trees``; not in the
+    ``paper`` variant); class
     weighting, label smoothing and series augmentation are off. Chosen with
     ``bench/pixel_benchmark.py`` on real pixels; the measurements are in
     ``docs/real_pixels.md``.
@@ -253,8 +254,9 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
             ensemble_members=5,
             # Pixel classification: tree models fitted beside the fine-tuned plot tower on
             # the raw band series, their class probabilities averaged with the tower's
-            # (pimc_jax.evaluation.trees): "none", "forest", "lgbm" or "forest+lgbm".
-            trees="forest+lgbm",
+            # (pimc_jax.evaluation.trees): "none", "forest", "lgbm", "forest+lgbm" or
+            # "auto" (forest and LightGBM from 100 training pixels on, else the forest).
+            trees="auto",
             date_dropout=0.0,  # series augmentation (plot tower only)
             date_jitter_days=0.0,
             noise_std=0.0,

@@ -20,6 +20,8 @@ def test_parse_trees():
     assert parse_trees("forest+lgbm") == ("forest", "lgbm")
     assert parse_trees(" lgbm ") == ("lgbm",)
     assert parse_trees("none") == parse_trees("") == ()
+    assert parse_trees("auto", 99) == ("forest",)
+    assert parse_trees("auto", 100) == parse_trees("auto") == ("forest", "lgbm")
     for bad in ("forest+xgb", "rf", 3):
         with pytest.raises(ValueError, match="finetune.trees"):
             parse_trees(bad)

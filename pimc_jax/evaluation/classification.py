@@ -100,7 +100,8 @@ def classify(
             **kwargs,
         )
 
-    trees = parse_trees(tune.get("trees", "none")) if tower == "rp" else ()
+    pool_size = train["labels"].shape[0] + val["labels"].shape[0]
+    trees = parse_trees(tune.get("trees", "none"), pool_size) if tower == "rp" else ()
     members = tune.get("ensemble_members", 1)
     if members != 1:
         out = _cross_fitted(config, forward, fit, splits, inputs_fn, num_classes, members)

@@ -1,7 +1,8 @@
 """Tree ensembles on the raw band series, averaged with the fine-tuned plot tower.
 
 ``finetune.trees`` names the tree models (``"forest"``, ``"lgbm"``, both as
-``"forest+lgbm"``, or ``"none"``) that the pixel classifier fits beside its fine-tuned
+``"forest+lgbm"``, ``"auto"`` (both from 100 training pixels on, else the forest) or
+``"none"``) that the pixel classifier fits beside its fine-tuned
 plot-tower ensemble, on the same training pixels; the test class probabilities are the
 plain mean of the tower's and each tree model's. The towers learn the shape of a series
 from its recurrence plots; trees split on single dates and bands; on small real label
@@ -18,23 +19,31 @@ from collections.abc import Sequence
 import numpy as np
 
 TREE_MODELS: tuple[str, ...] = ("forest", "lgbm")
+# finetune.trees="auto": boosting joins the forest from this many training pixels on; below
+# it, LightGBM's leaves (at least 5 pixels each) cannot follow a few dozen pixels.
+AUTO_BOOSTING_MIN_PIXELS: int = 100
 
 
-def parse_trees(value: str) -> tuple[str, ...]:
-    """``"forest+lgbm"`` → ``("forest", "lgbm")``; ``"none"`` or ``""`` → ``()``.
+def parse_trees(value: str, num_pixels: int | None = None) -> tuple[str, ...]:
+    """``"forest+lgbm"`` → ``("forest", "lgbm")``; ``"none"`` or ``""`` → ``()``;
+    ``"auto"``: ``("forest", "lgbm")`` with at least :data:`AUTO_BOOSTING_MIN_PIXELS`
+    training pixels (``num_pixels``; None counts as enough), else ``("forest",)``.
 
     Raises:
       ValueError: an unknown model name.
     """
     if not isinstance(value, str):
         raise ValueError(f"finetune.trees must be a string such as 'forest+lgbm', got {value!r}")
+    if value.strip() == "auto":
+        few = num_pixels is not None and num_pixels < AUTO_BOOSTING_MIN_PIXELS
+        return ("forest",) if few else TREE_MODELS
     names = tuple(name.strip() for name in value.split("+") if name.strip())
     if names in ((), ("none",)):
         return ()
     unknown = [name for name in names if name not in TREE_MODELS]
     if unknown:
         raise ValueError(
-            f"finetune.trees={value!r}: unknown model(s) {unknown}; use 'none' or "
+            f"finetune.trees={value!r}: unknown model(s) {unknown}; use 'none', 'auto' or "
             f"'+'-joined names of {TREE_MODELS}"
         )
     return names
