@@ -147,7 +147,12 @@ def validate_pretrain_config(config: ml_collections.ConfigDict) -> None:
     _check_real(config)
     model = config.model
     plot_size = model.rp_size - (model.rp_dimension - 1) * model.rp_time_delay
-    if model.rp_size == 1 or (model.rp_size and plot_size < 2):
+    if model.rp_size < 0 or model.rp_size == 1:
+        raise ValueError(
+            f"config.model.rp_size must be 0 (chosen from the data's dates) or >= 2, got "
+            f"{model.rp_size}"
+        )
+    if model.rp_size and plot_size < 2:
         raise ValueError(
             f"config.model.rp_size={model.rp_size} leaves a {plot_size}-pixel plot after the "
             f"time-delay embedding (rp_dimension={model.rp_dimension}, "

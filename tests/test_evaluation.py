@@ -44,6 +44,7 @@ from pimc_jax.evaluation.pixels import load_pixel_splits, series_inputs
 from pimc_jax.evaluation.probes import fit_logistic_regression, fit_ridge, ridge_probe
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix, rmse
 from pimc_jax.evaluation.towers import predict, tower_forward
+from pimc_jax.indices import DEFAULT_IMAGE_BANDS
 
 TOTAL_STEPS = 6
 CHECKPOINT_EVERY = 3
@@ -263,7 +264,8 @@ def test_eurosat_synthetic_linear_and_finetune(pretrain_dir, tmp_path):
     launcher.run(config, str(tmp_path / "finetune"))
     results = read_results(tmp_path / "finetune")
     check_classification(results, num_classes=10)
-    assert results["data"]["image_shape"] == [16, 16, len(config.data.image_bands)]
+    # image_bands "auto": B4, B3, B2, B8 of the 13 bands.
+    assert results["data"]["image_shape"] == [16, 16, len(DEFAULT_IMAGE_BANDS)]
 
 
 def test_eurosat_archives(tmp_path):
@@ -274,7 +276,7 @@ def test_eurosat_archives(tmp_path):
     results = read_results(tmp_path / "all")
     assert (results["data"]["num_train"], results["data"]["num_test"]) == (30, 10)
     # The encoder's bands picked by name from the 13 (B8A last); reflectance like pre-training.
-    assert results["data"]["image_shape"] == [64, 64, len(config.data.image_bands)]
+    assert results["data"]["image_shape"] == [64, 64, len(DEFAULT_IMAGE_BANDS)]
     assert results["data"]["image_normalization"] == "checkpoint"
     check_classification(results, num_classes=10)
 

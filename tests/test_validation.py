@@ -34,7 +34,10 @@ from pimc_jax.train import validate_pretrain_config
         ({"data.max_dates": 0}, r"config\.data\.max_dates must be >= 1, got 0"),
         ({"data.crop_size": 0}, r"config\.data\.crop_size must be >= 1, got 0"),
         ({"data.crop_size": 17}, r"config\.data\.crop_size=17 is larger than the patches"),
-        ({"model.rp_size": 1}, r"config\.model\.rp_size must be >= 2, got 1"),
+        (
+            {"model.rp_size": 1},
+            r"config\.model\.rp_size must be 0 \(chosen from the data's dates\) or >= 2, got 1",
+        ),
         ({"model.rp_dimension": 8}, r"config\.model\.rp_size=8 leaves a 1-pixel plot"),
         ({"global_batch_size": 6}, r"global_batch_size=6 is not divisible by the 4 devices"),
     ],
