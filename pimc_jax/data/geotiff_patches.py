@@ -168,7 +168,7 @@ def _read_labels(path: Path, reference: Raster, reference_where: str) -> np.ndar
 
 
 def read_dated_geotiffs(folder: Path, defaults: Mapping[str, Any], classes: Sequence[int]) -> Patch:
-    """A patch from ``folder/<YYYY-MM-DD>.tif`` files (module docstring)."""
+    """A patch from ``folder/<YYYY-MM-DD>.tif`` files (format: :mod:`pimc_jax.data.user`)."""
     from pimc_jax.data import geotiff
 
     data: dict[float, Path] = {}
@@ -253,7 +253,7 @@ def _read_date_table(path: Path) -> np.ndarray:
 
 
 def read_geotiff_stack(file: Path, defaults: Mapping[str, Any], classes: Sequence[int]) -> Patch:
-    """A patch from one ``<name>.tif`` of T·C bands (module docstring)."""
+    """A patch from one ``<name>.tif`` of T·C bands (format: :mod:`pimc_jax.data.user`)."""
     from pimc_jax.data import geotiff
 
     where = str(file)

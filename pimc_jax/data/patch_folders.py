@@ -148,7 +148,7 @@ def _npz_s1(
     size: tuple[int, int],
     where: str,
 ) -> dict[str, Any]:
-    """The Sentinel-1 fields of a patch file (module docstring), or ``{}`` without them.
+    """The Sentinel-1 fields of a patch file (:mod:`pimc_jax.data.user`), or ``{}`` without them.
 
     Returns:
       ``s1_bands`` (T1, H, W, C1) float32 dB (NaN = no-data), ``s1_dates`` (T1,) int32,
@@ -239,7 +239,7 @@ def load_patch_folder(
     scl_invalid_classes: Sequence[int] = DEFAULT_SCL_INVALID_CLASSES,
     progress: bool | None = None,
 ) -> list[Patch]:
-    """Reads a folder of ``<name>.npz`` patches and GeoTIFF patches (module docstring).
+    """Reads a folder of ``.npz`` and GeoTIFF patches (format: :mod:`pimc_jax.data.user`).
 
     Args:
       path: the folder.

@@ -63,7 +63,7 @@ def load_pixel_npz(
     *,
     scl_invalid_classes: Sequence[int] = DEFAULT_SCL_INVALID_CLASSES,
 ) -> PixelSeries:
-    """Reads pixel time series from the ``.npz`` format in the module docstring.
+    """Reads pixel time series from the ``.npz`` format of :mod:`pimc_jax.data.user`.
 
     ``scl_invalid_classes``: the SCL classes that are gaps (``data.scl_invalid_classes``).
 

@@ -41,7 +41,7 @@ S1_KEYS = ("s1_band_names", "s1_units", "s1_nodata")
 #: The keys a patch folder's ``metadata.json`` may set.
 METADATA_KEYS = ("band_names", "layout", "scale", "nodata", *S1_KEYS)
 
-#: SCL classes that are gaps by default (module docstring, "Cloud masks"): no data,
+#: SCL classes that are gaps by default (:mod:`pimc_jax.data.user`, "Cloud masks"): no data,
 #: saturated or defective, cloud shadow, cloud medium and high probability, thin cirrus.
 DEFAULT_SCL_INVALID_CLASSES: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
 #: The Sentinel-2 L2A scene classification.
@@ -64,7 +64,7 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def is_known_band_name(name: str) -> bool:
-    """Whether ``name`` is a Sentinel-2 or MODIS band, an alias or an index (module docstring)."""
+    """Whether ``name`` is a band, an alias or an index that :mod:`pimc_jax.data.user` accepts."""
     return canonical_band_name(name) in KNOWN_BANDS
 
 
@@ -82,7 +82,7 @@ def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def check_band_names(value: Any, num_bands: int, where: str) -> tuple[str, ...]:
-    """``num_bands`` distinct known band names (module docstring of :mod:`~pimc_jax.data.user`)."""
+    """``num_bands`` distinct known band names (:mod:`pimc_jax.data.user`)."""
     names = np.asarray(value)
     if names.ndim != 1 or not (names.dtype.kind in "US" or names.size == 0):
         raise ValueError(f"{where}: band_names must be a 1-D array of strings")
@@ -215,7 +215,7 @@ def observation_gaps(
     scl_invalid_classes: Sequence[int] = DEFAULT_SCL_INVALID_CLASSES,
     where: str = "",
 ) -> np.ndarray | None:
-    """Which observations a validity mask and an SCL layer make gaps (module docstring).
+    """Which observations a validity mask and an SCL layer make gaps (:mod:`pimc_jax.data.user`).
 
     Args:
       shape: the observations' shape, ``(T, H, W)`` for a patch or ``(N, T)`` for pixels.
