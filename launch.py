@@ -9,7 +9,7 @@ to stderr and exits 1; ``--verbosity=1`` shows its traceback.
 from absl import app, flags
 from ml_collections import config_flags
 
-from pimc_jax import launcher
+from pimc_jax import launcher, parallel
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
@@ -29,4 +29,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    parallel.set_xla_cpu_flags()  # before JAX starts its backends
     app.run(main, flags_parser=launcher.parse_flags)

@@ -26,7 +26,7 @@ each of them, in this one process:
 After compilation and warm-up, the JAX and PyTorch calls of each kernel alternate, round
 after round (``--repeats``), every round going through all the layout's kernels; a sample
 is one untimed call, then back-to-back timed calls for about 2 ms (at least one). XLA runs
-with the CPU flags the package sets at import (:func:`pimc_jax.parallel.set_xla_cpu_flags`).
+with the CPU flags the launcher sets (:func:`pimc_jax.parallel.set_xla_cpu_flags`).
 
 It prints one markdown table per layout: per kernel, the towers it occurs in and its count
 per forward pass, forward and backward milliseconds per call on each side as
@@ -420,9 +420,6 @@ def main() -> None:
         sys.exit("bench/conv_kernels.py needs PyTorch: pip install -e .[bench]")
     import jax
 
-    # Imported before any JAX computation, as in a training run: it sets the XLA CPU flags.
-    import pimc_jax  # noqa: F401
-
     torch.set_num_threads(args.torch_threads)
     print(
         f"config: {args.config}  XLA_FLAGS: {os.environ.get('XLA_FLAGS') or '(none)'}\n"
@@ -445,4 +442,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from pimc_jax import parallel
+
+    parallel.set_xla_cpu_flags()  # before JAX starts its backends
     main()

@@ -19,6 +19,7 @@ from pathlib import Path
 import jax
 from _harness import median_seconds, parallel_step_runner
 
+from pimc_jax import parallel
 from pimc_jax.data.pipeline import PairBatches
 from pimc_jax.launcher import load_config
 from pimc_jax.train import build_pretraining
@@ -67,4 +68,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parallel.set_xla_cpu_flags()  # before JAX starts its backends
     main()

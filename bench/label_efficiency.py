@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import filled_features  # noqa: E402
 
+from pimc_jax import parallel  # noqa: E402
 from pimc_jax.checkpoint import load_params  # noqa: E402
 from pimc_jax.data.patches import Patch  # noqa: E402
 from pimc_jax.data.user import dates_to_days, load_patch_folder  # noqa: E402
@@ -286,4 +287,5 @@ def _figure(results: dict[str, dict[str, list]], path: str) -> None:
 
 
 if __name__ == "__main__":
+    parallel.set_xla_cpu_flags()  # before JAX starts its backends
     main()

@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baselines  # noqa: E402
 
+from pimc_jax import parallel  # noqa: E402
 from pimc_jax.data.user import load_pixel_npz  # noqa: E402
 from pimc_jax.evaluation.classification import classify  # noqa: E402
 from pimc_jax.evaluation.encoders import load_encoder  # noqa: E402
@@ -338,4 +339,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parallel.set_xla_cpu_flags()  # before JAX starts its backends
     main()

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pimc_jax import parallel
 from pimc_jax.recurrence import index_recurrence_plots, recurrence_plot
 
 
@@ -106,4 +107,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parallel.set_xla_cpu_flags()  # before JAX starts its backends
     main()

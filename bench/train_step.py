@@ -380,4 +380,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from pimc_jax import parallel
+
+    parallel.set_xla_cpu_flags()  # before JAX starts its backends
     main()

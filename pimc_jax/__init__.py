@@ -13,9 +13,12 @@ and :mod:`~pimc_jax.encode` is the entry point for embedding data from other pro
 leaf that nothing in the package imports but :mod:`~pimc_jax.plot`, the figure command
 (``python -m pimc_jax.plot KIND --workdir=DIR``), itself a leaf over the figure library
 :mod:`~pimc_jax.figures`.
+
+Importing the package changes no environment variable. ``launch.py`` and the ``bench/``
+scripts call :func:`pimc_jax.parallel.set_xla_cpu_flags` before JAX starts (faster
+convolutions on CPU); another program may call it first thing too.
 """
 
-from pimc_jax import parallel as _parallel
 from pimc_jax.checkpoint import load_params
 from pimc_jax.encode import encode, encode_patch
 from pimc_jax.indices import BAND_TABLES, vegetation_indices
@@ -40,6 +43,3 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
-
-# Importing the package starts no JAX backend, so the flags still take effect here.
-_parallel.set_xla_cpu_flags()

@@ -130,7 +130,8 @@ XLA_CPU_FLAGS_ENV = "PIMC_JAX_XLA_CPU_FLAGS"
 def set_xla_cpu_flags() -> bool:
     """Adds :data:`XLA_CPU_FLAGS` to ``XLA_FLAGS`` if JAX's backends are not started yet.
 
-    Called when :mod:`pimc_jax` is imported. A flag whose name ``XLA_FLAGS`` already
+    Called by ``launch.py`` and the ``bench/`` scripts before the first JAX computation
+    (importing :mod:`pimc_jax` does not). A flag whose name ``XLA_FLAGS`` already
     mentions is left as the user set it, and ``PIMC_JAX_XLA_CPU_FLAGS=0`` turns the
     whole thing off. The flags change only how XLA's CPU backend runs convolutions
     (results agree to float rounding); other platforms ignore them.

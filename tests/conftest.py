@@ -20,7 +20,11 @@ import pytest  # noqa: E402
 from tiny_configs import tiny_model_spec  # noqa: E402
 
 import pimc_jax  # noqa: E402
+from pimc_jax import parallel  # noqa: E402
 from pimc_jax.models import EncoderSpec  # noqa: E402
+
+# The CPU flags launch.py sets, so in-process runs compile as the command does.
+parallel.set_xla_cpu_flags()
 
 
 @pytest.fixture(scope="session")

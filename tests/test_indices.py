@@ -212,7 +212,12 @@ def test_resolve_indices_auto_follows_the_bands():
 def test_resolve_indices_bands_and_band_names():
     # "bands": every reflectance band, canonical names, after the indices; duplicates once.
     assert resolve_indices(("auto", "bands"), ("B02", "B04", "B08", "NDVI")) == (
-        "ndvi", "evi", "savi", "B2", "B4", "B8",
+        "ndvi",
+        "evi",
+        "savi",
+        "B2",
+        "B4",
+        "B8",
     )
     assert resolve_indices(("ndvi", "swir1", "b11"), ("RED", "NIR", "B11")) == ("ndvi", "B11")
     with pytest.raises(ValueError, match="unknown index or band 'b12'"):
@@ -226,7 +231,11 @@ def test_band_series_are_the_scaled_reflectance():
     raw[2, 3, 2] = -9999.0  # no-data marker
     raw[3, 4, 0] = 30_000.0  # reflectance 3.0: implausible, no-data
     values, valid = vegetation_indices(
-        raw, ("B4", "B8", "B11"), ("ndvi", "B11"), scale=10_000.0, nodata=-9999.0,
+        raw,
+        ("B4", "B8", "B11"),
+        ("ndvi", "B11"),
+        scale=10_000.0,
+        nodata=-9999.0,
         return_mask=True,
     )
     values, valid = np.asarray(values), np.asarray(valid)

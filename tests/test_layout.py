@@ -23,6 +23,7 @@ RANKS = {
     "workdir_lock": 0,
     "pca": 0,
     "indices": 1,
+    "resample": 1,
     "data": 2,
     "recurrence": 2,
     "valid_tower": 3,
@@ -115,3 +116,32 @@ def test_evaluation_tasks_do_not_import_each_other():
     for task in EVALUATION_TASKS:
         others = {f"pimc_jax.evaluation.{t}" for t in EVALUATION_TASKS if t != task}
         assert not MODULES[f"pimc_jax.evaluation.{task}"] & others, task
+
+
+def test_import_leaves_the_environment_alone_and_the_launcher_call_sets_the_flags():
+    """``import pimc_jax`` changes no variable; ``set_xla_cpu_flags`` adds the CPU flag once,
+    keeps a flag the user set by name, and ``PIMC_JAX_XLA_CPU_FLAGS=0`` turns it off."""
+    import subprocess
+    import sys
+
+    code = """
+import os
+from pimc_jax import parallel
+import pimc_jax
+assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/nowhere", os.environ["XLA_FLAGS"]
+os.environ["PIMC_JAX_XLA_CPU_FLAGS"] = "0"
+assert not parallel.set_xla_cpu_flags()
+del os.environ["PIMC_JAX_XLA_CPU_FLAGS"]
+assert parallel.set_xla_cpu_flags()
+assert os.environ["XLA_FLAGS"].split() == ["--xla_dump_to=/nowhere", *parallel.XLA_CPU_FLAGS]
+assert not parallel.set_xla_cpu_flags()
+name = parallel.XLA_CPU_FLAGS[0].split("=")[0]
+os.environ["XLA_FLAGS"] = name + "=DEFAULT"
+assert not parallel.set_xla_cpu_flags() and os.environ["XLA_FLAGS"] == name + "=DEFAULT"
+"""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PIMC_JAX_XLA_CPU_FLAGS"}
+    env["XLA_FLAGS"] = "--xla_dump_to=/nowhere"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

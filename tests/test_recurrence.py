@@ -390,8 +390,14 @@ def test_acquisition_span_puts_every_pixel_on_its_calendar():
     size = 16
     got = np.asarray(
         index_recurrence_plots(
-            bands, dates, mask, band_names="pastis", size=size, indices=("ndvi",),
-            channels=("level",), span="acquisitions",
+            bands,
+            dates,
+            mask,
+            band_names="pastis",
+            size=size,
+            indices=("ndvi",),
+            channels=("level",),
+            span="acquisitions",
         )
     )
     nir, red = bands[..., 6].astype(np.float64), bands[..., 2].astype(np.float64)
@@ -406,14 +412,21 @@ def test_acquisition_span_puts_every_pixel_on_its_calendar():
     # "valid" (the paper's) stretches pixel 0's counted dates over the whole axis instead.
     valid_span = np.asarray(
         index_recurrence_plots(
-            bands, dates, mask, band_names="pastis", size=size, indices=("ndvi",),
+            bands,
+            dates,
+            mask,
+            band_names="pastis",
+            size=size,
+            indices=("ndvi",),
             channels=("level",),
         )
     )
     grid = np.linspace(dates[0, 3], dates[0, -1], size)
     np.testing.assert_allclose(
-        np.diagonal(valid_span[0, ..., 0]), np.interp(grid, dates[0, 3:], ndvi[0, 3:]),
-        rtol=1e-4, atol=1e-5,
+        np.diagonal(valid_span[0, ..., 0]),
+        np.interp(grid, dates[0, 3:], ndvi[0, 3:]),
+        rtol=1e-4,
+        atol=1e-5,
     )
     with pytest.raises(ValueError, match="plot span"):
         index_recurrence_plots(bands, dates, mask, band_names="pastis", size=8, span="calendar")
