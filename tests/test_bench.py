@@ -48,12 +48,20 @@ def test_train_step_bench_one_and_two_devices():
     assert len(shares) == 2 and all(0 < float(s) <= 100 for s in shares)
 
 
+@pytest.mark.slow
 def test_input_pipeline_bench():
     out = _run("bench/input_pipeline.py", "--batches", "3", "--threads", "1")
     assert _ratio(out, "ratio delivered/consumed:") > 0
 
 
 def test_pixel_benchmark_rows_share_folds(tmp_path):
+    path = tmp_path / "pixels.npz"
+    write_user_npz(path, num_pixels=40, num_dates=6, num_classes=3)
+    _assert_rows_share_folds(path, folds=2)
+
+
+@pytest.mark.slow
+def test_pixel_benchmark_prints_every_row(tmp_path):
     path = tmp_path / "pixels.npz"
     write_user_npz(path, num_pixels=40, num_dates=6, num_classes=3)
     out = _run(
@@ -78,7 +86,6 @@ def test_pixel_benchmark_rows_share_folds(tmp_path):
     for line in table.values():
         accuracy = float(line.split("|")[2].split("±")[0])
         assert 0.0 <= accuracy <= 1.0
-    _assert_rows_share_folds(path, folds=2)
 
 
 def _assert_rows_share_folds(path, folds: int) -> None:

@@ -198,6 +198,7 @@ def test_pastis_pixel_classification(pretrain, data, tmp_path):
     assert results["config"]["test_folds"] == [3]
 
 
+@pytest.mark.slow  # the forecast CLI path: test_user_npz_forecast_with_test_file
 def test_pastis_forecast(pretrain, data, tmp_path):
     results = launch_ok(
         "eval_pastis_forecast",

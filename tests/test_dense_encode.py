@@ -129,6 +129,7 @@ def test_dense_features_keep_each_pixels_sampling_grid():
     np.testing.assert_allclose(np.asarray(pooled)[hit[:, 0], hit[:, 1]], 1 / 16)
 
 
+@pytest.mark.slow
 def test_fast_mode_of_a_deeper_tower_tracks_each_pixel():
     # A strided tower (ImageNet stem, a stride-2 block) on 16×16 crops standardised with the
     # composite's statistics, as training standardises them. Embeddings of different pixels

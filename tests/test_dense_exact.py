@@ -78,7 +78,11 @@ def test_dense_equals_per_crop_on_a_real_patch():
     "encoder, crop",
     [
         (DEFAULT_LAYOUT, 17),
-        (dataclasses.replace(DEFAULT_LAYOUT, norm_groups=0, input_means=True), 16),
+        pytest.param(
+            dataclasses.replace(DEFAULT_LAYOUT, norm_groups=0, input_means=True),
+            16,
+            marks=pytest.mark.slow,
+        ),
         # ImageNet stem (5×5 stride 2, 3×3 stride-2 max-pool) and a stride-2 block.
         (
             dataclasses.replace(
