@@ -6,7 +6,8 @@
     python bench/label_efficiency.py --init_from /tmp/pretrain_slovenia
         [--patch ../shared/data/real/eolearn_slovenia_ndvi_patch.npz | --patch PATCH_FOLDER]
         [--k 5,10,20,50] [--draws 10] [--block 8] [--buffer 8]
-        [--features rp,image] [--exclude 0] [--json OUT.json] [--figure OUT.png]
+        [--features rp,image] [--exclude 0] [--finetune_draws 3] [--json OUT.json]
+        [--figure OUT.png]
     python bench/label_efficiency.py --summary_of RUN.json [MORE.json ...] [--figure OUT.png]
 
 The patch is either a patch folder (:func:`pimc_jax.data.user.load_patch_folder`, its first
@@ -34,7 +35,13 @@ Rows, each fitted on the same drawn pixels and scored on the same test pixels:
 - ``forest``: the forest on the raw band series alone (gaps filled with the training
   pixels' mean), the raw-band baseline;
 - ``pretrained_linear`` / ``random_linear``: logistic regression (scikit-learn, L2, C = 1)
-  on the standardised backbone features alone, the classic linear probe.
+  on the standardised backbone features alone, the classic linear probe;
+- ``pretrained_finetune`` / ``random_finetune`` (on the first ``--finetune_draws`` draws of
+  each ``k``; 0 leaves them out): the plot tower and a linear head fine-tuned on the drawn
+  pixels' series with the pixel classifier's ``finetune`` settings
+  (``configs/eval_pastis_classification.py``), one model (no ensemble, no validation
+  pixels to select a step on, so the last step's moving average) and no tree models: what
+  the tower itself learns from ``k`` labels, from the pre-trained and from random weights.
 
 Prints mean ± std over draws of accuracy and macro-F1 per ``k`` and row.
 """
@@ -64,7 +71,15 @@ from pimc_jax.models import init_params  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOVENIA = ROOT.parent / "shared" / "data" / "real" / "eolearn_slovenia_ndvi_patch.npz"
-ROWS = ("pretrained_forest", "random_forest", "forest", "pretrained_linear", "random_linear")
+ROWS = (
+    "pretrained_forest",
+    "random_forest",
+    "forest",
+    "pretrained_linear",
+    "random_linear",
+    "pretrained_finetune",
+    "random_finetune",
+)
 
 
 def slovenia_patch(path: str | Path = SLOVENIA) -> Patch:
@@ -168,6 +183,43 @@ def _forest(features: np.ndarray, labels: np.ndarray, train, test, seed: int) ->
     return model.predict(features[test])
 
 
+def _finetune(params, series: np.ndarray, days: np.ndarray, labels, train, test) -> np.ndarray:
+    """The plot tower fine-tuned on the ``train`` pixels (module docstring); test predictions.
+
+    ``series`` is ``(P, T, C)`` reflectance with NaN gaps, ``days`` ``(T,)``.
+    """
+    from pimc_jax.evaluation.classification import classify
+    from pimc_jax.evaluation.pixels import series_inputs
+    from pimc_jax.evaluation.towers import plot_tower
+    from pimc_jax.launcher import load_config
+
+    config = load_config(str(ROOT / "configs" / "eval_pastis_classification.py"))
+    config.protocol = "finetune"
+    config.finetune.update(dict(ensemble_members=1, trees="none", log_every_steps=0))
+
+    def split(rows: np.ndarray) -> dict[str, np.ndarray]:
+        values = series[rows]
+        return {
+            "bands": np.nan_to_num(values).astype(np.float32),
+            "dates": np.broadcast_to(days, values.shape[:2]).astype(np.int32),
+            "mask": np.isfinite(values).all(-1),
+            "labels": labels[rows].astype(np.int32),
+        }
+
+    empty = split(np.zeros(0, np.int64))
+    out = classify(
+        config,
+        params,
+        plot_tower(params.spec),
+        (split(train), empty, split(test)),
+        int(labels.max()) + 1,
+        features_fn=None,
+        inputs_fn=series_inputs,
+        band_names=params.spec.band_names,
+    )
+    return out["test_predictions"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--init_from", default="", help="pre-training workdir or checkpoint")
@@ -179,6 +231,9 @@ def main() -> None:
     parser.add_argument("--features", default="rp,image")
     parser.add_argument("--exclude", default="0", help="comma-separated classes left out")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--finetune_draws", type=int, default=3, help="draws per k with the fine-tuned rows"
+    )
     parser.add_argument(
         "--write_patch_folder",
         default="",
@@ -226,7 +281,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     for k in ks:
         key = "all" if k is None else str(k)
-        results[key] = {row: [] for row in ROWS}
+        results[key] = {row: [] for row in ROWS if "finetune" not in row or args.finetune_draws}
         for d in range(args.draws):
             train, test = draw(labels, k, args.block, args.buffer, rng)
             if test.size == 0:  # every labelled pixel is within the buffer of a training one
@@ -237,12 +292,19 @@ def main() -> None:
                 both = np.concatenate([raw, features[name]], axis=-1)
                 predictions[f"{name}_forest"] = _forest(both, flat, train, test, args.seed + d)
                 predictions[f"{name}_linear"] = _linear(features[name], flat, train, test)
+                if d < args.finetune_draws:
+                    params = pretrained if name == "pretrained" else random
+                    predictions[f"{name}_finetune"] = _finetune(
+                        params, series, patch.dates, flat, train, test
+                    )
             for row, predicted in predictions.items():
                 scores = classification_metrics(
                     confusion_matrix(flat[test], predicted, num_classes)
                 )
                 results[key][row].append((scores["overall_accuracy"], scores["macro_f1"]))
-        cells = ", ".join(f"{row} {np.mean(results[key][row], 0)[0]:.3f}" for row in ROWS)
+        cells = ", ".join(
+            f"{row} {np.mean(scores, 0)[0]:.3f}" for row, scores in results[key].items()
+        )
         print(f"k={key}: {train.size} training px, {test.size} test px; accuracy {cells}")
     print("\n" + table(results))
     if args.json:
@@ -253,10 +315,14 @@ def main() -> None:
 
 def table(results: dict[str, dict[str, list]]) -> str:
     """Markdown: per ``k``, each row's accuracy / macro-F1 as mean ± std over the draws."""
-    lines = ["| k per class | " + " | ".join(ROWS) + " |", "|---" * (len(ROWS) + 1) + "|"]
+    present = [row for row in ROWS if any(rows.get(row) for rows in results.values())]
+    lines = ["| k per class | " + " | ".join(present) + " |", "|---" * (len(present) + 1) + "|"]
     for key, rows in results.items():
         cells = []
-        for row in ROWS:
+        for row in present:
+            if not rows.get(row):
+                cells.append("–")
+                continue
             (acc, f1), (sacc, sf1) = np.mean(rows[row], 0), np.std(rows[row], 0)
             cells.append(f"{acc:.3f} ± {sacc:.3f} / {f1:.3f} ± {sf1:.3f}")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
@@ -275,8 +341,11 @@ def _figure(results: dict[str, dict[str, list]], path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for metric, ax in enumerate(axes):
         for row in ROWS:
-            values = np.asarray([np.asarray(results[k][row])[:, metric] for k in keys])
-            ax.errorbar(x, values.mean(1), yerr=values.std(1), label=row, capsize=3, marker="o")
+            if not all(results[k].get(row) for k in keys):
+                continue
+            values = [np.asarray(results[k][row])[:, metric] for k in keys]
+            means, spreads = [v.mean() for v in values], [v.std() for v in values]
+            ax.errorbar(x, means, yerr=spreads, label=row, capsize=3, marker="o")
         ax.set_xticks(x, keys)
         ax.set_xlabel("labelled pixels per class")
         ax.set_ylabel(("accuracy", "macro-F1")[metric])
