@@ -19,8 +19,12 @@ from pimc_jax.data.user import load_pixel_npz
 from pimc_jax.indices import INDEX_NAMES, vegetation_indices
 from pimc_jax.recurrence import index_recurrence_plots
 
+# PIMC_FUZZ_EXAMPLES raises the count (test_fuzz_slow.py runs this file with 5 000).
 FUZZ = settings(
-    max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=int(os.environ.get("PIMC_FUZZ_EXAMPLES", "25")),
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
 )
 N, T, C = 3, 6, 10  # PASTIS band order: B2 B3 B4 B5 B6 B7 B8 B8A B11 B12
 F32_MAX = float(np.finfo(np.float32).max)
