@@ -36,6 +36,7 @@ from pimc_jax.data.user import (
     load_patch_folder,
     load_pixel_npz,
     observation_gaps,
+    patch_sources,
 )
 from pimc_jax.defaults import data_config
 from pimc_jax.encode import encode_patch, encode_patches, principal_components
@@ -438,3 +439,50 @@ def test_geotiff_folder_pretrains_from_the_cli_and_embeddings_round_trip(tmp_pat
             assert (src.height, src.width) == (16, 12)
             values = np.moveaxis(src.read(), 0, -1)
         np.testing.assert_array_equal(values.reshape(expected.shape), expected)
+
+
+@pytest.mark.parametrize(
+    "layout, scl",
+    [("dates", "band"), ("dates", "file"), ("stack", "band"), ("npz", None)],
+)
+def test_a_window_read_equals_the_whole_patch_cut(tmp_path, layout, scl):
+    """Reading ``(row, col, rows, cols)`` of a patch gives the whole patch's pixels, labels
+    and gaps there, and the transform of that corner (reference: the whole read, sliced)."""
+    if layout == "npz":
+        write_user_patch_folder(tmp_path, num_patches=2, size=8, digital_numbers=True)
+    else:
+        write_geotiff_patch_folder(
+            tmp_path, num_patches=2, height=16, width=12, layout=layout, scl=scl
+        )
+        labels = np.arange(16 * 12, dtype=np.int32).reshape(16, 12) % 3
+        for name in ("geo_0", "geo_1"):
+            target = (
+                tmp_path / name / "labels.tif"
+                if layout == "dates"
+                else tmp_path / f"{name}.labels.tif"
+            )
+            first = read_raster(
+                next((tmp_path / name).glob("*.tif"))
+                if layout == "dates"
+                else tmp_path / f"{name}.tif"
+            )
+            write_geotiff(target, labels[..., None], crs=first.crs, transform=first.transform)
+    whole = load_patch_folder(tmp_path)
+    sources = patch_sources(tmp_path)
+    assert [s.patch_id for s in sources] == [p.patch_id for p in whole]
+    for source, patch in zip(sources, whole, strict=True):
+        assert source.windowed == (layout != "npz")
+        assert source.size() == (patch.height, patch.width)
+        for row, col, rows, cols in [(0, 0, 1, 1), (3, 2, 5, 4), (patch.height - 2, 1, 9, 99)]:
+            got = source.read((row, col, rows, cols))
+            region = np.s_[row : row + rows, col : col + cols]
+            np.testing.assert_array_equal(got.bands, patch.bands[:, region[0], region[1]])
+            np.testing.assert_array_equal(got.dates, patch.dates)
+            assert got.band_names == patch.band_names
+            if patch.labels is not None:
+                np.testing.assert_array_equal(got.labels, patch.labels[region])
+            if patch.transform is not None:
+                a, b, c, d, e, f = patch.transform[:6]
+                expected = (a, b, c + col * a + row * b, d, e, f + col * d + row * e)
+                assert got.transform == pytest.approx(expected)
+                assert got.crs == patch.crs

@@ -28,7 +28,7 @@ from pimc_jax.launcher import run
 from pimc_jax.maps import cog
 from pimc_jax.maps import embed as embed_lib
 from pimc_jax.maps.classify import block_split
-from pimc_jax.maps.embed import load_map_encoder
+from pimc_jax.maps.embed import LoadedPatch, load_map_encoder
 
 FINAL_SUFFIXES = (".embeddings.tif", ".valid.tif", ".pca.png")
 
@@ -112,7 +112,7 @@ def test_embed_writes_cogs_on_the_input_grid(folder, embedded):
 def test_windows_equal_the_whole_patch(folder, embedded):
     config = _config("embed", folder[0])
     patches = load_patch_folder(folder[0])
-    params, _ = load_map_encoder(config, patches)
+    params, _ = load_map_encoder(config, [LoadedPatch(p) for p in patches])
     assert config.maps.window_size < patches[0].height  # several windows per patch
     for patch in patches:
         whole = encode_patch(params, patch, progress=False)

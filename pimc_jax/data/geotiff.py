@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.windows
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.errors import CRSError, RasterioIOError
+from rasterio.errors import CRSError, RasterioIOError, WindowError
 
 from pimc_jax.data.patches import Patch
 
@@ -78,8 +79,17 @@ def _crs_string(crs: CRS | None) -> str | None:
     return crs.to_string()
 
 
-def read_raster(path: str | os.PathLike[str]) -> Raster:
+#: A raster window ``(row, col, rows, cols)`` in pixels.
+Window = tuple[int, int, int, int]
+
+
+def read_raster(path: str | os.PathLike[str], window: Window | None = None) -> Raster:
     """Reads every band of a GeoTIFF (or any raster GDAL opens) with its georeference.
+
+    Args:
+      path: the file.
+      window: read only ``(row, col, rows, cols)`` (clipped at the raster's edge); the
+        transform is then the window's own. None reads the whole raster.
 
     Returns:
       A :class:`Raster`: values ``(B, H, W)`` in the file's dtype, band descriptions,
@@ -91,14 +101,37 @@ def read_raster(path: str | os.PathLike[str]) -> Raster:
     path = Path(path)
     try:
         with rasterio.open(path) as src:
-            values = src.read()
+            region = None
+            if window is not None:
+                row, col, rows, cols = (int(v) for v in window)
+                region = rasterio.windows.Window(col, row, cols, rows).intersection(
+                    rasterio.windows.Window(0, 0, src.width, src.height)
+                )
+            values = src.read(window=region)
             descriptions = tuple((d or "").strip() for d in src.descriptions)
             nodata = tuple(None if v is None else float(v) for v in src.nodatavals)
             crs = _crs_string(src.crs)
-            transform = tuple(float(v) for v in tuple(src.transform)[:6])
-    except RasterioIOError as err:
+            a, b, c, d, e, f = (float(v) for v in tuple(src.transform)[:6])
+            if region is not None:  # the window's corner: the transform moved by its offset
+                col, row = region.col_off, region.row_off
+                c, f = c + col * a + row * b, f + col * d + row * e
+            transform = (a, b, c, d, e, f)
+    except (RasterioIOError, WindowError) as err:
         raise ValueError(f"{path}: not a readable GeoTIFF ({err})") from None
     return Raster(values, descriptions, nodata, crs, transform)
+
+
+def raster_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(H, W)`` of a raster, from its header only.
+
+    Raises:
+      ValueError: one line naming the file when it cannot be read.
+    """
+    try:
+        with rasterio.open(path) as src:
+            return int(src.height), int(src.width)
+    except RasterioIOError as err:
+        raise ValueError(f"{path}: not a readable GeoTIFF ({err})") from None
 
 
 def _as_affine(transform: Any) -> Affine:

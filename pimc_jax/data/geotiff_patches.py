@@ -26,7 +26,7 @@ from pimc_jax.data.user_fields import (
 )
 
 if TYPE_CHECKING:  # GeoTIFF reading imports rasterio only when a folder holds GeoTIFFs
-    from pimc_jax.data.geotiff import Raster
+    from pimc_jax.data.geotiff import Raster, Window
 
 
 _DATE_TEXT = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
@@ -79,11 +79,13 @@ def _raster_band_names(
     return names
 
 
-def _single_band(path: Path, reference: Raster, reference_where: str) -> np.ma.MaskedArray:
+def _single_band(
+    path: Path, reference: Raster, reference_where: str, window: Window | None = None
+) -> np.ma.MaskedArray:
     """The one band of ``path`` (on ``reference``'s grid), with no-data as a mask array."""
     from pimc_jax.data import geotiff
 
-    raster = geotiff.read_raster(path)
+    raster = geotiff.read_raster(path, window)
     if raster.values.shape[0] != 1:
         raise ValueError(f"{path}: expected one band, got {raster.values.shape[0]}")
     _same_grid(raster, reference, str(path), reference_where)
@@ -160,17 +162,18 @@ def _assemble_geotiff_patch(
     )
 
 
-def _read_labels(path: Path, reference: Raster, reference_where: str) -> np.ndarray:
-    layer = _single_band(path, reference, reference_where)
+def _read_labels(
+    path: Path, reference: Raster, reference_where: str, window: Window | None = None
+) -> np.ndarray:
+    layer = _single_band(path, reference, reference_where, window)
     if np.any(np.ma.getmaskarray(layer)):
         raise ValueError(f"{path}: labels hold no-data pixels; give every pixel a class")
     return check_labels(_integer_layer(layer, "labels", str(path)), reference.shape, str(path))
 
 
-def read_dated_geotiffs(folder: Path, defaults: Mapping[str, Any], classes: Sequence[int]) -> Patch:
-    """A patch from ``folder/<YYYY-MM-DD>.tif`` files (format: :mod:`pimc_jax.data.user`)."""
-    from pimc_jax.data import geotiff
-
+def dated_geotiff_files(folder: Path) -> tuple[dict[float, Path], dict[float, Path], Path | None]:
+    """``(band files, SCL files, labels file)`` of a folder of dated GeoTIFFs, the first two
+    by day (days since 1970-01-01)."""
     data: dict[float, Path] = {}
     scl_files: dict[float, Path] = {}
     labels_file = None
@@ -195,14 +198,28 @@ def read_dated_geotiffs(folder: Path, defaults: Mapping[str, Any], classes: Sequ
     orphans = sorted(scl_files.keys() - data.keys())
     if orphans:
         raise ValueError(f"{scl_files[orphans[0]]}: SCL file without a band file of that date")
+    return data, scl_files, labels_file
+
+
+def read_dated_geotiffs(
+    folder: Path,
+    defaults: Mapping[str, Any],
+    classes: Sequence[int],
+    window: Window | None = None,
+) -> Patch:
+    """A patch from ``folder/<YYYY-MM-DD>.tif`` files (format: :mod:`pimc_jax.data.user`);
+    only ``window`` ``(row, col, rows, cols)`` of each file when given."""
+    from pimc_jax.data import geotiff
+
+    data, scl_files, labels_file = dated_geotiff_files(folder)
     days = sorted(data)
     first_where = str(data[days[0]])
-    first = geotiff.read_raster(data[days[0]])
+    first = geotiff.read_raster(data[days[0]], window)
     names = _raster_band_names(first.descriptions, defaults, first.values.shape[0], first_where)
     raws, raw_gaps = [], []
     for day in days:
         where = str(data[day])
-        raster = first if day == days[0] else geotiff.read_raster(data[day])
+        raster = first if day == days[0] else geotiff.read_raster(data[day], window)
         _same_grid(raster, first, where, first_where)
         if raster.values.shape[0] != len(names):
             raise ValueError(
@@ -217,10 +234,10 @@ def read_dated_geotiffs(folder: Path, defaults: Mapping[str, Any], classes: Sequ
         raws.append(raster.values)
         raw_gaps.append(raster.gaps())
     scl_layers = [
-        _single_band(scl_files[day], first, first_where) if day in scl_files else None
+        _single_band(scl_files[day], first, first_where, window) if day in scl_files else None
         for day in days
     ]
-    labels = None if labels_file is None else _read_labels(labels_file, first, first_where)
+    labels = None if labels_file is None else _read_labels(labels_file, first, first_where, window)
     return _assemble_geotiff_patch(
         str(folder),
         folder.name,
@@ -252,12 +269,18 @@ def _read_date_table(path: Path) -> np.ndarray:
     return np.array(days)
 
 
-def read_geotiff_stack(file: Path, defaults: Mapping[str, Any], classes: Sequence[int]) -> Patch:
-    """A patch from one ``<name>.tif`` of T·C bands (format: :mod:`pimc_jax.data.user`)."""
+def read_geotiff_stack(
+    file: Path,
+    defaults: Mapping[str, Any],
+    classes: Sequence[int],
+    window: Window | None = None,
+) -> Patch:
+    """A patch from one ``<name>.tif`` of T·C bands (format: :mod:`pimc_jax.data.user`);
+    only ``window`` ``(row, col, rows, cols)`` when given."""
     from pimc_jax.data import geotiff
 
     where = str(file)
-    raster = geotiff.read_raster(file)
+    raster = geotiff.read_raster(file, window)
     num_bands = raster.values.shape[0]
     gaps = raster.gaps()
     parsed = [_split_description(text) for text in raster.descriptions]
@@ -297,7 +320,7 @@ def read_geotiff_stack(file: Path, defaults: Mapping[str, Any], classes: Sequenc
         shape = (len(dates), len(names), *raster.shape)
         raw, raw_gaps = raster.values.reshape(shape), gaps.reshape(shape)
     labels_file = _sidecar(file, "labels", TIFF_SUFFIXES)
-    labels = None if labels_file is None else _read_labels(labels_file, raster, where)
+    labels = None if labels_file is None else _read_labels(labels_file, raster, where, window)
     return _assemble_geotiff_patch(
         where,
         file.stem,

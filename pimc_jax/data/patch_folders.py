@@ -3,10 +3,14 @@
 :func:`load_patch_folder` reads every patch of a folder (``.npz`` files here, GeoTIFF
 stacks and folders of dated GeoTIFFs in :mod:`~pimc_jax.data.geotiff_patches`), with the
 folder's ``metadata.json`` as defaults, and checks they share their bands.
+:func:`patch_sources` lists the same patches unread, each a :class:`PatchSource` that reads
+its patch whole or one window at a time (GeoTIFFs read only the window's pixels), so
+that a raster larger than memory can be worked through piece by piece.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -17,7 +21,12 @@ import numpy as np
 
 from pimc_jax import progress as progress_lib
 from pimc_jax.data import validate
-from pimc_jax.data.geotiff_patches import read_dated_geotiffs, read_geotiff_stack, tiff_files
+from pimc_jax.data.geotiff_patches import (
+    dated_geotiff_files,
+    read_dated_geotiffs,
+    read_geotiff_stack,
+    tiff_files,
+)
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.radar import linear_to_db
 from pimc_jax.data.user_fields import (
@@ -36,12 +45,10 @@ from pimc_jax.data.user_fields import (
     load_npz_arrays,
     observation_gaps,
 )
-from pimc_jax.indices import (
-    check_radar_band_names,
-)
+from pimc_jax.indices import check_radar_band_names
 
-if TYPE_CHECKING:  # GeoTIFF reading imports rasterio only when a folder holds GeoTIFFs
-    pass
+if TYPE_CHECKING:
+    from pimc_jax.data.geotiff import Window
 
 
 def _read_folder_metadata(folder: Path) -> dict[str, Any]:
@@ -257,6 +264,86 @@ def load_patch_folder(
     Raises:
       ValueError naming the file and the problem.
     """
+    sources = patch_sources(path, scl_invalid_classes=scl_invalid_classes)
+    patches = [
+        source.read()
+        for source in progress_lib.progress(
+            sources, desc="Reading patches", unit="patch", enabled=progress
+        )
+    ]
+    ordered = [source.path for source in sources]
+    _check_same_bands(patches, ordered)
+    for patch, source in zip(patches, ordered, strict=True):
+        validate.check_reflectance(patch.bands, patch.band_names, str(source), scaled=None)
+    labelled = [patch.labels for patch in patches if patch.labels is not None]
+    if labelled:
+        validate.check_classes(
+            np.unique(np.concatenate([np.unique(x) for x in labelled])), str(Path(path))
+        )
+    return patches
+
+
+@dataclasses.dataclass
+class PatchSource:
+    """One patch of a folder, not yet read: an ``.npz`` file, a GeoTIFF stack or a folder
+    of dated GeoTIFFs, with the folder's ``metadata.json`` defaults."""
+
+    path: Path
+    defaults: Mapping[str, Any]
+    classes: tuple[int, ...]
+    _whole: Patch | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def patch_id(self) -> str:
+        """The file name without suffix, or the folder name."""
+        return self.path.name if self.path.is_dir() else self.path.stem
+
+    @property
+    def windowed(self) -> bool:
+        """True when :meth:`read` reads only a window's pixels (GeoTIFFs); an ``.npz`` file
+        is read whole once and cut."""
+        return self.path.is_dir() or self.path.suffix.lower() in TIFF_SUFFIXES
+
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the patch; GeoTIFFs from their header only."""
+        if not self.windowed:
+            patch = self.read()
+            return patch.height, patch.width
+        from pimc_jax.data import geotiff
+
+        if self.path.is_dir():
+            files, _, _ = dated_geotiff_files(self.path)
+            return geotiff.raster_size(files[min(files)])
+        return geotiff.raster_size(self.path)
+
+    def read(self, window: Window | None = None) -> Patch:
+        """The patch, or its ``window`` ``(row, col, rows, cols)`` (clipped at the edge).
+
+        A window's patch has the window's pixels, labels and transform; the values are not
+        checked against the folder's other patches (:func:`load_patch_folder` does that).
+
+        Raises:
+          ValueError naming the file and the problem.
+        """
+        if self.path.is_dir():
+            return read_dated_geotiffs(self.path, self.defaults, self.classes, window)
+        if self.windowed:
+            return read_geotiff_stack(self.path, self.defaults, self.classes, window)
+        if self._whole is None:
+            self._whole = _read_patch_file(self.path, self.defaults, self.classes)
+        return self._whole if window is None else self._whole.window(window)
+
+
+def patch_sources(
+    path: str | os.PathLike[str],
+    *,
+    scl_invalid_classes: Sequence[int] = DEFAULT_SCL_INVALID_CLASSES,
+) -> list[PatchSource]:
+    """The patches of a folder (as :func:`load_patch_folder` finds them), unread.
+
+    Raises:
+      ValueError: the folder is missing, holds no patch, or two patches share an id.
+    """
     folder = Path(path)
     if not folder.is_dir():
         raise ValueError(f"patch folder not found: {folder}")
@@ -282,30 +369,8 @@ def load_patch_folder(
         raise ValueError(
             f"{folder}: no .npz patch files, GeoTIFF stacks or folders of dated GeoTIFFs"
         )
-    ordered = list(sources.values())  # sorted by file or folder name
-    patches = [
-        _read_source(source, defaults, classes)
-        for source in progress_lib.progress(
-            ordered, desc="Reading patches", unit="patch", enabled=progress
-        )
-    ]
-    _check_same_bands(patches, ordered)
-    for patch, source in zip(patches, ordered, strict=True):
-        validate.check_reflectance(patch.bands, patch.band_names, str(source), scaled=None)
-    labelled = [patch.labels for patch in patches if patch.labels is not None]
-    if labelled:
-        validate.check_classes(
-            np.unique(np.concatenate([np.unique(x) for x in labelled])), str(folder)
-        )
-    return patches
-
-
-def _read_source(source: Path, defaults: Mapping[str, Any], classes: Sequence[int]) -> Patch:
-    if source.is_dir():
-        return read_dated_geotiffs(source, defaults, classes)
-    if source.suffix.lower() in TIFF_SUFFIXES:
-        return read_geotiff_stack(source, defaults, classes)
-    return _read_patch_file(source, defaults, classes)
+    # Sorted by file or folder name.
+    return [PatchSource(source, defaults, tuple(classes)) for source in sources.values()]
 
 
 def _check_same_bands(patches: Sequence[Patch], files: Sequence[Path]) -> None:

@@ -148,6 +148,23 @@ class Patch:
     def width(self) -> int:
         return self.bands.shape[2]
 
+    def window(self, window: tuple[int, int, int, int]) -> Patch:
+        """The patch restricted to ``window`` ``(row, col, rows, cols)`` (clipped at the
+        edge): its pixels, labels and Sentinel-1 pixels, the transform moved to its corner."""
+        row, col, rows, cols = (max(int(v), 0) for v in window)
+        region = np.s_[row : row + rows, col : col + cols]
+        transform = self.transform
+        if transform is not None:
+            a, b, c, d, e, f = transform[:6]
+            transform = (a, b, c + col * a + row * b, d, e, f + col * d + row * e)
+        return dataclasses.replace(
+            self,
+            bands=self.bands[(slice(None), *region)],
+            labels=None if self.labels is None else self.labels[region],
+            s1_bands=None if self.s1_bands is None else self.s1_bands[(slice(None), *region)],
+            transform=transform,
+        )
+
 
 def _check_series(
     where: str,

@@ -282,7 +282,8 @@ def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[st
         source = None
     else:
         folder = root / EMBEDDINGS_DIR
-        _, source, patches, _ = embed_folder(config, folder)
+        _, source, _, _ = embed_folder(config, folder)
+        patches = load_patches(config.data)  # whole: the class maps are fitted and written whole
     loaded = {p.patch_id: read_embeddings(folder, p.patch_id) for p in patches}
     first_facts = loaded[patches[0].patch_id][2]
     if source is None:

@@ -18,8 +18,10 @@ the towers' crop radius (:func:`halo_pixels`), embedded with
 of the same command skips patches whose outputs exist and resumes a patch at its first
 unfinished window; final names only ever hold complete files. In ``exact`` mode a
 window's embeddings equal those of the whole patch (the halo covers every crop).
-The patch itself is read whole (:func:`pimc_jax.data.user.load_patch_folder`); what
-windows bound is the model's working memory and the work lost to an interruption.
+GeoTIFF patches of a local folder are read window by window too
+(:func:`pimc_jax.data.user.patch_sources`), so the peak memory depends on the window
+size, not on the raster's (``bench/map_memory.py`` measures it); ``.npz`` patches and
+the other sources are read whole.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ from absl import logging
 
 from pimc_jax import progress as progress_lib
 from pimc_jax import storage
-from pimc_jax.data import load_patches
-from pimc_jax.data.patches import Patch
+from pimc_jax.data import load_patches, validate
+from pimc_jax.data.patches import Patch, shard_patches
+from pimc_jax.data.radar import check_s1_setting
 from pimc_jax.data.statistics import image_statistics, s1_spec_facts
+from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, PatchSource, patch_sources
 from pimc_jax.data.views import check_views
 from pimc_jax.encode import ENCODE_MODES, encode_patch
 from pimc_jax.evaluation.encoders import EncoderSource, load_encoder, random_encoder
@@ -87,13 +91,48 @@ def check_maps(maps: ml_collections.ConfigDict) -> None:
     cog.block_size(1, 1, int(maps.block_size))  # checks it
 
 
+class LoadedPatch:
+    """A patch already in memory, read whole or by window like a
+    :class:`~pimc_jax.data.user.PatchSource`."""
+
+    def __init__(self, patch: Patch) -> None:
+        self.patch = patch
+        self.patch_id = patch.patch_id
+
+    def size(self) -> tuple[int, int]:
+        return self.patch.height, self.patch.width
+
+    def read(self, window: tuple[int, int, int, int] | None = None) -> Patch:
+        return self.patch if window is None else self.patch.window(window)
+
+
+MapSource = PatchSource | LoadedPatch
+
+
+def map_sources(data: ml_collections.ConfigDict) -> list[MapSource]:
+    """This process's share of the patches named by ``data``, unread where they can be read
+    by window (a local folder, ``data.name=patches``), else loaded."""
+    index, count = jax.process_index(), jax.process_count()
+    if data.name == "patches" and data.get("path") and not storage.is_remote(data.path):
+        classes = tuple(data.get("scl_invalid_classes", DEFAULT_SCL_INVALID_CLASSES))
+        sources = list(
+            shard_patches(patch_sources(data.path, scl_invalid_classes=classes), index, count)
+        )
+        if not sources:
+            raise ValueError(f"No patches in {data.path} for process {index} of {count}")
+        return sources
+    return [LoadedPatch(p) for p in load_patches(data, process_index=index, process_count=count)]
+
+
 def load_map_encoder(
-    config: ml_collections.ConfigDict, patches: Sequence[Patch]
+    config: ml_collections.ConfigDict, sources: Sequence[MapSource]
 ) -> tuple[PIMCParams, EncoderSource]:
-    """``config.init_from``'s parameters (``"random"``: fresh towers for these patches)."""
+    """``config.init_from``'s parameters (``"random"``: fresh towers for these patches, their
+    statistics from the patches read whole)."""
 
     def random_params() -> PIMCParams:
         data = config.data
+        patches = [source.read() for source in sources]
         image_bands = resolve_image_bands(data.image_bands, patches[0].band_names)
         mean, std = image_statistics(patches, image_bands)
         views = check_views(config.model.get("views", ("s2_rp", "s2_image")), "model.views")
@@ -122,22 +161,25 @@ def windows(height: int, width: int, size: int) -> list[tuple[int, int, int, int
 
 def embed_window(
     params: PIMCParams,
-    patch: Patch,
+    source: MapSource,
+    size: tuple[int, int],
     window: tuple[int, int, int, int],
     halo: int,
     maps: ml_collections.ConfigDict,
+    keep_s1: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, cols, D)`` float32 embeddings (NaN where invalid) and ``(rows, cols)`` valid
-    of one window, computed on the window plus its halo (clipped at the raster's edge)."""
+    of one window of a ``size`` ``(H, W)`` raster, computed on the window plus its halo
+    (clipped at the raster's edge), which is all that is read."""
     row, col, rows, cols = window
     top, left = max(0, row - halo), max(0, col - halo)
-    bottom = min(patch.height, row + rows + halo)
-    right = min(patch.width, col + cols + halo)
-    region = np.s_[:, top:bottom, left:right]
-    s1 = None if patch.s1_bands is None else patch.s1_bands[region]
-    piece = dataclasses.replace(
-        patch, bands=patch.bands[region], labels=None, transform=None, s1_bands=s1
-    )
+    bottom = min(size[0], row + rows + halo)
+    right = min(size[1], col + cols + halo)
+    piece = source.read((top, left, bottom - top, right - left))
+    validate.check_reflectance(piece.bands, piece.band_names, source.patch_id, scaled=None)
+    piece = dataclasses.replace(piece, labels=None, transform=None)
+    if not keep_s1 and piece.s1_bands is not None:
+        piece = dataclasses.replace(piece, s1_bands=None, s1_dates=None, s1_band_names=())
     out = encode_patch(
         params, piece, mode=maps.mode, chunk_pixels=int(maps.chunk_pixels), progress=False
     )
@@ -203,21 +245,26 @@ def _clear(*paths: Path) -> None:
 def embed_patch(
     params: PIMCParams,
     source: EncoderSource,
-    patch: Patch,
+    patch_source: MapSource,
     folder: Path,
     maps: ml_collections.ConfigDict,
+    keep_s1: bool = True,
 ) -> dict[str, Any]:
     """Writes one patch's outputs into ``folder``, resuming where a killed run stopped.
 
     Returns ``{"patch", "status" ("skipped" | "written"), "pixels", "seconds", "files"}``.
     """
-    if patch.crs is None or patch.transform is None:
+    patch_id = patch_source.patch_id
+    height, width = patch_source.size()
+    corner = patch_source.read((0, 0, 1, 1))  # the georeference of the raster's corner
+    if corner.crs is None or corner.transform is None:
         raise ValueError(
-            f"patch {patch.patch_id!r} has no georeference (crs and transform): read it from "
+            f"patch {patch_id!r} has no georeference (crs and transform): read it from "
             "GeoTIFFs or give crs and transform in its .npz"
         )
-    paths = output_paths(folder, patch.patch_id)
-    tags = {**encoder_tags(params, source, maps), "dtype": maps.dtype, "patch": patch.patch_id}
+    crs, transform = corner.crs, corner.transform
+    paths = output_paths(folder, patch_id)
+    tags = {**encoder_tags(params, source, maps), "dtype": maps.dtype, "patch": patch_id}
     finals = [paths["embeddings"], paths["valid"]] + ([paths["preview"]] if maps.preview else [])
     files = {
         key: str(paths[key])
@@ -227,8 +274,7 @@ def embed_patch(
     start = time.time()
     if all(path.is_file() for path in finals) and not paths["state"].is_file():
         _check_finished(paths, tags)
-        return dict(patch=patch.patch_id, status="skipped", pixels=0, seconds=0.0, files=files)
-    height, width = patch.height, patch.width
+        return dict(patch=patch_id, status="skipped", pixels=0, seconds=0.0, files=files)
     halo = halo_pixels(params, maps.mode)
     descriptions = band_descriptions(params, maps.towers)
     signature = dict(
@@ -238,17 +284,15 @@ def embed_patch(
         bands=len(descriptions),
         halo=halo,
         window_size=int(maps.window_size),
-        crs=str(patch.crs),
-        transform=list(patch.transform),
+        crs=str(crs),
+        transform=list(transform),
     )
     partials = {key: cog.partial_path(paths[key]) for key in ("embeddings", "valid")}
     state = None
     if paths["state"].is_file() and all(p.is_file() for p in partials.values()):
         state = json.loads(paths["state"].read_text())
         if state.get("signature") != json.loads(json.dumps(signature)):
-            logging.warning(
-                "%s: earlier partial work has other settings; starting over", patch.patch_id
-            )
+            logging.warning("%s: earlier partial work has other settings; starting over", patch_id)
             state = None
     if state is None:
         _clear(*finals, paths["state"])
@@ -256,8 +300,8 @@ def embed_patch(
         grid = dict(
             height=height,
             width=width,
-            crs=patch.crs,
-            transform=patch.transform,
+            crs=crs,
+            transform=transform,
             block=int(maps.block_size),
         )
         cog.create_partial(
@@ -274,13 +318,13 @@ def embed_patch(
     grid_windows = windows(height, width, int(maps.window_size))
     todo = [(i, w) for i, w in enumerate(grid_windows) if i not in done]
     if done:
-        logging.info(
-            "%s: resuming at window %d of %d", patch.patch_id, len(done) + 1, len(grid_windows)
-        )
+        logging.info("%s: resuming at window %d of %d", patch_id, len(done) + 1, len(grid_windows))
     pixels = 0
-    bar = progress_lib.progress(todo, desc=f"Embedding {patch.patch_id}", unit="window")
+    bar = progress_lib.progress(todo, desc=f"Embedding {patch_id}", unit="window")
     for index, window in bar:
-        embeddings, valid = embed_window(params, patch, window, halo, maps)
+        embeddings, valid = embed_window(
+            params, patch_source, (height, width), window, halo, maps, keep_s1
+        )
         cog.write_window(partials["embeddings"], _stored(embeddings, maps.dtype), *window[:2])
         cog.write_window(partials["valid"], valid[..., None].astype(np.uint8), *window[:2])
         done.add(index)
@@ -309,37 +353,35 @@ def embed_patch(
         partial.unlink(missing_ok=True)
     paths["state"].unlink(missing_ok=True)
     seconds = time.time() - start
-    return dict(patch=patch.patch_id, status="written", pixels=pixels, seconds=seconds, files=files)
+    return dict(patch=patch_id, status="written", pixels=pixels, seconds=seconds, files=files)
 
 
 def embed_folder(
     config: ml_collections.ConfigDict, folder: Path
-) -> tuple[PIMCParams, EncoderSource, list[Patch], list[dict[str, Any]]]:
+) -> tuple[PIMCParams, EncoderSource, list[MapSource], list[dict[str, Any]]]:
     """Embeds this process's share of the patches into ``folder`` (module docstring)."""
     check_maps(config.maps)
-    patches = load_patches(
-        config.data, process_index=jax.process_index(), process_count=jax.process_count()
-    )
-    params, source = load_map_encoder(config, patches)
+    sources = map_sources(config.data)
+    params, encoder = load_map_encoder(config, sources)
+    keep_s1 = check_s1_setting(config.data.get("s1", "none")) is not None
     folder.mkdir(parents=True, exist_ok=True)
     reports = []
-    for patch in progress_lib.progress(patches, desc="Patches", unit="patch"):
-        report = embed_patch(params, source, patch, folder, config.maps)
+    for source in progress_lib.progress(sources, desc="Patches", unit="patch"):
+        report = embed_patch(params, encoder, source, folder, config.maps, keep_s1)
         if report["status"] == "written":
             rate = report["pixels"] / max(report["seconds"], 1e-9)
             logging.info(
-                "%s: %d×%d px, %.1f s (%.0f px/s) → %s",
-                patch.patch_id,
-                patch.height,
-                patch.width,
+                "%s: %d px, %.1f s (%.0f px/s) → %s",
+                source.patch_id,
+                report["pixels"],
                 report["seconds"],
                 rate,
                 report["files"]["embeddings"],
             )
         else:
-            logging.info("%s: already done (%s)", patch.patch_id, report["files"]["embeddings"])
+            logging.info("%s: already done (%s)", source.patch_id, report["files"]["embeddings"])
         reports.append(report)
-    return params, source, patches, reports
+    return params, encoder, sources, reports
 
 
 def summary(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
