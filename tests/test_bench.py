@@ -126,6 +126,34 @@ def _assert_rows_share_folds(path, folds: int) -> None:
 
 
 @pytest.mark.slow
+def test_accelerator_script_cpu_form(tmp_path):
+    """``bench/accelerator.sh --cpu``: every section runs and prints its numbers, and the
+    markdown copy is written."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", PYTHON=sys.executable)
+    env["OUT"] = str(tmp_path)
+    done = subprocess.run(
+        ["bash", "bench/accelerator.sh", "--cpu"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    out = (tmp_path / "accelerator.md").read_text()
+    assert out == done.stdout
+    sections = re.findall(r"^## (.+)$", out, re.M)
+    assert [s.split(",")[0] for s in sections[:3]] == [
+        "Device",
+        "Pre-training step",
+        "Pre-training step",
+    ]
+    assert len(re.findall(r"^\s+1\s+[0-9.]+\s+[0-9]+\s", out, re.M)) == 2  # one row per config
+    assert _ratio(out, "px/s ratio exact/baseline (default):") > 0
+    assert _ratio(out, "speed-up JAX/pyts:") > 0
+
+
+@pytest.mark.slow
 def test_dense_encode_bench_runs_each_part():
     out = _run(
         "bench/dense_encode.py",
