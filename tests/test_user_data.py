@@ -52,6 +52,25 @@ def test_pixel_npz_iso_dates_per_pixel(tmp_path):
     assert series.labels is None and series.class_names is None
 
 
+@pytest.mark.parametrize(
+    "dates, match",
+    [
+        ([20190401, 20190411], "look like YYYYMMDD"),
+        ([0.0, 3.4e38], "not a day count within"),  # would overflow float32 to inf
+        ([-1_000_001, 0], "not a day count within"),
+    ],
+)
+def test_dates_that_are_not_day_counts_are_one_line_errors(tmp_path, dates, match):
+    path = tmp_path / "pixels.npz"
+    np.savez(path, bands=np.zeros((1, 2, 1)), band_names=["B4"], dates=np.asarray(dates))
+    with pytest.raises(ValueError, match=match) as error:
+        user.load_pixel_npz(path)
+    assert "\n" not in str(error.value)
+    # The largest day counts still load, exactly.
+    np.savez(path, bands=np.zeros((1, 2, 1)), band_names=["B4"], dates=[-1_000_000, 1_000_000])
+    np.testing.assert_array_equal(user.load_pixel_npz(path).dates, [[-1_000_000, 1_000_000]])
+
+
 def test_iso_date_hand_value(tmp_path):
     path = tmp_path / "pixels.npz"
     np.savez(

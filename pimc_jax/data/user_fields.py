@@ -127,15 +127,37 @@ def dates_to_days(value: Any, where: str = "dates") -> np.ndarray:
             ) from None
         return days.astype(np.float64).reshape(value.shape)
     if value.dtype.kind == "M":
-        return value.astype("datetime64[D]").astype(np.int64).astype(np.float64)
+        return _in_day_range(value.astype("datetime64[D]").astype(np.int64), where)
     if value.dtype.kind in "iu":
-        return value.astype(np.float64)
+        return _in_day_range(value, where)
     if value.dtype.kind == "f":
         finite = value[np.isfinite(value)]
         if not np.all(finite == np.round(finite)):
             raise ValueError(f"{where}: dates must be whole days")
-        return value.astype(np.float64)
+        return _in_day_range(value, where)
     raise ValueError(f"{where}: dates must be integer days or ISO strings, got {value.dtype}")
+
+
+#: Largest ``|days since 1970-01-01|`` a date may have (years 768 BC to 4707 AD): beyond
+#: it a number is not a day count (float32, which the model reads, also stops being exact).
+MAX_ABS_DAYS = 1_000_000
+
+
+def _in_day_range(days: np.ndarray, where: str) -> np.ndarray:
+    """``days`` as float64, if every finite one is within :data:`MAX_ABS_DAYS`."""
+    days = days.astype(np.float64)
+    finite = days[np.isfinite(days)]
+    if finite.size and np.abs(finite).max() > MAX_ABS_DAYS:
+        bad = finite[np.abs(finite) > MAX_ABS_DAYS][0]
+        hint = (
+            "these look like YYYYMMDD numbers: give ISO strings like '2019-04-01'"
+            if 1e7 <= bad < 1e8
+            else "give days since 1970-01-01 or ISO strings like '2019-04-01'"
+        )
+        raise ValueError(
+            f"{where}: date {bad:.10g} is not a day count within ±{MAX_ABS_DAYS:,}; {hint}"
+        )
+    return days
 
 
 def check_nodata(value: Any, key: str, where: str) -> np.ndarray:
