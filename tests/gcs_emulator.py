@@ -17,7 +17,10 @@ in the ``x-goog-generation`` header (and ``x-goog-metageneration``); the emulato
 neither. TensorStore reads the generation of a download from that header, so without it
 every re-read object has generation 0, and the next conditional write of that object
 (Orbax's OCDBT manifest) fails with ``Malformed StorageGeneration``. :func:`serve` adds
-the two headers, taken from the emulator's own object record.
+the two headers, taken from the emulator's own object record. The other: real GCS refuses
+an upload whose ``ifGenerationMatch`` differs from the object's generation (0: the object
+must not exist) with ``412 Precondition Failed``; the emulator ignores the parameter, so
+:func:`serve` checks it before the upload (create-only writes such as the workdir lock).
 """
 
 from __future__ import annotations
@@ -69,6 +72,40 @@ def _with_generation_headers(download: Callable[..., Any]) -> Callable[..., Any]
     return handler
 
 
+def _with_upload_preconditions(insert: Callable[..., Any]) -> Callable[..., Any]:
+    """The emulator's upload handler, refusing an upload whose ``ifGenerationMatch`` is not
+    the object's current generation (0 when it does not exist) with 412, as GCS does."""
+    from http import HTTPStatus
+
+    from gcp_storage_emulator.exceptions import NotFound
+
+    def handler(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+        wanted = request.query.get("ifGenerationMatch")
+        if wanted:
+            name = (request.query.get("name") or [None])[0]
+            if name is None and isinstance(request.data, dict):
+                name = (request.data.get("meta") or {}).get("name")
+            try:
+                record = storage.get_file_obj(request.params["bucket_name"], name)
+                generation = int(record["generation"])
+            except NotFound:
+                generation = 0
+            if int(wanted[0]) != generation:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json({"error": {"code": 412, "message": "Precondition Failed"}})
+                return None
+        return insert(request, response, storage, *args, **kwargs)
+
+    return handler
+
+
+def _replace_handler(server: Any, original: Callable[..., Any], patched: Callable[..., Any]):
+    for _, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is original:
+                handlers[method] = patched
+
+
 def serve(port: int, bucket: str = BUCKET) -> None:
     """Runs the in-memory emulator on ``localhost:port`` with ``bucket`` until killed."""
     from gcp_storage_emulator import server
@@ -77,10 +114,8 @@ def serve(port: int, bucket: str = BUCKET) -> None:
     original = objects.download
     patched = _with_generation_headers(original)
     objects.download = patched  # objects.get (``?alt=media``) calls it by this name
-    for _, handlers in server.HANDLERS:
-        for method, handler in list(handlers.items()):
-            if handler is original:
-                handlers[method] = patched
+    _replace_handler(server, original, patched)
+    _replace_handler(server, objects.insert, _with_upload_preconditions(objects.insert))
     server.create_server("localhost", port, in_memory=True, default_bucket=bucket).run()
 
 

@@ -154,7 +154,9 @@ def _leaves(tree: Any) -> list[np.ndarray]:
 # The local reference: what the two gs:// commands run, in one process (one compilation).
 LOCAL_RUN_AND_RESUME = """
 import sys
+from pimc_jax import parallel
 from pimc_jax.launcher import load_config, run
+parallel.set_xla_cpu_flags()  # as launch.py, so both runs compile alike
 for total_steps in (2, 4):
     config = load_config("configs/pretrain.py:tiny")
     config.total_steps, config.global_batch_size = total_steps, 16
@@ -442,3 +444,35 @@ def test_gs_data_directories_and_polling(gcs, tmp_path):
     step_results = json.loads(gcs.cat(f"{_key(poll)}/steps/2/results.json"))
     assert step_results["checkpoint"] == f"{run}/checkpoints/2"
     assert history[0]["overall_accuracy"] == step_results["metrics"]["overall_accuracy"]
+
+
+def test_gs_workdir_lock_admits_one_run_and_takes_over_a_dead_ones(gcs):
+    """On ``gs://`` the lock is a create-only upload (``ifGenerationMatch=0``): a second
+    taker is refused in one line naming the holder; a lock whose process on this host is
+    gone is moved aside and taken over."""
+    import os
+    import socket
+
+    from pimc_jax.workdir_lock import LOCK_NAME, WorkdirLock, WorkdirLockedError
+
+    workdir = f"gs://{BUCKET}/locked"
+    lock_object = f"{BUCKET}/locked/{LOCK_NAME}"
+    first = WorkdirLock(workdir)
+    first.acquire()
+    assert json.loads(gcs.cat(lock_object))["pid"] == os.getpid()
+    with pytest.raises(WorkdirLockedError, match="in use by another run") as error:
+        WorkdirLock(workdir).acquire()
+    assert "\n" not in str(error.value) and f"pid {os.getpid()} " in str(error.value)
+    first.release()
+    assert not gcs.exists(lock_object)
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record = {"host": socket.gethostname(), "pid": dead.pid, "pid_start": None, "started": "x"}
+    gcs.pipe(lock_object, json.dumps(record).encode())
+    second = WorkdirLock(workdir)
+    second.acquire()
+    assert second.held and json.loads(gcs.cat(lock_object))["pid"] == os.getpid()
+    aside = [path for path in gcs.ls(f"{BUCKET}/locked") if ".stale-" in path]
+    assert len(aside) == 1 and json.loads(gcs.cat(aside[0])) == record
+    second.release()
