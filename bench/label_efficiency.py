@@ -246,12 +246,14 @@ def main() -> None:
     parser.add_argument("--figure", default="")
     args = parser.parse_args()
     if args.summary_of:  # pool the draws of earlier runs (e.g. other pre-training seeds)
+        runs = [json.loads(Path(path).read_text()) for path in args.summary_of]
         pooled: dict[str, dict[str, list]] = {}
-        for path in args.summary_of:
-            for key, rows in json.loads(Path(path).read_text()).items():
+        for run in runs:
+            for key, rows in run.items():
                 for row, scores in rows.items():
                     pooled.setdefault(key, {}).setdefault(row, []).extend(scores)
         print(table(pooled))
+        print("\n" + paired_table(runs))
         if args.figure:
             _figure(pooled, args.figure)
         return
@@ -325,6 +327,37 @@ def table(results: dict[str, dict[str, list]]) -> str:
                 continue
             (acc, f1), (sacc, sf1) = np.mean(rows[row], 0), np.std(rows[row], 0)
             cells.append(f"{acc:.3f} ± {sacc:.3f} / {f1:.3f} ± {sf1:.3f}")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+PAIRS = (
+    ("pretrained_forest", "random_forest"),
+    ("pretrained_forest", "forest"),
+    ("pretrained_linear", "random_linear"),
+    ("pretrained_finetune", "random_finetune"),
+)
+
+
+def paired_table(runs: list[dict[str, dict[str, list]]]) -> str:
+    """Markdown: per ``k``, row minus row in points of accuracy over the same draws (each
+    run's draws are paired by their order), mean ± standard error, and the draw count."""
+    header = " | ".join(f"{a} − {b}" for a, b in PAIRS)
+    lines = [f"| k per class | {header} |", "|---" * (len(PAIRS) + 1) + "|"]
+    for key in runs[0]:
+        cells = []
+        for a, b in PAIRS:
+            diffs = []
+            for run in runs:
+                rows = run.get(key, {})
+                first, second = rows.get(a, []), rows.get(b, [])
+                n = min(len(first), len(second))
+                diffs += [100 * (x[0] - y[0]) for x, y in zip(first[:n], second[:n], strict=True)]
+            if not diffs:
+                cells.append("–")
+                continue
+            error = np.std(diffs, ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else np.nan
+            cells.append(f"{np.mean(diffs):+.1f} ± {error:.1f} (n={len(diffs)})")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
