@@ -338,13 +338,24 @@ def test_misspelled_config_key(tmp_path):
     assert "Traceback" not in done.stderr
     assert "--config.totl_steps" in done.stderr
     assert 'Did you mean "total_steps"' in done.stderr
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "metrics.jsonl").exists()  # refused before any step
 
 
 def test_pastis_without_path(tmp_path):
     done = launch("pretrain", tmp_path, "--config.data.name=pastis")
     assert done.returncode != 0
     assert "ValueError: data.name='pastis' needs --config.data.path" in done.stderr
+
+
+def test_a_data_path_without_a_source_that_reads_it(data, tmp_path):
+    """A folder given to the synthetic source is refused instead of silently ignored."""
+    folder = data["root"] / "pastis"
+    done = launch("pretrain", tmp_path, f"--config.data.path={folder}")
+    assert done.returncode != 0
+    fatal = [line for line in done.stderr.splitlines() if line.startswith("FATAL")]
+    assert len(fatal) == 1 and "--config.data.name=patches" in fatal[0]
+    assert "config.data.name='synthetic'" in fatal[0]
+    assert not (tmp_path / "metrics.jsonl").exists()  # refused before any step
 
 
 def test_user_npz_with_wrong_shape(data, tmp_path):

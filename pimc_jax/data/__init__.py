@@ -72,6 +72,12 @@ def load_patches(
     """
     name = data_config.name
     s1 = check_s1_setting(data_config.get("s1", "none"))
+    if name in ("synthetic", "synthetic_floods") and data_config.get("path"):
+        raise ValueError(
+            f"config.data.path={data_config.path!r} is set, but config.data.name={name!r} "
+            "generates its data and reads no files; add --config.data.name=patches (a folder "
+            "of .npz or GeoTIFF patches) or --config.data.name=pastis"
+        )
     if folds is None and data_config.get("folds"):
         folds = tuple(data_config.folds)
     if name == "synthetic":
