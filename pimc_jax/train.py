@@ -81,9 +81,24 @@ def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
     patches = load_patches(
         config.data, process_index=jax.process_index(), process_count=jax.process_count()
     )
+    views = config_views(config)
+    if "s2_rp" in views:
+        single = [p.patch_id for p in patches if p.num_dates < 2]
+        if len(single) == len(patches):
+            raise ValueError(
+                f"every patch of config.data.path={config.data.get('path', '')!r} holds one "
+                "date: a recurrence plot needs a time series; give patches with at least 2 "
+                "dates (6 or more for a useful plot)"
+            )
+        if single:
+            logging.warning(
+                "%d of %d patches hold one date (e.g. %s): their plots are constant",
+                len(single),
+                len(patches),
+                single[0],
+            )
     image_bands = resolve_image_bands(config.data.image_bands, patches[0].band_names)
     image_mean, image_std = image_statistics(patches, image_bands)
-    views = config_views(config)
     sampler = PairSampler(
         patches,
         pixels_per_patch=config.data.pixels_per_patch,

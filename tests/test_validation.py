@@ -291,3 +291,21 @@ def test_keys_added_to_the_library_later_do_not_block_a_resume():
     config.model.rp_span = "acquisitions"
     with pytest.raises(ValueError, match=r"model\.rp_span: 'valid' → 'acquisitions'"):
         check_resume(config, saved, 2, "run")
+
+
+def test_patches_of_one_date_are_refused_before_training(tmp_path):
+    """A folder whose patches hold one date each cannot make recurrence plots."""
+    from pimc_jax.train import build_pretraining
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        np.savez(
+            tmp_path / f"{name}.npz",
+            bands=rng.uniform(0.0, 0.4, (1, 8, 8, 4)).astype(np.float32),
+            dates=np.array(["2021-06-01"]),
+            band_names=np.array(["B2", "B3", "B4", "B8"]),
+        )
+    config = tiny_pretrain_config(**{"data.name": "patches", "data.path": str(tmp_path)})
+    with pytest.raises(ValueError, match="holds one date") as error:
+        build_pretraining(config)
+    assert "\n" not in str(error.value)
