@@ -319,3 +319,45 @@ def test_patch_folder_sentinel1_names_from_metadata(tmp_path):
     (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(ValueError, match="no s1_band_names"):
         user.load_patch_folder(tmp_path)
+
+
+def test_offset_before_scale_in_every_reader(tmp_path):
+    """reflectance = (stored + offset) × scale (Sentinel-2 L2A from baseline 04.00: offset
+    −1000, scale 1e-4); reference: the hand-computed values, and the GeoTIFF folder read
+    without an offset, less 0.1."""
+    from format_writers import write_geotiff_patch_folder
+
+    pixels = tmp_path / "pixels.npz"
+    np.savez(
+        pixels,
+        bands=np.array([[[1500, 2000], [3000, 1000]]], np.int16),
+        band_names=["B4", "B8"],
+        dates=[0, 10],
+        scale=1e-4,
+        offset=-1000,
+    )
+    np.testing.assert_allclose(
+        user.load_pixel_npz(pixels).bands, [[[0.05, 0.1], [0.2, 0.0]]], atol=1e-7
+    )
+
+    folder = tmp_path / "patches"
+    folder.mkdir()
+    (folder / "metadata.json").write_text(
+        json.dumps({"band_names": ["B4", "B8"], "scale": 1e-4, "offset": -1000})
+    )
+    np.savez(folder / "p.npz", bands=np.full((2, 3, 3, 2), 2500, np.int16), dates=[0, 10])
+    (patch,) = user.load_patch_folder(folder)
+    np.testing.assert_allclose(patch.bands, 0.15, atol=1e-7)
+
+    tifs = tmp_path / "tifs"
+    write_geotiff_patch_folder(tifs, num_patches=1)
+    plain = user.load_patch_folder(tifs)[0].bands
+    meta = json.loads((tifs / "metadata.json").read_text())
+    (tifs / "metadata.json").write_text(json.dumps({**meta, "offset": -1000}))
+    shifted = user.load_patch_folder(tifs)[0].bands
+    np.testing.assert_array_equal(np.isnan(shifted), np.isnan(plain))
+    np.testing.assert_allclose(shifted, plain - 0.1, atol=1e-6)
+
+    (folder / "metadata.json").write_text(json.dumps({"band_names": ["B4", "B8"], "offset": "x"}))
+    with pytest.raises(ValueError, match="offset must be a finite number"):
+        user.load_patch_folder(folder)

@@ -136,8 +136,7 @@ def _assemble_geotiff_patch(
     if nodata is not None:
         gaps = gaps | (raw[:, keep] == check_nodata(nodata, "nodata", where))
     values[gaps] = np.nan
-    if "scale" in defaults:
-        values *= np.float32(validate.check_scale(defaults["scale"], where))
+    values = validate.to_reflectance(values, defaults, where)
 
     masked = np.zeros((num_dates, height, width), bool)
     for date in range(num_dates):

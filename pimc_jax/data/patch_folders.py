@@ -78,7 +78,7 @@ def _read_patch_file(
         if key not in arrays:
             raise ValueError(f"{where}: missing array {key!r} (has {sorted(arrays)})")
     settings = {**defaults, **{k: arrays[k] for k in ("band_names", "layout") if k in arrays}}
-    for key in ("scale", "nodata"):
+    for key in ("scale", "offset", "nodata"):
         if key in arrays:
             settings[key] = arrays[key]
     if "band_names" not in settings:
@@ -102,8 +102,7 @@ def _read_patch_file(
     if settings.get("nodata") is not None:
         nodata = check_nodata(settings["nodata"], "nodata", where)
         values = np.where(bands == nodata, np.float32(np.nan), values)
-    if "scale" in settings:
-        values = values * np.float32(validate.check_scale(settings["scale"], where))
+    values = validate.to_reflectance(values, settings, where)
     gaps = observation_gaps(
         (num_dates, height, width),
         valid=arrays.get("valid"),

@@ -91,8 +91,7 @@ def load_pixel_npz(
         raise ValueError(f"{where}: bands shape {bands.shape} has no pixel or no date")
     band_names = check_band_names(arrays["band_names"], num_bands, where)
     bands = bands.astype(np.float32)
-    if "scale" in arrays:
-        bands = bands * np.float32(validate.check_scale(arrays["scale"], where))
+    bands = validate.to_reflectance(bands, arrays, where)
     gaps = observation_gaps(
         (num_pixels, num_dates),
         valid=arrays.get("valid"),

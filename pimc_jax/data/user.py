@@ -27,6 +27,9 @@ One NumPy ``.npz`` file (``numpy.savez``; no pickled objects) with the arrays
     ``class_names``  optional (K,) strings; then ``labels`` must lie in 0..K-1.
     ``scale``        optional scalar multiplying ``bands`` into reflectance, e.g. 0.0001
                      for Sentinel-2 L2A digital numbers (default 1).
+    ``offset``       optional scalar added to ``bands`` before ``scale`` (default 0):
+                     reflectance = (bands + offset) × scale, e.g. -1000 for Sentinel-2
+                     L2A from processing baseline 04.00 (its ``BOA_ADD_OFFSET``).
     ``valid``        optional (N, T) bool, False for an observation to drop (a cloud mask):
                      it becomes a gap (NaN bands), exactly like NaN or no-data values.
     ``scl``          optional (N, T) integer Sentinel-2 L2A scene classification (SCL,
@@ -50,6 +53,7 @@ A directory of ``<name>.npz`` files, one image time series patch each, named fre
     ``band_names``   (C,) strings (names as above), unless given in metadata.json.
     ``layout``       optional string ``"THWC"`` (default) or ``"TCHW"``.
     ``scale``        optional scalar multiplying ``bands`` into reflectance (default 1).
+    ``offset``       optional scalar added before ``scale`` (default 0; as above).
     ``nodata``       optional value of ``bands`` marking no-data (becomes NaN).
     ``fold``         optional integer fold for cross-validation (default 0).
     ``valid``        optional (T, H, W) bool, False for an observation to drop (a gap).
@@ -69,7 +73,7 @@ neither of the first two):
                       the ratio channel too; values <= 0 become gaps).
     ``s1_nodata``     optional value of ``s1_bands`` marking no-data (becomes NaN).
 
-``metadata.json`` may give ``band_names``, ``layout``, ``scale``, ``nodata``,
+``metadata.json`` may give ``band_names``, ``layout``, ``scale``, ``offset``, ``nodata``,
 ``s1_band_names``, ``s1_units`` and ``s1_nodata`` (keys in a file win over it), e.g.::
 
     {"band_names": ["B2", "B3", "B4", "B8"], "layout": "TCHW", "scale": 0.0001, "nodata": 0}

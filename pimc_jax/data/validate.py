@@ -8,7 +8,7 @@ Each check raises one ``ValueError`` line naming the file, the problem and the f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,32 @@ def check_scale(value: Any, where: str) -> float:
             f"0.0001 for Sentinel-2 digital numbers), got {value!r}"
         )
     return float(scale)
+
+
+def to_reflectance(values: np.ndarray, settings: Mapping[str, Any], where: str) -> np.ndarray:
+    """Stored band values into reflectance: ``(values + offset) × scale``.
+
+    ``offset`` (default 0) is Sentinel-2 L2A's ``BOA_ADD_OFFSET`` from processing baseline
+    04.00 on (−1000 with ``scale`` 0.0001); ``scale`` defaults to 1.
+
+    Args:
+      values: float32 band values (NaN = gap).
+      settings: the file's or folder's settings, with ``offset``/``scale`` keys or not.
+
+    Raises:
+      ValueError: a non-numeric or non-finite offset, a bad scale (:func:`check_scale`).
+    """
+    if "offset" in settings:
+        offset = np.asarray(settings["offset"])
+        if offset.shape != () or offset.dtype.kind not in "iuf" or not np.isfinite(offset):
+            raise ValueError(
+                f"{where}: offset must be a finite number (e.g. -1000 for Sentinel-2 L2A "
+                f"from processing baseline 04.00), got {settings['offset']!r}"
+            )
+        values = values + np.float32(offset)
+    if "scale" in settings:
+        values = values * np.float32(check_scale(settings["scale"], where))
+    return values
 
 
 def _sample(values: np.ndarray) -> np.ndarray:
