@@ -486,3 +486,38 @@ def test_a_window_read_equals_the_whole_patch_cut(tmp_path, layout, scl):
                 expected = (a, b, c + col * a + row * b, d, e, f + col * d + row * e)
                 assert got.transform == pytest.approx(expected)
                 assert got.crs == patch.crs
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["{iso}_{band}", "{band}_{compact}", "T31UFS_{compact}T105031_{band}_10m"],
+    ids=["date_band", "band_date", "sentinel2_product"],
+)
+def test_one_file_per_band_reads_as_one_file_per_date(tmp_path, name):
+    """The same patch written one band per file (three naming schemes, SCL too) reads
+    exactly as its one-file-per-date original."""
+    original = tmp_path / "per_date"
+    written = write_geotiff_patch_folder(original, num_patches=1, scl="band")
+    (expected,) = load_patch_folder(original)
+    per_band = tmp_path / "per_band"
+    (per_band / "geo_0").mkdir(parents=True)
+    (per_band / "metadata.json").write_text((original / "metadata.json").read_text())
+    for file in sorted((original / "geo_0").glob("*.tif")):
+        raster = read_raster(file)
+        day = file.stem
+        for index, band in enumerate(raster.descriptions):
+            label = {"B2": "B02", "B3": "B03", "B4": "B04", "B8": "B08"}.get(band, band)
+            stem = name.format(iso=day, compact=day.replace("-", ""), band=label)
+            write_geotiff(
+                per_band / "geo_0" / f"{stem}.tif",
+                raster.values[index],
+                crs=raster.crs,
+                transform=raster.transform,
+                nodata=raster.nodata[index],
+            )
+    (got,) = load_patch_folder(per_band)
+    assert got.band_names == ("B02", "B03", "B04", "B08")
+    np.testing.assert_array_equal(got.dates, expected.dates)
+    np.testing.assert_array_equal(got.bands, expected.bands)  # SCL gaps included
+    assert got.crs == expected.crs and got.transform == pytest.approx(expected.transform)
+    assert np.isnan(got.bands).any() and written["geo_0"]["scl"] is not None

@@ -31,6 +31,14 @@ if TYPE_CHECKING:  # GeoTIFF reading imports rasterio only when a folder holds G
 
 _DATE_TEXT = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 _SCL_STEM = re.compile(r"^(.+)_scl$", re.IGNORECASE)
+# One band per file: <date>_<band>, <band>_<date>, or a Sentinel-2 product's band file
+# (T31UFS_20190401T105031_B04_10m); the band is a Sentinel-2 band name or SCL.
+_BAND = r"(B\d{1,2}A?|SCL)"
+_BAND_FILE_STEMS = (
+    re.compile(rf"^(?P<date>[\d-]{{8,10}})_{_BAND}$", re.IGNORECASE),
+    re.compile(rf"^{_BAND}_(?P<date>[\d-]{{8,10}})$", re.IGNORECASE),
+    re.compile(rf"^.*_(?P<date>\d{{8}})T\d{{6}}_{_BAND}(_\d{{2}}m)?$", re.IGNORECASE),
+)
 
 
 def tiff_files(folder: Path) -> list[Path]:
@@ -161,6 +169,16 @@ def _assemble_geotiff_patch(
     )
 
 
+def _band_order(name: str) -> tuple[int, str]:
+    """Sentinel-2 band order (B1 … B8, B8A, B9 … B12) of a band name like ``B04``."""
+    match = re.match(r"^B0*(\d+)(A?)$", name.upper())
+    return (int(match.group(1)), match.group(2)) if match else (99, name)
+
+
+def _day_text(day: float) -> str:
+    return str(np.datetime64("1970-01-01") + int(day))
+
+
 def _read_labels(
     path: Path, reference: Raster, reference_where: str, window: Window | None = None
 ) -> np.ndarray:
@@ -170,30 +188,59 @@ def _read_labels(
     return check_labels(_integer_layer(layer, "labels", str(path)), reference.shape, str(path))
 
 
-def dated_geotiff_files(folder: Path) -> tuple[dict[float, Path], dict[float, Path], Path | None]:
+def _band_file(stem: str) -> tuple[float, str] | None:
+    """``(day, band)`` of a one-band file's name (module constants), or None."""
+    for pattern in _BAND_FILE_STEMS:
+        match = pattern.match(stem)
+        if match:
+            day = _parse_date(match.group("date"))
+            band = next(g for g in match.groups() if g and g.upper().startswith(("B", "SCL")))
+            if day is not None:
+                return day, band.upper()
+    return None
+
+
+def dated_geotiff_files(
+    folder: Path,
+) -> tuple[dict[float, Path | dict[str, Path]], dict[float, Path], Path | None]:
     """``(band files, SCL files, labels file)`` of a folder of dated GeoTIFFs, the first two
-    by day (days since 1970-01-01)."""
-    data: dict[float, Path] = {}
+    by day (days since 1970-01-01). A date's bands are one file, or one file per band
+    (``{band: file}``, named ``<date>_<band>``, ``<band>_<date>`` or as in a Sentinel-2
+    product, ``T31UFS_20190401T105031_B04_10m``)."""
+    data: dict[float, Path | dict[str, Path]] = {}
     scl_files: dict[float, Path] = {}
     labels_file = None
     for file in tiff_files(folder):
         stem = file.stem
         scl_match = _SCL_STEM.match(stem)
         day = _parse_date(scl_match.group(1) if scl_match else stem)
+        per_band = _band_file(stem) if day is None else None
+        if per_band is not None and per_band[1] == SCL_NAME:
+            day, scl_match, per_band = per_band[0], True, None
         if stem.lower() == "labels":
             labels_file = file
+        elif per_band is not None:
+            band_day, band = per_band
+            bands = data.setdefault(band_day, {})
+            if not isinstance(bands, dict) or band in bands:
+                raise ValueError(f"{file}: date and band {band} appear twice in {folder}")
+            bands[band] = file
         elif day is None:
             raise ValueError(
                 f"{file}: GeoTIFFs of a patch folder are named <YYYY-MM-DD>.tif, "
-                "<YYYY-MM-DD>_SCL.tif or labels.tif"
+                "<YYYY-MM-DD>_SCL.tif, <YYYY-MM-DD>_<band>.tif, <band>_<YYYY-MM-DD>.tif, "
+                "Sentinel-2 band files (T31UFS_20190401T105031_B04_10m.tif) or labels.tif"
             )
         else:
             target = scl_files if scl_match else data
             if day in target:
-                raise ValueError(f"{file}: date {stem} appears twice (also {target[day].name})")
+                raise ValueError(f"{file}: date {stem} appears twice in {folder}")
             target[day] = file
     if not data:
         raise ValueError(f"{folder}: no <YYYY-MM-DD>.tif band file")
+    kinds = {isinstance(entry, dict) for entry in data.values()}
+    if len(kinds) > 1:
+        raise ValueError(f"{folder}: mixes one file per date and one file per band; use one layout")
     orphans = sorted(scl_files.keys() - data.keys())
     if orphans:
         raise ValueError(f"{scl_files[orphans[0]]}: SCL file without a band file of that date")
@@ -212,13 +259,37 @@ def read_dated_geotiffs(
 
     data, scl_files, labels_file = dated_geotiff_files(folder)
     days = sorted(data)
-    first_where = str(data[days[0]])
-    first = geotiff.read_raster(data[days[0]], window)
+
+    def read_date(day: float) -> tuple[Raster, str]:
+        """The date's raster (one-band files stacked in band order) and its name."""
+        entry = data[day]
+        if not isinstance(entry, dict):
+            return geotiff.read_raster(entry, window), str(entry)
+        order = sorted(entry, key=_band_order)
+        expected = sorted(data[days[0]], key=_band_order)
+        if order != expected:
+            raise ValueError(
+                f"{folder}: date {_day_text(day)} has bands {order}, the first date {expected}"
+            )
+        parts = [geotiff.read_raster(entry[band], window) for band in order]
+        for band, part in zip(order, parts, strict=True):
+            if part.values.shape[0] != 1:
+                raise ValueError(f"{entry[band]}: expected one band, got {part.values.shape[0]}")
+            _same_grid(part, parts[0], str(entry[band]), str(entry[order[0]]))
+        stacked = geotiff.Raster(
+            np.concatenate([part.values for part in parts]),
+            tuple(order),
+            tuple(part.nodata[0] for part in parts),
+            parts[0].crs,
+            parts[0].transform,
+        )
+        return stacked, str(entry[order[0]])
+
+    first, first_where = read_date(days[0])
     names = _raster_band_names(first.descriptions, defaults, first.values.shape[0], first_where)
     raws, raw_gaps = [], []
     for day in days:
-        where = str(data[day])
-        raster = first if day == days[0] else geotiff.read_raster(data[day], window)
+        raster, where = (first, first_where) if day == days[0] else read_date(day)
         _same_grid(raster, first, where, first_where)
         if raster.values.shape[0] != len(names):
             raise ValueError(

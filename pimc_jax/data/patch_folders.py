@@ -312,7 +312,8 @@ class PatchSource:
 
         if self.path.is_dir():
             files, _, _ = dated_geotiff_files(self.path)
-            return geotiff.raster_size(files[min(files)])
+            first = files[min(files)]
+            return geotiff.raster_size(first if isinstance(first, Path) else min(first.values()))
         return geotiff.raster_size(self.path)
 
     def read(self, window: Window | None = None) -> Patch:

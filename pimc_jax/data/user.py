@@ -88,7 +88,11 @@ The same folder may also hold GeoTIFF time series (read with rasterio), in eithe
 * **one file per date**: a sub-folder ``<name>/`` (the patch id) of ``<YYYY-MM-DD>.tif``
   files (or ``<YYYYMMDD>.tif``, ``.tiff``), each holding the C bands of that date on the
   same grid; optionally ``<YYYY-MM-DD>_SCL.tif`` (one band: that date's SCL, on the
-  same grid) and ``labels.tif`` (one band: (H, W) integer classes).
+  same grid) and ``labels.tif`` (one band: (H, W) integer classes). A date's bands may
+  also come one file per band, named ``<date>_<band>.tif``, ``<band>_<date>.tif`` or as in
+  a Sentinel-2 product (``T31UFS_20190401T105031_B04_10m.tif``), bands ``B1`` … ``B12``,
+  ``B8A`` or ``SCL``, every date with the same bands on the same grid (stacked in
+  Sentinel-2 band order, named as the files name them).
 * **one stack per patch**: ``<name>.tif`` holding T·C bands, with either every band
   description ``<date>_<band>`` (e.g. ``2019-04-01_B4``, ``20190401_SCL``; any order),
   or a sidecar ``<name>.dates.txt`` / ``<name>.dates.csv`` (one ISO date per line, first
