@@ -490,8 +490,13 @@ def test_a_window_read_equals_the_whole_patch_cut(tmp_path, layout, scl):
 
 @pytest.mark.parametrize(
     "name",
-    ["{iso}_{band}", "{band}_{compact}", "T31UFS_{compact}T105031_{band}_10m"],
-    ids=["date_band", "band_date", "sentinel2_product"],
+    [
+        "{iso}_{band}.tif",
+        "{band}_{compact}.tif",
+        "T31UFS_{compact}T105031_{band}_10m.tif",
+        "T31UFS_{compact}T105031_{band}_10m.jp2",  # as in the SAFE product, lossless
+    ],
+    ids=["date_band", "band_date", "sentinel2_product", "sentinel2_jp2"],
 )
 def test_one_file_per_band_reads_as_one_file_per_date(tmp_path, name):
     """The same patch written one band per file (three naming schemes, SCL too) reads
@@ -507,14 +512,32 @@ def test_one_file_per_band_reads_as_one_file_per_date(tmp_path, name):
         day = file.stem
         for index, band in enumerate(raster.descriptions):
             label = {"B2": "B02", "B3": "B03", "B4": "B04", "B8": "B08"}.get(band, band)
-            stem = name.format(iso=day, compact=day.replace("-", ""), band=label)
-            write_geotiff(
-                per_band / "geo_0" / f"{stem}.tif",
-                raster.values[index],
-                crs=raster.crs,
-                transform=raster.transform,
-                nodata=raster.nodata[index],
+            target = (
+                per_band / "geo_0" / name.format(iso=day, compact=day.replace("-", ""), band=label)
             )
+            if target.suffix == ".jp2":
+                profile = dict(driver="JP2OpenJPEG", QUALITY="100", REVERSIBLE="YES")
+                with rasterio.open(
+                    target,
+                    "w",
+                    height=raster.values.shape[1],
+                    width=raster.values.shape[2],
+                    count=1,
+                    dtype=raster.values.dtype,
+                    crs=raster.crs,
+                    transform=Affine(*raster.transform),
+                    nodata=raster.nodata[index],
+                    **profile,
+                ) as dst:
+                    dst.write(raster.values[index][None])
+            else:
+                write_geotiff(
+                    target,
+                    raster.values[index],
+                    crs=raster.crs,
+                    transform=raster.transform,
+                    nodata=raster.nodata[index],
+                )
     (got,) = load_patch_folder(per_band)
     assert got.band_names == ("B02", "B03", "B04", "B08")
     np.testing.assert_array_equal(got.dates, expected.dates)

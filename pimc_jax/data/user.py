@@ -90,7 +90,8 @@ The same folder may also hold GeoTIFF time series (read with rasterio), in eithe
   same grid; optionally ``<YYYY-MM-DD>_SCL.tif`` (one band: that date's SCL, on the
   same grid) and ``labels.tif`` (one band: (H, W) integer classes). A date's bands may
   also come one file per band, named ``<date>_<band>.tif``, ``<band>_<date>.tif`` or as in
-  a Sentinel-2 product (``T31UFS_20190401T105031_B04_10m.tif``), bands ``B1`` … ``B12``,
+  a Sentinel-2 product (``T31UFS_20190401T105031_B04_10m.jp2``; ``.jp2`` files are read
+  like ``.tif``), bands ``B1`` … ``B12``,
   ``B8A`` or ``SCL``, every date with the same bands on the same grid (stacked in
   Sentinel-2 band order, named as the files name them).
 * **one stack per patch**: ``<name>.tif`` holding T·C bands, with either every band

@@ -60,7 +60,7 @@ SCL_CLASS_NAMES: tuple[str, ...] = (
     "snow",
 )
 SCL_NAME = "SCL"
-TIFF_SUFFIXES = (".tif", ".tiff")
+TIFF_SUFFIXES = (".tif", ".tiff", ".jp2")
 
 
 def is_known_band_name(name: str) -> bool:
