@@ -291,6 +291,9 @@ def add_pixel_splits(
     # cv_fold of cv_folds; bench/pixel_benchmark.py runs every fold). 0 = off.
     config.data.cv_folds = 0
     config.data.cv_fold = 0
+    # Patches without folds: whole block_size × block_size tiles go to train, val or test
+    # (pimc_jax.evaluation.pixels.block_split_rows); 0 = split pixels like pixel files.
+    config.data.block_size = 16
     config.train_folds = (1, 2, 3)
     config.val_folds = (4,)
     config.test_folds = (5,)

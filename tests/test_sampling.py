@@ -275,3 +275,27 @@ def test_digital_number_patches_sample_like_reflectance(image_date):
     for key in want:
         assert got[key].dtype == want[key].dtype
         np.testing.assert_allclose(got[key], want[key], rtol=1e-6, equal_nan=True)
+
+
+def test_block_split_keeps_every_tile_in_one_split():
+    """Pixels of a patch without folds are split by 16-px tiles: no tile in two splits,
+    about 20 % / 20 % of the pixels in val / test. Reference worked out by hand: with the
+    label of pixel (r, c) set to 4·(r // 16) + c // 16, a tile is exactly a label."""
+    import ml_collections
+
+    from pimc_jax.evaluation.pixels import block_split_rows
+
+    rows, cols = np.indices((64, 64))
+    labels = (4 * (rows // 16) + cols // 16).astype(np.int32)
+    patch = _patch(height=64, width=64, labels=labels)
+    data = pixel_dataset([patch], pixels_per_patch=64 * 64, max_dates=8, block_size=16)
+    tiles = {int(b): set(data["labels"][data["block"] == b].tolist()) for b in data["block"]}
+    assert len(tiles) == 16 and all(len(v) == 1 for v in tiles.values())  # tile = label
+    config = ml_collections.ConfigDict(
+        dict(eval_seed=0, val_fraction=0.2, test_fraction=0.2, block_size=16)
+    )
+    train, val, test = block_split_rows(data["block"], data["labels"], config)
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(64 * 64))
+    held = [set(data["labels"][part].tolist()) for part in (train, val, test)]
+    assert not (held[0] & held[1]) and not (held[0] & held[2]) and not (held[1] & held[2])
+    assert abs(val.size / 4096 - 0.2) <= 1 / 16 and abs(test.size / 4096 - 0.2) <= 1 / 16

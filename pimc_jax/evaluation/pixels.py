@@ -6,12 +6,15 @@ class is not in the excluded classes (:func:`excluded_classes`; PASTIS: backgrou
 void 19), and patches are split by fold into ``train_folds`` / ``val_folds`` /
 ``test_folds`` (default 1–3 / 4 / 5: the model is fitted on train, selected on val and
 scored on test); patches that carry no fold (fold 0 everywhere, as in a user folder
-without ``fold``) are split like pixel files. With ``data.name="npz"`` the labelled pixels
-of :func:`pimc_jax.data.user.load_pixel_npz` are split seeded and stratified by class
-(:func:`seeded_split_rows`: ``data.val_fraction`` / ``data.test_fraction``, or fold
-``data.cv_fold`` of ``data.cv_folds``), or, with ``data.test_path``, the test split is
-that second file. :func:`load_pixel_splits` returns the three splits as
-:class:`PixelSplits`; :func:`series_features` gives their frozen RP-tower features.
+without ``fold``) are split by spatial blocks (:func:`block_split_rows`: whole
+``data.block_size`` tiles to train, val or test, so test pixels do not sit beside
+training pixels of the same field; ``block_size=0`` splits pixels like pixel files).
+With ``data.name="npz"`` the labelled pixels of :func:`pimc_jax.data.user.load_pixel_npz`
+are split seeded and stratified by class (:func:`seeded_split_rows`: ``data.val_fraction``
+/ ``data.test_fraction``, or fold ``data.cv_fold`` of ``data.cv_folds``), or, with
+``data.test_path``, the test split is that second file. :func:`load_pixel_splits`
+returns the three splits as :class:`PixelSplits`; :func:`series_features` gives their
+frozen RP-tower features.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def pixel_dataset(
     exclude_classes: Sequence[int] = (),
     s1: bool = False,
     s1_multilook: int = 1,
+    block_size: int = 16,
 ) -> dict[str, np.ndarray]:
     """Labelled pixels drawn from each patch, for the pixel-level evaluations.
 
@@ -62,7 +66,9 @@ def pixel_dataset(
     Returns:
       dict with ``bands`` ``(N, T, C)`` float32, ``dates`` ``(N, T)`` float32, ``mask``
       ``(N, T)`` bool (see :func:`pad_series`, ``T = max_dates``), ``labels`` ``(N,)``
-      int32 and ``fold`` ``(N,)`` int32, the fold of each pixel's patch. With ``s1``
+      int32, ``fold`` ``(N,)`` int32, the fold of each pixel's patch, and ``block``
+      ``(N,)`` int64, the ``block_size × block_size`` tile of its patch it lies in (one id
+      per patch and tile, for spatially blocked splits). With ``s1``
       also the pixels' Sentinel-1 series ``s1_bands`` ``(N, T, C1)`` float32 dB,
       ``s1_dates`` ``(N, T)``, ``s1_mask`` ``(N, T)``; patches without S1 are then left
       out (logged), so every encoder sees the same pixels. ``s1_multilook``: their
@@ -78,7 +84,7 @@ def pixel_dataset(
     band_names = patches[0].band_names
     parts = []
     without_s1 = 0
-    for patch in patches:
+    for index, patch in enumerate(patches):
         if s1 and not patch.has_s1:
             without_s1 += 1
             continue
@@ -105,6 +111,9 @@ def pixel_dataset(
             series.update({f"s1_{key}": value for key, value in radar.items()})
         series["labels"] = patch.labels[rows, cols].astype(np.int32)
         series["fold"] = np.full(flat.size, patch.fold, dtype=np.int32)
+        tiles_per_row = -(-patch.width // block_size)
+        tile = (rows // block_size) * tiles_per_row + cols // block_size
+        series["block"] = (np.int64(index) << 32) + tile.astype(np.int64)
         parts.append(series)
     if without_s1:
         logging.warning(
@@ -120,6 +129,7 @@ def pixel_dataset(
             "mask": np.zeros((0, max_dates), bool),
             "labels": np.zeros((0,), np.int32),
             "fold": np.zeros((0,), np.int32),
+            "block": np.zeros((0,), np.int64),
         }
     return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
@@ -226,6 +236,41 @@ def seeded_split_rows(
     return [train_rows, *held_out]
 
 
+def block_split_rows(
+    blocks: np.ndarray, labels: np.ndarray, data: ml_collections.ConfigDict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, val and test rows with whole spatial blocks in each split.
+
+    The blocks are shuffled (``data.eval_seed``) and dealt out until val holds about
+    ``data.val_fraction`` and test ``data.test_fraction`` of the pixels; train takes the
+    rest. So no test pixel shares a ``data.block_size`` tile with a training pixel (pixels
+    of one field mostly do), unlike a per-pixel split. A class missing from train is named
+    in a warning.
+    """
+    rng = np.random.default_rng(int(data.get("eval_seed", 0)))
+    unique, inverse, counts = np.unique(blocks, return_inverse=True, return_counts=True)
+    order = rng.permutation(unique.size)
+    cumulative = np.cumsum(counts[order]) / max(blocks.size, 1)
+    val_end = float(data.get("val_fraction", 0.2))
+    test_end = val_end + float(data.get("test_fraction", 0.2))
+    split_of = np.empty(unique.size, np.int64)  # 0 train, 1 val, 2 test
+    split_of[order] = np.where(cumulative <= val_end, 1, np.where(cumulative <= test_end, 2, 0))
+    # With few blocks the first ones may overshoot: val and test get at least one block each.
+    for split, position in ((1, 0), (2, 1)):
+        if not np.any(split_of == split) and unique.size > 2:
+            split_of[order[position]] = split
+    pixel_split = split_of[inverse]
+    rows = tuple(np.flatnonzero(pixel_split == s) for s in (0, 1, 2))
+    missing = sorted(set(np.unique(labels).tolist()) - set(np.unique(labels[rows[0]]).tolist()))
+    if missing:
+        logging.warning(
+            "Spatially blocked split (data.block_size=%s): classes %s have no training pixel",
+            data.get("block_size", 16),
+            missing,
+        )
+    return rows
+
+
 def _seeded_split(
     arrays: dict[str, np.ndarray], data: ml_collections.ConfigDict, *, with_test: bool
 ) -> list[dict[str, np.ndarray]]:
@@ -287,10 +332,16 @@ def _patch_splits(
         exclude_classes=exclude,
         s1=s1,
         s1_multilook=data.get("s1_multilook", 1),
+        block_size=max(int(data.get("block_size", 16)), 1),
     )
     fold = pixels.pop("fold")
-    if np.all(fold == 0):  # patches without folds (a user folder)
-        splits = _seeded_split(pixels, data, with_test=True)
+    block = pixels.pop("block")
+    if np.all(fold == 0):  # patches without folds (a user folder): spatial blocks
+        if int(data.get("block_size", 16)) > 0:
+            rows = block_split_rows(block, pixels["labels"], data)
+            splits = [subset_rows(pixels, r) for r in rows]
+        else:
+            splits = _seeded_split(pixels, data, with_test=True)
     else:
         splits = [subset_rows(pixels, np.flatnonzero(np.isin(fold, folds[n]))) for n in SPLITS]
     return splits, patches[0].band_names, image_mean, image_std, s1_facts
