@@ -304,7 +304,8 @@ def test_pixel_classification_user_npz_and_pastis(tmp_path):
     launcher.run(config, str(tmp_path / "test_file"))
     assert read_results(tmp_path / "test_file")["data"]["num_test"] == 15
 
-    # A patch folder without folds: seeded stratified split of its labelled pixels.
+    # A patch folder without folds, two 8-px patches: fewer than 3 spatial blocks, so a
+    # seeded stratified split of its labelled pixels (blocks: test_sampling.py).
     write_user_patch_folder(tmp_path / "patches", num_patches=2, size=8)
     config = eval_config("eval_pastis_classification", "random", "linear")
     config.data.update(dict(name="patches", path=str(tmp_path / "patches")))

@@ -337,10 +337,19 @@ def _patch_splits(
     fold = pixels.pop("fold")
     block = pixels.pop("block")
     if np.all(fold == 0):  # patches without folds (a user folder): spatial blocks
-        if int(data.get("block_size", 16)) > 0:
+        num_blocks = np.unique(block).size
+        if int(data.get("block_size", 16)) > 0 and num_blocks >= 3:
             rows = block_split_rows(block, pixels["labels"], data)
             splits = [subset_rows(pixels, r) for r in rows]
         else:
+            if int(data.get("block_size", 16)) > 0:
+                logging.warning(
+                    "Only %d spatial blocks of data.block_size=%s px: the pixels are split one "
+                    "by one instead (neighbours of test pixels may be in train); a smaller "
+                    "data.block_size keeps blocks",
+                    num_blocks,
+                    data.get("block_size", 16),
+                )
             splits = _seeded_split(pixels, data, with_test=True)
     else:
         splits = [subset_rows(pixels, np.flatnonzero(np.isin(fold, folds[n]))) for n in SPLITS]
