@@ -307,12 +307,16 @@ def test_pixel_classification_user_npz_and_pastis(tmp_path):
     # A patch folder without folds, two 8-px patches: fewer than 3 spatial blocks, so a
     # seeded stratified split of its labelled pixels (blocks: test_sampling.py).
     write_user_patch_folder(tmp_path / "patches", num_patches=2, size=8)
+    (tmp_path / "patches" / "classes.json").write_text(json.dumps({"1": "wheat", "3": "maize"}))
     config = eval_config("eval_pastis_classification", "random", "linear")
     config.data.update(dict(name="patches", path=str(tmp_path / "patches")))
     launcher.run(config, str(tmp_path / "patches_eval"))
     results = read_results(tmp_path / "patches_eval")
     assert sum(results["data"][f"num_{s}"] for s in ("train", "val", "test")) == 24
     check_classification(results, num_classes=5)
+    names = {row["class"]: row["name"] for row in results["per_class"]}
+    assert names[1] == "wheat" and names[3] == "maize"
+    assert all(name == str(code) for code, name in names.items() if code not in (1, 3))
 
     write_pastis_dir(tmp_path / "pastis", num_patches=5, size=16)
     config = eval_config("eval_pastis_classification", "random", "linear")

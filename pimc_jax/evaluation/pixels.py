@@ -20,7 +20,9 @@ frozen RP-tower features.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -175,6 +177,23 @@ class PixelSplits:
 
     def items(self) -> list[tuple[str, dict[str, np.ndarray]]]:
         return list(zip(SPLITS, (self.train, self.val, self.test), strict=True))
+
+
+def folder_class_names(path: str, num_classes: int) -> tuple[str, ...] | None:
+    """Names of classes ``0..num_classes-1`` from a patch folder's ``classes.json``
+    (``{"code": "name"}``; codes it does not name keep their number), or None without one.
+
+    Raises:
+      ValueError: the file is not such an object.
+    """
+    file = Path(path) / "classes.json"
+    if not file.is_file():
+        return None
+    try:
+        table = {int(code): str(name) for code, name in json.loads(file.read_text()).items()}
+    except (ValueError, AttributeError, TypeError):
+        raise ValueError(f'{file}: must map class codes to names, e.g. {{"1": "wheat"}}') from None
+    return tuple(table.get(code, str(code)) for code in range(num_classes))
 
 
 def _class_names(name: str, num_classes: int, given: Sequence[str] | None) -> tuple[str, ...]:
@@ -412,6 +431,8 @@ def load_pixel_splits(
             raise ValueError(f"the {name} split of data.name={data.name!r} holds no pixel")
     _check_label_range(splits, data)
     num_classes = 1 + max(int(s["labels"].max()) for s in splits if s["labels"].size)
+    if data.name == "patches" and given_names is None:
+        given_names = folder_class_names(data.path, num_classes)
     if given_names is not None:
         num_classes = max(num_classes, len(given_names))
     return PixelSplits(
