@@ -309,3 +309,25 @@ def test_patches_of_one_date_are_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="holds one date") as error:
         build_pretraining(config)
     assert "\n" not in str(error.value)
+
+
+def test_loading_names_the_data_and_the_patches_that_are_mostly_gaps(tmp_path, caplog):
+    from pimc_jax.data import load_patches
+
+    rng = np.random.default_rng(0)
+    for name, gap_share in (("clear", 0.0), ("cloudy", 0.9)):
+        bands = rng.uniform(0.0, 0.4, (4, 10, 10, 2)).astype(np.float32)
+        bands[rng.random((4, 10, 10)) < gap_share] = np.nan
+        np.savez(
+            tmp_path / f"{name}.npz", bands=bands, dates=[0, 5, 10, 15], band_names=["B4", "B8"]
+        )
+    config = tiny_pretrain_config(**{"data.name": "patches", "data.path": str(tmp_path)})
+    with caplog.at_level(logging.INFO):
+        load_patches(config.data)
+    lines = [r.getMessage() for r in caplog.records]
+    data_line = next(line for line in lines if line.startswith("Data: data.name=patches"))
+    assert str(tmp_path) in data_line and "2 patches (10×10 px)" in data_line
+    assert "4–4 dates" in data_line and "['B4', 'B8']" in data_line
+    share = float(data_line.split("bands ['B4', 'B8'], ")[1].split(" %")[0])
+    assert abs(share - 45.0) < 5.0  # about (0 % + 90 %) / 2 of the observations
+    assert any("mostly gaps" in line and "cloudy" in line for line in lines)

@@ -33,6 +33,8 @@ import dataclasses
 from collections.abc import Sequence
 
 import ml_collections
+import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 
 from pimc_jax.data.patches import Patch, shard_patches
@@ -142,7 +144,45 @@ def load_patches(
             f"No patches for data.name={name!r} (folds={folds}) on process {process_index} of "
             f"{process_count}"
         )
+    if not lazy:
+        log_patches(
+            patches,
+            f"data.name={name}"
+            + (f" {data_config.path}" if name not in ("synthetic", "synthetic_floods") else ""),
+        )
     return patches
+
+
+def log_patches(patches: Sequence[Patch], source: str) -> None:
+    """One log line naming the source, patches, sizes, dates and bands and the share of
+    gaps; a warning naming the patches that are mostly gaps (over 80 % of observations)."""
+    gaps = []
+    for patch in patches:
+        values = patch.bands[..., 0]
+        gaps.append(float(np.isnan(values).mean()) if values.dtype.kind == "f" else 0.0)
+    dates = [patch.num_dates for patch in patches]
+    sizes = sorted({(patch.height, patch.width) for patch in patches})
+    shown = ", ".join(f"{h}×{w}" for h, w in sizes[:3]) + (" …" if len(sizes) > 3 else "")
+    logging.info(
+        "Data: %s: %d patches (%s px), %d–%d dates (median %g), bands %s, %.1f %% of "
+        "observations are gaps",
+        source,
+        len(patches),
+        shown,
+        min(dates),
+        max(dates),
+        float(np.median(dates)),
+        list(patches[0].band_names),
+        100.0 * float(np.mean(gaps)),
+    )
+    mostly = [patch.patch_id for patch, share in zip(patches, gaps, strict=True) if share > 0.8]
+    if mostly:
+        logging.warning(
+            "%d patches are mostly gaps (over 80 %% of observations; e.g. %s): check nodata, "
+            "scl_invalid_classes and the dates",
+            len(mostly),
+            mostly[0],
+        )
 
 
 def _require_path(data_config: ml_collections.ConfigDict, name: str) -> None:
