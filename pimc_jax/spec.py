@@ -18,8 +18,6 @@ import ml_collections
 import numpy as np
 
 from pimc_jax import defaults
-from pimc_jax.data.radar import check_multilook
-from pimc_jax.data.views import PLOT_VIEWS, S1_VIEWS, VIEWS, check_views
 from pimc_jax.indices import (
     BAND_TABLES,
     resolve_image_bands,
@@ -28,6 +26,7 @@ from pimc_jax.indices import (
 )
 from pimc_jax.recurrence import PLOT_SPANS, check_plot_channels
 from pimc_jax.valid_tower import PADDINGS, check_valid_tower
+from pimc_jax.vocabulary import PLOT_VIEWS, S1_VIEWS, VIEWS, check_multilook, check_views
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -152,7 +151,7 @@ class ModelSpec:
       crop_size: k of the k×k image crops.
       image_mean / image_std: per-band statistics used to normalise image crops.
       views: the view feeding tower 1 (``rp_encoder``/``rp_head``) and tower 2
-        (``image_encoder``/``image_head``), from :data:`pimc_jax.data.views.VIEWS`; the
+        (``image_encoder``/``image_head``), from :data:`pimc_jax.vocabulary.VIEWS`; the
         parameter names stay the same whatever the views (``("s2_rp", "s2_image")``, the
         paper's pair, is what a checkpoint without the field holds).
       s1_band_names: channel names of the Sentinel-1 data (``()`` without S1 views).

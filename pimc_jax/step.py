@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import optax
 
 from pimc_jax import parallel
-from pimc_jax.data.views import IMAGE_VIEWS, VIEW_KEYS
 from pimc_jax.loss import symmetric_infonce
 from pimc_jax.models import PIMC, ModelSpec, init_params
 from pimc_jax.preprocessing import view_inputs
+from pimc_jax.vocabulary import IMAGE_VIEWS, VIEW_KEYS
 
 
 @flax.struct.dataclass
@@ -82,7 +82,7 @@ def train_step(
     Args:
       state: the :class:`TrainState` (identical on every device).
       batch: this device's pairs, the keys of ``spec.views``
-        (:data:`pimc_jax.data.views.VIEW_KEYS`): ``bands`` (n, T, C) float32 reflectance
+        (:data:`pimc_jax.vocabulary.VIEW_KEYS`): ``bands`` (n, T, C) float32 reflectance
         (NaN = no-data), ``dates`` (n, T) float32 days, ``mask`` (n, T) bool, ``image``
         (n, k, k, Ci) float32 reflectance crops; ``s1_bands`` (n, T, C1) float32 dB,
         ``s1_dates``, ``s1_mask``; ``s1_image`` (n, k, k, C2) float32 dB.

@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pimc_jax"
 # Rank of each top-level part: a module may import only parts of a lower or equal rank.
 RANKS = {
     "defaults": 0,
+    "vocabulary": 0,
     "parallel": 0,
     "metrics": 0,
     "storage": 0,
@@ -96,6 +97,13 @@ def test_imports_point_down_the_pipeline(module):
         name for name in MODULES[module] if _part(name) is not None and RANKS[_part(name)] > rank
     ]
     assert not upward, f"{module} imports {upward}, above it in the pipeline"
+
+
+@pytest.mark.parametrize("module", ["pimc_jax.models", "pimc_jax.spec", "pimc_jax.step"])
+def test_the_model_and_the_step_need_nothing_from_data(module):
+    """Views and their checks come from the vocabulary at the bottom floor, so the model
+    side does not sit on top of the data readers."""
+    assert not {name for name in MODULES[module] if name.startswith("pimc_jax.data")}
 
 
 def test_inference_api_is_a_leaf():

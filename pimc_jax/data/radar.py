@@ -20,6 +20,7 @@ import numpy as np
 
 from pimc_jax.data.patches import Patch
 from pimc_jax.indices import canonical_radar_band_name
+from pimc_jax.vocabulary import check_multilook  # noqa: F401  (re-exported)
 
 #: Values of the ``data.s1`` setting that choose a Sentinel-1 series (``"none"`` or
 #: ``False`` chooses none).
@@ -185,15 +186,6 @@ def s1_channel_columns(
             f"{tuple(band_names)}"
         )
     return np.asarray([names.index(name) for name in canonical], np.int64)
-
-
-def check_multilook(window: Any) -> int:
-    """The ``data.s1_multilook`` window: an odd int >= 1 (1 = each pixel on its own)."""
-    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
-        raise ValueError(f"data.s1_multilook must be an odd int >= 1, got {window!r}")
-    if window % 2 == 0:
-        raise ValueError(f"data.s1_multilook must be odd (centred on the pixel), got {window}")
-    return int(window)
 
 
 def pixel_s1_series(

@@ -25,37 +25,15 @@ import numpy as np
 from pimc_jax.data.patches import Patch, series_dates
 from pimc_jax.data.radar import nearest_dates
 from pimc_jax.indices import band_index
-
-VIEWS: tuple[str, ...] = ("s2_rp", "s2_image", "s1_rp", "s1_image")
-PLOT_VIEWS: tuple[str, ...] = ("s2_rp", "s1_rp")
-IMAGE_VIEWS: tuple[str, ...] = ("s2_image", "s1_image")
-S1_VIEWS: tuple[str, ...] = ("s1_rp", "s1_image")
-# The batch keys each view's model input is built from (pimc_jax.data.pairs.PairSampler).
-VIEW_KEYS: dict[str, tuple[str, ...]] = {
-    "s2_rp": ("bands", "dates", "mask"),
-    "s2_image": ("image",),
-    "s1_rp": ("s1_bands", "s1_dates", "s1_mask"),
-    "s1_image": ("s1_image",),
-}
-
-
-def check_views(views: object, key: str = "model.views") -> tuple[str, str]:
-    """``views`` as a tuple of two distinct names of :data:`VIEWS`; else a one-line error.
-
-    Args:
-      views: the configured value (a sequence of two names).
-      key: the config key named in the error.
-    """
-    if isinstance(views, str) or not hasattr(views, "__len__") or len(views) != 2:
-        raise ValueError(f"{key} must be two view names from {VIEWS}, got {views!r}")
-    names = tuple(str(view) for view in views)
-    unknown = [view for view in names if view not in VIEWS]
-    if unknown:
-        raise ValueError(f"{key}={names!r}: unknown view(s) {unknown}; choose from {VIEWS}")
-    if names[0] == names[1]:
-        raise ValueError(f"{key}={names!r}: the two towers need two different views")
-    return names[0], names[1]
-
+from pimc_jax.vocabulary import (  # noqa: F401  (re-exported: the view vocabulary)
+    IMAGE_VIEWS,
+    PLOT_VIEWS,
+    S1_VIEWS,
+    VIEW_KEYS,
+    VIEWS,
+    check_views,
+    pad_rows,
+)
 
 IMAGE_DATE_METHODS: tuple[str, ...] = ("random_clear", "median", "fixed_index")
 # Date index standing for the per-pixel median composite in :func:`choose_image_dates`.
@@ -219,14 +197,6 @@ def median_composite(bands: np.ndarray) -> np.ndarray:
         # An all-NaN pixel gives NaN, which is the intended result.
         warnings.filterwarnings("ignore", message="All-NaN slice encountered")
         return np.nanmedian(bands, axis=0).astype(np.float32)
-
-
-def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
-    """Pads axis 0 to ``rows`` by repeating the last row (padding stays valid model input),
-    so that batches of nearby sizes share one compiled shape."""
-    if array.shape[0] == rows:
-        return array
-    return np.concatenate([array, np.repeat(array[-1:], rows - array.shape[0], axis=0)], axis=0)
 
 
 def pad_series(bands: np.ndarray, dates: np.ndarray, max_dates: int) -> dict[str, np.ndarray]:

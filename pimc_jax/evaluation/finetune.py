@@ -22,10 +22,10 @@ import numpy as np
 import optax
 from absl import logging
 
-from pimc_jax.data.views import pad_rows
 from pimc_jax.evaluation.towers import Forward, predict
 from pimc_jax.optim import adamw, warmup_cosine
 from pimc_jax.preprocessing import augment_series
+from pimc_jax.vocabulary import pad_rows
 
 # An augmentation maps (PRNG key, batch of inputs) to a batch of the same structure.
 Augment = Callable[[jax.Array, Mapping[str, jax.Array]], dict[str, jax.Array]]

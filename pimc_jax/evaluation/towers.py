@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pimc_jax.data.views import pad_rows
 from pimc_jax.models import PIMC, TOWERS, ModelSpec, PIMCParams
 from pimc_jax.preprocessing import view_inputs
+from pimc_jax.vocabulary import pad_rows
 
 # A forward function maps (trainable params, batch of inputs) to (B, outputs) float32.
 Forward = Callable[[Any, Mapping[str, jax.Array]], jax.Array]
