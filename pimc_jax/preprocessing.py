@@ -62,13 +62,8 @@ def series_to_plots(
         indices=spec.indices,
         scale=spec.reflectance_scale if scale is None else scale,
         nodata=nodata,
-        normalize=spec.rp_normalize,
-        dimension=spec.rp_dimension,
-        time_delay=spec.rp_time_delay,
-        threshold=spec.rp_threshold,
-        percentage=spec.rp_percentage,
-        channels=spec.rp_channels,
         span=spec.rp_span,
+        **spec.plot_options(),
     )
 
 
@@ -117,15 +112,7 @@ def radar_plots(spec: ModelSpec, s1: jax.Array, dates: jax.Array, mask: jax.Arra
         valid[:, None, :],
         spec.rp_size,
     )
-    plots = recurrence.series_recurrence_plots(
-        jnp.swapaxes(series, -1, -2),
-        spec.rp_channels,
-        dimension=spec.rp_dimension,
-        time_delay=spec.rp_time_delay,
-        threshold=spec.rp_threshold,
-        percentage=spec.rp_percentage,
-        normalize=spec.rp_normalize,
-    )
+    plots = recurrence.series_recurrence_plots(jnp.swapaxes(series, -1, -2), **spec.plot_options())
     return plots.astype(jnp.float32)
 
 

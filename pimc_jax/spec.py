@@ -248,6 +248,20 @@ class ModelSpec:
         extra = self.view_input_shape(view)[-1] if encoder.input_means else 0
         return encoder.widths[-1] + extra
 
+    def plot_options(self) -> dict[str, Any]:
+        """The recurrence-plot settings, as keyword arguments of
+        :func:`pimc_jax.recurrence.series_recurrence_plots` (and of
+        :func:`~pimc_jax.recurrence.index_recurrence_plots`): ``channels``, ``dimension``,
+        ``time_delay``, ``threshold``, ``percentage``, ``normalize``."""
+        return dict(
+            channels=self.rp_channels,
+            dimension=self.rp_dimension,
+            time_delay=self.rp_time_delay,
+            threshold=self.rp_threshold,
+            percentage=self.rp_percentage,
+            normalize=self.rp_normalize,
+        )
+
     def tower_view(self, tower: str) -> str:
         """The view feeding ``tower`` (``"rp"``: tower 1, ``"image"``: tower 2)."""
         if tower not in TOWERS:
