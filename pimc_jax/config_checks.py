@@ -13,9 +13,9 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from pimc_jax.compat import LEGACY_SPEC_FIELDS
 from pimc_jax.data.radar import check_s1_setting
 from pimc_jax.data.views import S1_VIEWS, check_views
-from pimc_jax.models import LEGACY_SPEC_FIELDS
 
 # (config key, smallest allowed value) of the integer keys a run divides or counts by.
 _MIN_INT_KEYS: tuple[tuple[str, int], ...] = (

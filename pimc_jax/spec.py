@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from pimc_jax import defaults
+from pimc_jax.compat import LEGACY_SPEC_FIELDS
 from pimc_jax.indices import (
     BAND_TABLES,
     resolve_image_bands,
@@ -104,18 +105,6 @@ _SCALAR_MODEL_KEYS: tuple[str, ...] = (
     "rp_threshold",
     "rp_percentage",
 )
-# What a checkpoint written before a field existed meant by leaving it out.
-LEGACY_SPEC_FIELDS: dict[str, Any] = {
-    "rp_channels": ("distance",),
-    "rp_span": "valid",
-    "views": ("s2_rp", "s2_image"),
-    "s1_band_names": (),
-    "s1_indices": (),
-    "s1_image_bands": (),
-    "s1_image_mean": (),
-    "s1_image_std": (),
-    "s1_multilook": 1,
-}
 # The towers by parameter-tree name, in the order of ``ModelSpec.views``.
 TOWERS: tuple[str, ...] = ("rp", "image")
 

@@ -47,6 +47,7 @@ from jax.experimental import multihost_utils
 
 from pimc_jax import parallel, storage
 from pimc_jax.checkpoint import CheckpointStore
+from pimc_jax.compat import ADDED_CONFIG_KEYS
 from pimc_jax.config_checks import (
     check_crop_size,
     check_schedule,
@@ -60,7 +61,7 @@ from pimc_jax.data.pipeline import PairBatches
 from pimc_jax.data.statistics import image_statistics, s1_spec_facts
 from pimc_jax.indices import resolve_image_bands
 from pimc_jax.metrics import MetricWriter
-from pimc_jax.models import LEGACY_SPEC_FIELDS, ModelSpec
+from pimc_jax.models import ModelSpec
 from pimc_jax.optim import learning_rate_schedule, make_optimizer
 from pimc_jax.step import TrainState, create_train_state, make_parallel_step
 from pimc_jax.workdir_lock import WorkdirLock
@@ -196,19 +197,6 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 _UNSET = "(unset)"
-# Keys added after runs were written, with the value that means what their absence meant:
-# a saved config without the key resumes under that value as unchanged.
-_ADDED_KEYS: dict[str, Any] = {
-    "data.s1": "none",
-    "data.s1_image_bands": ["VV", "VH", "VV/VH"],
-    "data.s1_max_gap_days": 6,
-    "model.views": list(LEGACY_SPEC_FIELDS["views"]),
-    "model.s1_indices": ["auto"],
-    "model.rp_span": LEGACY_SPEC_FIELDS["rp_span"],
-    "data.scl_invalid_classes": [0, 1, 3, 8, 9, 10],
-    "model.rp_encoder.padding": "same",
-    "model.image_encoder.padding": "same",
-}
 
 
 def check_resume(
@@ -229,7 +217,7 @@ def check_resume(
       ValueError: a changed trajectory key without ``config.resume_allow_changes=True``.
     """
     old, new = _flatten(saved), _flatten(config.to_dict())
-    old = {**{k: v for k, v in _ADDED_KEYS.items() if k in new}, **old}
+    old = {**{k: v for k, v in ADDED_CONFIG_KEYS.items() if k in new}, **old}
     changed = {
         key: (old.get(key, _UNSET), new.get(key, _UNSET))
         for key in sorted(set(old) | set(new))

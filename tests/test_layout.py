@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pimc_jax"
 RANKS = {
     "defaults": 0,
     "vocabulary": 0,
+    "compat": 0,
     "parallel": 0,
     "metrics": 0,
     "storage": 0,
