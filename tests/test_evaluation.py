@@ -633,3 +633,16 @@ def test_npz_scl_setting_reaches_the_pixel_evaluations(tmp_path):
     assert gaps()[4]
     config.data.scl_invalid_classes = ()
     assert not gaps()[2]
+
+
+def test_tower_functions_are_reused_so_their_compiled_code_is(tiny_params):
+    """Equal arguments give the same forward function and the same jitted wrapper, so a
+    second split or a polled checkpoint of one spec compiles nothing new."""
+    from pimc_jax.evaluation import towers
+
+    spec = tiny_params.spec
+    first = towers.tower_features(spec, "rp")
+    assert towers.tower_features(spec, "rp", spec.band_names) is first
+    assert towers.tower_forward(spec, "rp") is towers.tower_forward(spec, "rp")
+    assert towers.tower_features(spec, "image") is not first
+    assert towers._jitted(first) is towers._jitted(first)
