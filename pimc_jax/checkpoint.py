@@ -45,7 +45,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import path as ocp_path
 
-from pimc_jax import storage
+from pimc_jax import parallel, storage
 from pimc_jax.checkpoint_faults import (
     CorruptCheckpointError,
     NonFiniteCheckpointError,
@@ -116,14 +116,9 @@ def _public_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k != _DIGESTS}
 
 
-def _replicated_sharding() -> jax.sharding.NamedSharding:
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("all_devices",))
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-
-
 def _to_global(tree: Any) -> Any:
     """Host NumPy leaves (identical on every process) → replicated global jax.Arrays."""
-    sharding = _replicated_sharding()
+    sharding = parallel.replicated_sharding()
 
     def put(x: Any) -> jax.Array:
         x = np.asarray(x)
@@ -138,7 +133,7 @@ def _to_host(tree: Any) -> Any:
 
 
 def _abstract(tree: Any) -> Any:
-    sharding = _replicated_sharding()
+    sharding = parallel.replicated_sharding()
     return jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), tree
     )

@@ -155,3 +155,25 @@ def set_xla_cpu_flags() -> bool:
 def is_main_process() -> bool:
     """True on the process that logs and writes metrics (process 0)."""
     return jax.process_index() == 0
+
+
+def replicated_sharding() -> jax.sharding.NamedSharding:
+    """A sharding that holds a whole array on every device of every process (checkpoints
+    restore into it, whatever the device count they were written with)."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("all_devices",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def sum_over_processes(values: np.ndarray) -> np.ndarray:
+    """``values`` summed over every process (itself on one process): host statistics that
+    each process computed on its own shard of the data."""
+    if jax.process_count() == 1:
+        return np.asarray(values)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(np.asarray(values))).sum(0)
+
+
+def mean_over_processes(values: np.ndarray) -> np.ndarray:
+    """``values`` averaged over every process (itself on one process)."""
+    return sum_over_processes(values) / jax.process_count()

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
+from pimc_jax import parallel
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.views import S1_VIEWS
 from pimc_jax.indices import band_index, canonical_radar_band_name
@@ -76,9 +75,7 @@ def image_statistics(
     """
     mean, std = band_statistics(patches, image_bands)
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-    if jax.process_count() > 1:
-        gathered = multihost_utils.process_allgather(np.stack([mean, std]))
-        mean, std = gathered[:, 0].mean(0), gathered[:, 1].mean(0)
+    mean, std = parallel.mean_over_processes(np.stack([mean, std]))
     return tuple(float(v) for v in mean), tuple(float(max(v, 1e-6)) for v in std)
 
 
@@ -108,8 +105,7 @@ def s1_statistics(
         valid = np.isfinite(values)
         values = np.where(valid, values, 0.0)
         sums += np.stack([valid.sum(0), values.sum(0), (values**2).sum(0)])
-    if jax.process_count() > 1:
-        sums = multihost_utils.process_allgather(sums).sum(0)
+    sums = parallel.sum_over_processes(sums)
     count = np.maximum(sums[0], 1.0)
     mean = sums[1] / count
     std = np.sqrt(np.maximum(sums[2] / count - mean**2, 0.0))
