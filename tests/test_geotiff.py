@@ -544,3 +544,13 @@ def test_one_file_per_band_reads_as_one_file_per_date(tmp_path, name):
     np.testing.assert_array_equal(got.bands, expected.bands)  # SCL gaps included
     assert got.crs == expected.crs and got.transform == pytest.approx(expected.transform)
     assert np.isnan(got.bands).any() and written["geo_0"]["scl"] is not None
+
+
+def test_folds_of_geotiff_patches_come_from_metadata_json(tmp_path):
+    write_geotiff_patch_folder(tmp_path, num_patches=2)
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    (tmp_path / "metadata.json").write_text(json.dumps({**meta, "folds": {"geo_1": 3}}))
+    assert [p.fold for p in load_patch_folder(tmp_path)] == [0, 3]
+    (tmp_path / "metadata.json").write_text(json.dumps({**meta, "folds": {"geo_0": 0}}))
+    with pytest.raises(ValueError, match="must be an int >= 1"):
+        load_patch_folder(tmp_path)

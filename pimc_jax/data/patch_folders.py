@@ -326,12 +326,38 @@ class PatchSource:
           ValueError naming the file and the problem.
         """
         if self.path.is_dir():
-            return read_dated_geotiffs(self.path, self.defaults, self.classes, window)
-        if self.windowed:
-            return read_geotiff_stack(self.path, self.defaults, self.classes, window)
-        if self._whole is None:
-            self._whole = _read_patch_file(self.path, self.defaults, self.classes)
-        return self._whole if window is None else self._whole.window(window)
+            patch = read_dated_geotiffs(self.path, self.defaults, self.classes, window)
+        elif self.windowed:
+            patch = read_geotiff_stack(self.path, self.defaults, self.classes, window)
+        else:
+            if self._whole is None:
+                self._whole = _read_patch_file(self.path, self.defaults, self.classes)
+            patch = self._whole if window is None else self._whole.window(window)
+        fold = _folder_fold(self.defaults, self.patch_id, self.path)
+        if fold is not None and patch.fold == 0:
+            patch = dataclasses.replace(patch, fold=fold)
+        return patch
+
+
+def _folder_fold(defaults: Mapping[str, Any], patch_id: str, where: Path) -> int | None:
+    """The fold ``metadata.json``'s ``folds`` (``{patch id: fold}``) gives the patch."""
+    folds = defaults.get("folds")
+    if folds is None:
+        return None
+    if not isinstance(folds, Mapping):
+        raise ValueError(
+            f"{where.parent / 'metadata.json'}: folds must map patch ids to folds, e.g. "
+            '{"field_a": 1, "field_b": 2}'
+        )
+    fold = folds.get(patch_id)
+    if fold is None:
+        return None
+    if isinstance(fold, bool) or not isinstance(fold, int) or fold < 1:
+        raise ValueError(
+            f"{where.parent / 'metadata.json'}: the fold of {patch_id!r} must be an int >= 1, "
+            f"got {fold!r}"
+        )
+    return fold
 
 
 def patch_sources(

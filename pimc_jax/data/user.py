@@ -78,8 +78,10 @@ neither of the first two):
 
     {"band_names": ["B2", "B3", "B4", "B8"], "layout": "TCHW", "scale": 0.0001, "nodata": 0}
 
-A ``classes.json`` beside them (``{"1": "wheat", "5": "maize"}``) names the label codes
-in evaluation results and class maps.
+``metadata.json`` may also give ``folds``, ``{"<patch id>": fold}`` (ints >= 1) for
+patches that carry none themselves (GeoTIFF patches cannot), so the pixel evaluations
+split by patch folds. A ``classes.json`` beside them (``{"1": "wheat", "5": "maize"}``)
+names the label codes in evaluation results and class maps.
 
 All patches of a folder must have the same band names (and those with Sentinel-1 the
 same ``s1_band_names``); their sizes and numbers of dates may differ.

@@ -39,7 +39,7 @@ LAYOUTS = ("THWC", "TCHW")
 S1_UNITS = ("db", "linear")
 S1_KEYS = ("s1_band_names", "s1_units", "s1_nodata")
 #: The keys a patch folder's ``metadata.json`` may set.
-METADATA_KEYS = ("band_names", "layout", "scale", "offset", "nodata", *S1_KEYS)
+METADATA_KEYS = ("band_names", "layout", "scale", "offset", "nodata", "folds", *S1_KEYS)
 
 #: SCL classes that are gaps by default (:mod:`pimc_jax.data.user`, "Cloud masks"): no data,
 #: saturated or defective, cloud shadow, cloud medium and high probability, thin cirrus.
