@@ -286,3 +286,21 @@ def test_kill_9_during_embed_then_resume(folder, tmp_path):
     )
     for path in (reference / "embeddings").glob("*.tif"):
         np.testing.assert_array_equal(_read(out / path.name), _read(path))
+
+
+def test_a_window_of_no_data_only_is_written_invalid(tmp_path):
+    """A raster whose first window holds only no-data (an edge of a tile, the sea) embeds:
+    that window is invalid (NaN, valid 0) and the others are not."""
+    root = tmp_path / "tifs"
+    write_geotiff_patch_folder(root, num_patches=1, height=16, width=12)
+    for file in sorted((root / "geo_0").glob("*.tif")):
+        with rasterio.open(file, "r+") as dst:
+            values = dst.read()
+            values[:, :8, :8] = -9999  # the files' nodata
+            dst.write(values)
+    workdir = tmp_path / "out"
+    run(_config("embed", root), str(workdir))
+    valid = _read(workdir / "embeddings" / "geo_0.valid.tif")[0]
+    embeddings = _read(workdir / "embeddings" / "geo_0.embeddings.tif")
+    assert not valid[:8, :8].any() and np.isnan(embeddings[:, :8, :8]).all()
+    assert valid[8:, :].any() and np.isfinite(embeddings[:, 8:, :][:, valid[8:, :] > 0]).all()

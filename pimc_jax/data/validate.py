@@ -71,7 +71,12 @@ def _sample(values: np.ndarray) -> np.ndarray:
 
 
 def check_reflectance(
-    bands: np.ndarray, band_names: Sequence[str], where: str, *, scaled: bool | None
+    bands: np.ndarray,
+    band_names: Sequence[str],
+    where: str,
+    *,
+    scaled: bool | None,
+    name_empty_bands: bool = True,
 ) -> tuple[int, ...]:
     """Refuses inputs with no finite value and values that look like digital numbers; names
     the bands that hold no value at all (a sensor's band missing from a product).
@@ -82,6 +87,8 @@ def check_reflectance(
       where: the file, for messages.
       scaled: whether a ``scale`` was applied (the message then says to check it; None:
         unknown, it says to give or check it).
+      name_empty_bands: warn about bands that hold no value (off for pieces of a raster,
+        where a band may be empty in one window only).
 
     Returns:
       The positions of the bands that hold at least one value (the caller drops or keeps
@@ -99,7 +106,7 @@ def check_reflectance(
         )
     per_band = finite.reshape(-1, bands.shape[-1]).any(axis=0)
     empty = [str(name) for name, has in zip(band_names, per_band, strict=True) if not has]
-    if empty:
+    if empty and name_empty_bands:
         logging.warning(
             "%s: band(s) %s hold no value at all (every date is a gap); check nodata if "
             "that is unexpected",

@@ -176,7 +176,10 @@ def embed_window(
     bottom = min(size[0], row + rows + halo)
     right = min(size[1], col + cols + halo)
     piece = source.read((top, left, bottom - top, right - left))
-    validate.check_reflectance(piece.bands, piece.band_names, source.patch_id, scaled=None)
+    if np.isfinite(piece.bands).any():  # a window of no-data only is simply invalid
+        validate.check_reflectance(
+            piece.bands, piece.band_names, source.patch_id, scaled=None, name_empty_bands=False
+        )
     piece = dataclasses.replace(piece, labels=None, transform=None)
     if not keep_s1 and piece.s1_bands is not None:
         piece = dataclasses.replace(piece, s1_bands=None, s1_dates=None, s1_band_names=())
