@@ -21,11 +21,15 @@ the two headers, taken from the emulator's own object record. The other: real GC
 an upload whose ``ifGenerationMatch`` differs from the object's generation (0: the object
 must not exist) with ``412 Precondition Failed``; the emulator ignores the parameter, so
 :func:`serve` checks it before the upload (create-only writes such as the workdir lock).
+And the emulator does not serve the ``moveTo`` call (an object renamed in one request),
+which gcsfs tries first, retrying for about 30 s before it copies and deletes instead;
+:func:`serve` answers it with that copy and delete.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -99,6 +103,30 @@ def _with_upload_preconditions(insert: Callable[..., Any]) -> Callable[..., Any]
     return handler
 
 
+def _move(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+    """``POST …/b/{bucket}/o/{object}/moveTo/o/{destination}``: the object renamed."""
+    from http import HTTPStatus
+
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects
+
+    params = request.params
+    try:
+        moved = objects._copy(
+            request.base_url,
+            storage,
+            params["bucket_name"],
+            params["object_id"],
+            params["bucket_name"],
+            params["dest_object_id"],
+        )
+    except NotFound:
+        response.status = HTTPStatus.NOT_FOUND
+        return
+    objects._delete(storage, params["bucket_name"], params["object_id"])
+    response.json(moved)
+
+
 def _replace_handler(server: Any, original: Callable[..., Any], patched: Callable[..., Any]):
     for _, handlers in server.HANDLERS:
         for method, handler in list(handlers.items()):
@@ -116,6 +144,17 @@ def serve(port: int, bucket: str = BUCKET) -> None:
     objects.download = patched  # objects.get (``?alt=media``) calls it by this name
     _replace_handler(server, original, patched)
     _replace_handler(server, objects.insert, _with_upload_preconditions(objects.insert))
+    from gcp_storage_emulator import settings
+
+    move_routes = tuple(
+        (
+            rf"^{re.escape(prefix)}/b/(?P<bucket_name>[-.\w]+)/o/(?P<object_id>.*[^/]+)"
+            r"/moveTo/o/(?P<dest_object_id>.*[^/]+)$",
+            {"POST": _move},
+        )
+        for prefix in (settings.API_ENDPOINT, "")
+    )
+    server.HANDLERS = (*move_routes, *server.HANDLERS)
     server.create_server("localhost", port, in_memory=True, default_bucket=bucket).run()
 
 
