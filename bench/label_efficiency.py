@@ -49,6 +49,7 @@ Prints mean ± std over draws of accuracy and macro-F1 per ``k`` and row.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import warnings
@@ -183,6 +184,17 @@ def _forest(features: np.ndarray, labels: np.ndarray, train, test, seed: int) ->
     return model.predict(features[test])
 
 
+@functools.cache
+def _finetune_config():
+    """The pixel classifier's config, fine-tuning one tower without trees (read once)."""
+    from pimc_jax.launcher import load_config
+
+    config = load_config(str(ROOT / "configs" / "eval_pastis_classification.py"))
+    config.protocol = "finetune"
+    config.finetune.update(dict(ensemble_members=1, trees="none", log_every_steps=0))
+    return config
+
+
 def _finetune(params, series: np.ndarray, days: np.ndarray, labels, train, test) -> np.ndarray:
     """The plot tower fine-tuned on the ``train`` pixels (module docstring); test predictions.
 
@@ -191,11 +203,8 @@ def _finetune(params, series: np.ndarray, days: np.ndarray, labels, train, test)
     from pimc_jax.evaluation.classification import classify
     from pimc_jax.evaluation.pixels import series_inputs
     from pimc_jax.evaluation.towers import plot_tower
-    from pimc_jax.launcher import load_config
 
-    config = load_config(str(ROOT / "configs" / "eval_pastis_classification.py"))
-    config.protocol = "finetune"
-    config.finetune.update(dict(ensemble_members=1, trees="none", log_every_steps=0))
+    config = _finetune_config()
 
     def split(rows: np.ndarray) -> dict[str, np.ndarray]:
         values = series[rows]

@@ -31,7 +31,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, RasterioIOError, WindowError
 
-from pimc_jax.data.patches import Patch
+from pimc_jax.data.patches import Patch, shift_transform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,11 +111,11 @@ def read_raster(path: str | os.PathLike[str], window: Window | None = None) -> R
             descriptions = tuple((d or "").strip() for d in src.descriptions)
             nodata = tuple(None if v is None else float(v) for v in src.nodatavals)
             crs = _crs_string(src.crs)
-            a, b, c, d, e, f = (float(v) for v in tuple(src.transform)[:6])
-            if region is not None:  # the window's corner: the transform moved by its offset
-                col, row = region.col_off, region.row_off
-                c, f = c + col * a + row * b, f + col * d + row * e
-            transform = (a, b, c, d, e, f)
+            transform = shift_transform(
+                src.transform,
+                0 if region is None else int(region.row_off),
+                0 if region is None else int(region.col_off),
+            )
     except (RasterioIOError, WindowError) as err:
         raise ValueError(f"{path}: not a readable GeoTIFF ({err})") from None
     return Raster(values, descriptions, nodata, crs, transform)

@@ -33,7 +33,7 @@ _DATE_TEXT = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 _SCL_STEM = re.compile(r"^(.+)_scl$", re.IGNORECASE)
 # One band per file: <date>_<band>, <band>_<date>, or a Sentinel-2 product's band file
 # (T31UFS_20190401T105031_B04_10m); the band is a Sentinel-2 band name or SCL.
-_BAND = r"(B\d{1,2}A?|SCL)"
+_BAND = r"(?P<band>B\d{1,2}A?|SCL)"
 _BAND_FILE_STEMS = (
     re.compile(rf"^(?P<date>[\d-]{{8,10}})_{_BAND}$", re.IGNORECASE),
     re.compile(rf"^{_BAND}_(?P<date>[\d-]{{8,10}})$", re.IGNORECASE),
@@ -194,9 +194,8 @@ def _band_file(stem: str) -> tuple[float, str] | None:
         match = pattern.match(stem)
         if match:
             day = _parse_date(match.group("date"))
-            band = next(g for g in match.groups() if g and g.upper().startswith(("B", "SCL")))
             if day is not None:
-                return day, band.upper()
+                return day, match.group("band").upper()
     return None
 
 

@@ -360,6 +360,22 @@ def _folder_fold(defaults: Mapping[str, Any], patch_id: str, where: Path) -> int
     return fold
 
 
+def read_class_table(folder: str | os.PathLike[str]) -> dict[int, str]:
+    """A patch folder's ``classes.json`` (``{"code": "name"}``) as ``{code: name}``; empty
+    without one.
+
+    Raises:
+      ValueError: the file is not such an object.
+    """
+    file = Path(folder) / "classes.json"
+    if not file.is_file():
+        return {}
+    try:
+        return {int(code): str(name) for code, name in json.loads(file.read_text()).items()}
+    except (ValueError, AttributeError, TypeError):
+        raise ValueError(f'{file}: must map class codes to names, e.g. {{"1": "wheat"}}') from None
+
+
 def patch_sources(
     path: str | os.PathLike[str],
     *,

@@ -153,10 +153,7 @@ class Patch:
         edge): its pixels, labels and Sentinel-1 pixels, the transform moved to its corner."""
         row, col, rows, cols = (max(int(v), 0) for v in window)
         region = np.s_[row : row + rows, col : col + cols]
-        transform = self.transform
-        if transform is not None:
-            a, b, c, d, e, f = transform[:6]
-            transform = (a, b, c + col * a + row * b, d, e, f + col * d + row * e)
+        transform = None if self.transform is None else shift_transform(self.transform, row, col)
         return dataclasses.replace(
             self,
             bands=self.bands[(slice(None), *region)],
@@ -164,6 +161,13 @@ class Patch:
             s1_bands=None if self.s1_bands is None else self.s1_bands[(slice(None), *region)],
             transform=transform,
         )
+
+
+def shift_transform(transform: Sequence[float], row: int, col: int) -> tuple[float, ...]:
+    """The affine transform ``(a, b, c, d, e, f)`` of the pixel grid that starts at pixel
+    ``(row, col)`` of ``transform``'s grid (its origin moved, its pixel size kept)."""
+    a, b, c, d, e, f = (float(v) for v in tuple(transform)[:6])
+    return (a, b, c + col * a + row * b, d, e, f + col * d + row * e)
 
 
 def _check_series(

@@ -130,7 +130,12 @@ The readers: :mod:`~pimc_jax.data.pixel_files` (pixel series),
 :mod:`~pimc_jax.data.user_fields`; this module gathers their public names.
 """
 
-from pimc_jax.data.patch_folders import PatchSource, load_patch_folder, patch_sources
+from pimc_jax.data.patch_folders import (
+    PatchSource,
+    load_patch_folder,
+    patch_sources,
+    read_class_table,
+)
 from pimc_jax.data.pixel_files import PixelSeries, load_pixel_npz
 from pimc_jax.data.user_fields import (
     DEFAULT_SCL_INVALID_CLASSES,
@@ -152,6 +157,7 @@ __all__ = [
     "is_known_band_name",
     "load_patch_folder",
     "patch_sources",
+    "read_class_table",
     "PatchSource",
     "load_pixel_npz",
     "observation_gaps",

@@ -20,9 +20,7 @@ frozen RP-tower features.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -35,7 +33,12 @@ from pimc_jax.data.patches import Patch
 from pimc_jax.data.radar import check_s1_setting, pixel_s1_series
 from pimc_jax.data.splits import stratified_folds, stratified_split, subset_rows
 from pimc_jax.data.statistics import image_statistics, s1_spec_facts
-from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, MAX_CLASSES, load_pixel_npz
+from pimc_jax.data.user import (
+    DEFAULT_SCL_INVALID_CLASSES,
+    MAX_CLASSES,
+    load_pixel_npz,
+    read_class_table,
+)
 from pimc_jax.data.views import check_views, pad_series
 from pimc_jax.evaluation.towers import frozen_features, plot_tower
 from pimc_jax.indices import resolve_image_bands
@@ -186,13 +189,9 @@ def folder_class_names(path: str, num_classes: int) -> tuple[str, ...] | None:
     Raises:
       ValueError: the file is not such an object.
     """
-    file = Path(path) / "classes.json"
-    if not file.is_file():
+    table = read_class_table(path)
+    if not table:
         return None
-    try:
-        table = {int(code): str(name) for code, name in json.loads(file.read_text()).items()}
-    except (ValueError, AttributeError, TypeError):
-        raise ValueError(f'{file}: must map class codes to names, e.g. {{"1": "wheat"}}') from None
     return tuple(table.get(code, str(code)) for code in range(num_classes))
 
 
@@ -343,6 +342,7 @@ def _patch_splits(
     if s1:
         views = check_views(config.model.get("views", ("s2_rp", "s2_image")), "model.views")
         s1_facts = s1_spec_facts(patches, views, tuple(data.get("s1_image_bands", ())))
+    block_size = int(data.get("block_size", 16))
     pixels = pixel_dataset(
         patches,
         pixels_per_patch=data.pixels_per_patch,
@@ -351,23 +351,23 @@ def _patch_splits(
         exclude_classes=exclude,
         s1=s1,
         s1_multilook=data.get("s1_multilook", 1),
-        block_size=max(int(data.get("block_size", 16)), 1),
+        block_size=max(block_size, 1),
     )
     fold = pixels.pop("fold")
     block = pixels.pop("block")
     if np.all(fold == 0):  # patches without folds (a user folder): spatial blocks
         num_blocks = np.unique(block).size
-        if int(data.get("block_size", 16)) > 0 and num_blocks >= 3:
+        if block_size > 0 and num_blocks >= 3:
             rows = block_split_rows(block, pixels["labels"], data)
             splits = [subset_rows(pixels, r) for r in rows]
         else:
-            if int(data.get("block_size", 16)) > 0:
+            if block_size > 0:
                 logging.warning(
                     "Only %d spatial blocks of data.block_size=%s px: the pixels are split one "
                     "by one instead (neighbours of test pixels may be in train); a smaller "
                     "data.block_size keeps blocks",
                     num_blocks,
-                    data.get("block_size", 16),
+                    block_size,
                 )
             splits = _seeded_split(pixels, data, with_test=True)
     else:

@@ -41,6 +41,7 @@ from absl import logging
 from pimc_jax import progress as progress_lib
 from pimc_jax.data import load_patches
 from pimc_jax.data.patches import Patch
+from pimc_jax.data.user import read_class_table
 from pimc_jax.evaluation.encoders import EncoderSource
 from pimc_jax.evaluation.results import write_results
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix
@@ -83,15 +84,7 @@ def read_embeddings(folder: Path, patch_id: str) -> tuple[np.ndarray, np.ndarray
 def class_names(config: ml_collections.ConfigDict, codes: Sequence[int]) -> list[str]:
     """Names of ``codes``: ``classifier.class_names`` ("code:name"), else the data folder's
     ``classes.json`` (``{"code": "name"}``), else ``class <code>``."""
-    table: dict[int, str] = {}
-    classes_file = Path(config.data.path) / "classes.json"
-    if classes_file.is_file():
-        loaded = json.loads(classes_file.read_text())
-        if not isinstance(loaded, dict):
-            raise ValueError(
-                f"{classes_file}: must map class codes to names, e.g. {{'1': 'wheat'}}"
-            )
-        table.update({int(code): str(name) for code, name in loaded.items()})
+    table = read_class_table(config.data.path)
     for entry in config.classifier.class_names:
         code, sep, name = str(entry).partition(":")
         if not sep or not code.strip().lstrip("-").isdigit():
