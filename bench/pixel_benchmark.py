@@ -63,7 +63,7 @@ from pimc_jax.evaluation.pixels import (  # noqa: E402
 )
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix  # noqa: E402
 from pimc_jax.evaluation.towers import plot_tower  # noqa: E402
-from pimc_jax.evaluation.trees import TREE_MODELS, parse_trees  # noqa: E402
+from pimc_jax.evaluation.trees import TREE_MODELS, blend_weights, parse_trees  # noqa: E402
 from pimc_jax.launcher import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,15 +112,21 @@ def _config(variant: str, data: str, args, fold: int, seed: int, extra=(), dropp
     return config
 
 
-def _pimc_row(config, init_from: str | None, scores_out: dict[str, list]) -> tuple[float, float]:
+def _pimc_row(
+    config, init_from: str | None, scores_out: dict[str, list], save_to: str = ""
+) -> tuple[float, float]:
     """The library's classifier on one fold: its (accuracy, macro-F1).
 
     For the fine-tuned rows with ``finetune.trees``, every tree model is fitted and the
     same run's tower alone and the tower with each subset of the tree models are scored
     too, into ``scores_out`` under ``[trees=...]`` names (the tower is trained once; the
-    blends are exact re-averages); the row's own score is the subset its setting picks.
+    blends are exact re-blends), each subset both as the plain mean and with the weights
+    chosen on out-of-fold predictions (``[trees=...,blend=oof]``); the row's own score is
+    the subset and blend its settings pick. ``save_to``: an ``.npz`` of every model's test
+    and out-of-fold probabilities, for blends tried later without training again.
     """
     chosen = config.finetune.get("trees", "none")
+    blend = config.finetune.get("blend", "mean")
     if config.protocol == "finetune" and parse_trees(chosen):
         config = ml_collections.ConfigDict(config.to_dict())
         config.finetune.trees = "+".join(TREE_MODELS)
@@ -145,13 +151,32 @@ def _pimc_row(config, init_from: str | None, scores_out: dict[str, list]) -> tup
     if "tree_test_probabilities" not in outputs:
         return _scores(labels, outputs["test_predictions"], s.num_classes)
     trees = outputs["tree_test_probabilities"]
+    if save_to:
+        tree_oof = outputs.get("tree_oof_probabilities", {})
+        np.savez_compressed(
+            save_to,
+            test_labels=labels,
+            tower_test=outputs["tower_test_probabilities"],
+            **{f"{name}_test": p for name, p in trees.items()},
+            **({"oof_labels": outputs["oof_labels"]} if tree_oof else {}),
+            **({"tower_oof": outputs["tower_oof_probabilities"]} if tree_oof else {}),
+            **{f"{name}_oof": p for name, p in tree_oof.items()},
+        )
     own = parse_trees(chosen, s.train["labels"].size + s.val["labels"].size)
     for subset in ((), *[(name,) for name in trees], tuple(trees)):
-        p = np.mean([outputs["tower_test_probabilities"]] + [trees[n] for n in subset], 0)
-        score = _scores(labels, p.argmax(-1), s.num_classes)
-        scores_out.setdefault(f"[trees={'+'.join(subset) or 'none'}]", []).append(score)
-        if subset == own:
-            row_score = score
+        members = [outputs["tower_test_probabilities"]] + [trees[n] for n in subset]
+        blends = {"mean": np.full(len(members), 1 / len(members))}
+        if subset and "tree_oof_probabilities" in outputs:
+            oof = [outputs["tower_oof_probabilities"]]
+            oof += [outputs["tree_oof_probabilities"][n] for n in subset]
+            blends["oof"] = blend_weights(oof, outputs["oof_labels"])
+        for name, weights in blends.items():
+            p = np.tensordot(weights, np.stack(members), 1)
+            score = _scores(labels, p.argmax(-1), s.num_classes)
+            key = f"[trees={'+'.join(subset) or 'none'}{',blend=oof' * (name == 'oof')}]"
+            scores_out.setdefault(key, []).append(score)
+            if subset == own and name == (blend if subset else "mean"):
+                row_score = score
     return row_score
 
 
@@ -207,8 +232,13 @@ def run_file(path: str, args, candidates: dict[str, list[str]], on_fold=None) ->
                         config.protocol = "linear"
                     init = args.init_from if row.startswith("pimc_pretrained") else None
                     variants: dict[str, list] = {}
+                    save_to = ""
+                    if args.save_probabilities:
+                        folder = Path(args.save_probabilities)
+                        folder.mkdir(parents=True, exist_ok=True)
+                        save_to = str(folder / f"{Path(path).stem}_{row}_fold{fold}_seed{seed}.npz")
                     try:
-                        score = _pimc_row(config, init, variants)
+                        score = _pimc_row(config, init, variants, save_to)
                     except ValueError as error:  # e.g. the paper's SAVI from NDVI/EVI only
                         if results[row]:  # it ran on an earlier fold: a real failure
                             raise
@@ -314,6 +344,13 @@ def main() -> None:
         help="a pimc row NAME with comma-separated KEY=VALUE overrides",
     )
     parser.add_argument("--json", default="", help="write every (accuracy, macro-F1) here")
+    parser.add_argument(
+        "--save_probabilities",
+        default="",
+        metavar="DIR",
+        help="pimc rows: every model's test and out-of-fold class probabilities, one .npz "
+        "per file, row, fold and seed",
+    )
     parser.add_argument(
         "--summary_of",
         nargs="+",

@@ -257,6 +257,10 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
             # (pimc_jax.evaluation.trees): "none", "forest", "lgbm", "forest+lgbm" or
             # "auto" (forest and LightGBM from 100 training pixels on, else the forest).
             trees="auto",
+            # How the tower's and the trees' probabilities are combined: "mean", or "oof"
+            # (weights chosen on out-of-fold predictions of train + val; needs
+            # ensemble_members >= 2).
+            blend="mean",
             date_dropout=0.0,  # series augmentation (plot tower only)
             date_jitter_days=0.0,
             noise_std=0.0,

@@ -3,6 +3,8 @@ fitted here on the same pixels."""
 
 from __future__ import annotations
 
+import itertools
+
 import lightgbm
 import numpy as np
 import pytest
@@ -13,7 +15,13 @@ from tiny_configs import load_config
 from pimc_jax.evaluation import classification
 from pimc_jax.evaluation.pixel_classification import PixelClassification
 from pimc_jax.evaluation.pixels import series_inputs
-from pimc_jax.evaluation.trees import parse_trees, series_table, tree_probabilities
+from pimc_jax.evaluation.trees import (
+    blend_weights,
+    parse_trees,
+    series_table,
+    tree_out_of_fold,
+    tree_probabilities,
+)
 
 
 def test_parse_trees():
@@ -106,3 +114,83 @@ def test_classify_averages_the_tower_with_the_trees(tmp_path, monkeypatch):
     expected = (tower_only["test_probabilities"] + forest_p) / 2
     np.testing.assert_allclose(both["test_probabilities"], expected, atol=1e-6)
     np.testing.assert_array_equal(both["test_predictions"], expected.argmax(-1))
+
+
+def _random_probabilities(rng, members, pixels, classes):
+    p = rng.random((members, pixels, classes)) ** 3
+    return p / p.sum(-1, keepdims=True)
+
+
+def test_blend_weights_is_the_best_grid_point_by_brute_force():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, 50)
+    members = _random_probabilities(rng, 3, 50, 4)
+    best, best_ll = None, -np.inf
+    for a, b in itertools.product(range(11), repeat=2):  # weights in tenths
+        if a + b > 10:
+            continue
+        w = np.array([a, b, 10 - a - b]) / 10
+        mixed = np.einsum("m,mnk->nk", w, members)
+        ll = np.mean(np.log(np.maximum(mixed[np.arange(50), labels], 1e-6)))
+        if ll > best_ll + 1e-12:
+            best, best_ll = w, ll
+    np.testing.assert_allclose(blend_weights(list(members), labels), best)
+
+    # A member that is always sure and right takes all the weight; identical members tie,
+    # and ties go to equal weights.
+    sure = np.eye(4)[labels]
+    np.testing.assert_allclose(blend_weights([members[0], sure], labels), [0.0, 1.0])
+    np.testing.assert_allclose(blend_weights([members[0]] * 2, labels, step=0.5), [0.5, 0.5])
+    with pytest.raises(ValueError, match="step"):
+        blend_weights([members[0]], labels, step=0.3)
+    with pytest.raises(ValueError, match="labels"):
+        blend_weights([members[0]], labels[:10])
+
+
+def test_tree_out_of_fold_predicts_each_part_from_the_others():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(40, 3))
+    labels = (features[:, 0] > 0).astype(int)
+    parts = [np.arange(0, 40, 2), np.arange(1, 40, 2)]
+    (oof,) = tree_out_of_fold(("forest",), features, labels, parts, 3, seed=5)
+    for part, other in (parts, parts[::-1]):
+        forest = RandomForestClassifier(n_estimators=300, random_state=5, n_jobs=-1)
+        forest.fit(features[other], labels[other])
+        np.testing.assert_allclose(oof[part, :2], forest.predict_proba(features[part]))
+    assert np.all(oof[:, 2] == 0)
+
+
+def test_classify_blends_on_out_of_fold_predictions(tmp_path):
+    write_user_npz(tmp_path / "pixels.npz", num_pixels=60, num_dates=8, num_classes=3)
+    config = load_config("eval_pastis_classification:tiny")
+    config.init_from, config.protocol = "random", "finetune"
+    config.data.update(dict(name="npz", path=str(tmp_path / "pixels.npz")))
+    config.finetune.update(dict(trees="forest", blend="oof"))
+    evaluator = PixelClassification(config)
+    params, s = evaluator.random_params(), evaluator.splits
+    kwargs = dict(features_fn=None, inputs_fn=series_inputs, band_names=s.band_names)
+    splits = (s.train, s.val, s.test)
+    with pytest.raises(ValueError, match="ensemble_members"):
+        classification.classify(config, params, "rp", splits, s.num_classes, **kwargs)
+
+    config.finetune.ensemble_members = 2
+    out = classification.classify(config, params, "rp", splits, s.num_classes, **kwargs)
+    pool_labels = np.concatenate([s.train["labels"], s.val["labels"]])
+    np.testing.assert_array_equal(out["oof_labels"], pool_labels)
+    tower_oof, forest_oof = out["tower_oof_probabilities"], out["tree_oof_probabilities"]["forest"]
+    np.testing.assert_allclose(tower_oof.sum(-1), 1.0, atol=1e-5)  # every pool pixel predicted
+    features = series_table(
+        np.concatenate([s.train["bands"], s.val["bands"]]),
+        np.concatenate([s.train["mask"], s.val["mask"]]),
+    )
+    (expected_oof,) = tree_out_of_fold(
+        ("forest",), features, pool_labels, out["oof_parts"], s.num_classes, config.seed
+    )
+    np.testing.assert_allclose(forest_oof, expected_oof)
+    weights = blend_weights([tower_oof, forest_oof], pool_labels)
+    assert out["blend_weights"] == dict(zip(("tower", "forest"), weights.tolist(), strict=True))
+    expected = (
+        weights[0] * out["tower_test_probabilities"]
+        + weights[1] * out["tree_test_probabilities"]["forest"]
+    )
+    np.testing.assert_allclose(out["test_probabilities"], expected, atol=1e-12)

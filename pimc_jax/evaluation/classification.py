@@ -27,7 +27,14 @@ from pimc_jax.evaluation.finetune import (
 from pimc_jax.evaluation.probes import logistic_probe
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix
 from pimc_jax.evaluation.towers import predict, tower_forward, tower_params
-from pimc_jax.evaluation.trees import parse_trees, series_table, tree_probabilities
+from pimc_jax.evaluation.trees import (
+    BLENDS,
+    blend_weights,
+    parse_trees,
+    series_table,
+    tree_out_of_fold,
+    tree_probabilities,
+)
 from pimc_jax.models import PIMCParams
 
 
@@ -53,7 +60,10 @@ def classify(
     Returns:
       ``test_predictions`` (N,) int, ``test_probabilities`` (N, K) float (fine-tuning;
       with ``finetune.trees`` also the tower's own, ``tower_test_probabilities``, and each
-      tree model's, ``tree_test_probabilities``),
+      tree model's, ``tree_test_probabilities``; with a cross-fitted ensemble the
+      out-of-fold probabilities of the train + val pixels, ``oof_probabilities``, their
+      ``oof_labels`` and, with trees, ``tower_oof_probabilities``,
+      ``tree_oof_probabilities`` and the ``blend_weights`` used),
       ``val_predictions`` and protocol facts (``l2``).
     """
     train, val, test = splits
@@ -103,6 +113,14 @@ def classify(
     pool_size = train["labels"].shape[0] + val["labels"].shape[0]
     trees = parse_trees(tune.get("trees", "none"), pool_size) if tower == "rp" else ()
     members = tune.get("ensemble_members", 1)
+    blend = tune.get("blend", "mean")
+    if blend not in BLENDS:
+        raise ValueError(f"finetune.blend must be one of {BLENDS}, got {blend!r}")
+    if trees and blend == "oof" and members == 1:
+        raise ValueError(
+            "finetune.blend='oof' chooses its weights on the cross-fitted ensemble's "
+            "out-of-fold predictions: set finetune.ensemble_members >= 2 or blend='mean'"
+        )
     if members != 1:
         out = _cross_fitted(config, forward, fit, splits, inputs_fn, num_classes, members)
     else:
@@ -115,7 +133,7 @@ def classify(
         if val["labels"].size:
             out["val_predictions"] = np.argmax(predict(forward, trained, inputs_fn(val)), -1)
     if trees:
-        out = _with_trees(out, trees, splits, num_classes, config.seed)
+        out = _with_trees(out, trees, splits, num_classes, config.seed, blend)
     return out
 
 
@@ -125,21 +143,36 @@ def _with_trees(
     splits: Sequence[dict[str, np.ndarray]],
     num_classes: int,
     seed: int,
+    blend: str = "mean",
 ) -> dict[str, Any]:
     """``finetune.trees``: the tree models (:mod:`pimc_jax.evaluation.trees`) fitted on the
-    train and val pixels, their test probabilities averaged with the tower's."""
+    train and val pixels, their test probabilities blended with the tower's (``blend``:
+    the plain mean, or ``"oof"``: weights chosen on out-of-fold predictions, the trees
+    cross-fitted on the ensemble's parts)."""
     train, val, test = splits
     table = lambda split: series_table(split["bands"], split.get("mask"))  # noqa: E731
     fit_x = np.concatenate([table(train), table(val)])
     fit_y = np.concatenate([train["labels"], val["labels"]])
     models = tree_probabilities(trees, fit_x, fit_y, table(test), num_classes, seed)
-    probabilities = np.mean([out["test_probabilities"], *models], axis=0)
+    extra: dict[str, Any] = {}
+    weights = np.full(1 + len(trees), 1.0 / (1 + len(trees)))
+    if "oof_parts" in out:  # a cross-fitted ensemble: out-of-fold predictions exist
+        oof = tree_out_of_fold(trees, fit_x, fit_y, out["oof_parts"], num_classes, seed)
+        extra = {
+            "tower_oof_probabilities": out["oof_probabilities"],
+            "tree_oof_probabilities": dict(zip(trees, oof, strict=True)),
+        }
+        if blend == "oof":
+            weights = blend_weights([out["oof_probabilities"], *oof], fit_y)
+    probabilities = np.tensordot(weights, np.stack([out["test_probabilities"], *models]), 1)
     return {
         **out,
+        **extra,
         "test_predictions": np.argmax(probabilities, -1),
         "test_probabilities": probabilities,
         "tower_test_probabilities": out["test_probabilities"],
         "tree_test_probabilities": dict(zip(trees, models, strict=True)),
+        "blend_weights": dict(zip(("tower", *trees), weights.tolist(), strict=True)),
     }
 
 
@@ -157,9 +190,10 @@ def _cross_fitted(
     Train and val are pooled and dealt into ``members`` stratified parts
     (:func:`ensemble_parts`); member ``k`` trains on all parts but ``k`` and keeps its best
     step on part ``k`` (as a single model does on val). The test predictions average the
-    members' class probabilities; each val pixel is predicted by the member that held it
-    out. (One shared step chosen on the pooled out-of-fold predictions scored lower on the
-    development pixels: members stopping at different steps make a better ensemble.)
+    members' class probabilities; each train or val pixel is predicted by the member that
+    held it out (``oof_probabilities``, pool order: train rows, then val rows). (One shared
+    step chosen on the pooled out-of-fold predictions scored lower on the development
+    pixels: members stopping at different steps make a better ensemble.)
     """
     train, val, test = splits
     pool = {key: np.concatenate([train[key], val[key]]) for key in train}
@@ -167,7 +201,7 @@ def _cross_fitted(
     everything = np.arange(pool["labels"].shape[0])
     test_inputs = inputs_fn(test)
     probabilities = np.zeros((test["labels"].shape[0], num_classes), np.float64)
-    out_of_fold = np.empty(everything.size, np.int64)
+    out_of_fold = np.zeros((everything.size, num_classes), np.float64)
     for member, part in enumerate(parts):
         held_out = subset_rows(pool, part)
         trained = fit(
@@ -177,11 +211,17 @@ def _cross_fitted(
             name=f"finetune member {member + 1}/{len(parts)}",
         )
         probabilities += jax.nn.softmax(predict(forward, trained, test_inputs), axis=-1)
-        out_of_fold[part] = np.argmax(predict(forward, trained, inputs_fn(held_out)), -1)
+        out_of_fold[part] = jax.nn.softmax(predict(forward, trained, inputs_fn(held_out)), -1)
     probabilities /= len(parts)
-    out = {"test_predictions": np.argmax(probabilities, -1), "test_probabilities": probabilities}
+    out = {
+        "test_predictions": np.argmax(probabilities, -1),
+        "test_probabilities": probabilities,
+        "oof_probabilities": out_of_fold,
+        "oof_labels": pool["labels"],
+        "oof_parts": parts,
+    }
     if val["labels"].size:
-        out["val_predictions"] = out_of_fold[train["labels"].shape[0] :]
+        out["val_predictions"] = np.argmax(out_of_fold[train["labels"].shape[0] :], -1)
     return out
 
 

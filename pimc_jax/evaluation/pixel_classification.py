@@ -61,6 +61,8 @@ class PixelClassification:
             band_names=s.band_names,
         )
         results = classification_results(outputs, splits, s.class_names)
+        if "blend_weights" in outputs:  # finetune.trees: how much each model counted
+            results["blend_weights"] = outputs["blend_weights"]
         results["data"] = {"name": self.config.data.name, **s.sizes()}
         results["tower"] = {"name": tower, "view": view, "views": list(params.spec.views)}
         return results
