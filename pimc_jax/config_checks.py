@@ -166,6 +166,12 @@ def validate_pretrain_config(config: ml_collections.ConfigDict) -> None:
             f"config.model.views={views!r} reads Sentinel-1 ({', '.join(s1_views)}), but "
             f"config.data.s1={data.get('s1', 'none')!r}; set it to S1A, S1D or both"
         )
+    if "s2_image_aug" in views and not config.get("augment", True):
+        raise ValueError(
+            f"config.model.views={views!r}: the s2_image_aug view is the crop under random "
+            f"augmentation, so config.augment=False would pair each crop with itself; set "
+            f"config.augment=True"
+        )
     gap = data.get("s1_max_gap_days", 0)
     if isinstance(gap, bool) or not isinstance(gap, (int, float)) or not 0 <= gap < math.inf:
         raise ValueError(f"config.data.s1_max_gap_days must be a number >= 0, got {gap!r}")

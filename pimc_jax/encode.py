@@ -58,7 +58,14 @@ from pimc_jax import encode_checks as checks
 from pimc_jax import indices as indices_lib
 from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch
-from pimc_jax.data.views import PLOT_VIEWS, VIEW_KEYS, extract_crops, median_composite
+from pimc_jax.data.views import (
+    IMAGE_VIEWS,
+    PLOT_VIEWS,
+    S2_IMAGE_VIEWS,
+    VIEW_KEYS,
+    extract_crops,
+    median_composite,
+)
 from pimc_jax.encode_dense import (  # noqa: F401  (_Grid: re-exported for tests)
     _fast_image,
     _Grid,
@@ -152,7 +159,7 @@ def _encode_image(
     params: PIMCParams, image: jax.Array, view: str, tower: int
 ) -> tuple[jax.Array, jax.Array]:
     """``(N, k, k, C)`` crops of ``view`` → features ``(N, F)``, embeddings ``(N, D)``."""
-    normalize = normalize_crops if view == "s2_image" else normalize_s1_crops
+    normalize = normalize_crops if view in S2_IMAGE_VIEWS else normalize_s1_crops
     return _apply_tower(params, tower, normalize(params.spec, image))
 
 
@@ -235,11 +242,12 @@ def encode(
         raise ValueError(f"batch needs one of {inputs}; got keys {sorted(batch)}")
     _check_scale(scale)
     spec = params.spec
-    for view, key in _VIEW_INPUT.items():
-        if key in batch and view not in spec.views:
+    for key in dict.fromkeys(_VIEW_INPUT.values()):
+        readers = [view for view, input_key in _VIEW_INPUT.items() if input_key == key]
+        if key in batch and not set(readers) & set(spec.views):
             raise ValueError(
-                f"batch[{key!r}] feeds the {view} view, but this model's towers read "
-                f"model.views={spec.views}"
+                f"batch[{key!r}] feeds the {' or '.join(readers)} view, but this model's "
+                f"towers read model.views={spec.views}"
             )
     checks.check_rows(batch, _VIEW_INPUT.values())
     out: dict[str, np.ndarray] = {}
@@ -259,7 +267,7 @@ def encode(
             fn = functools.partial(_encode_radar, params, tower=tower)
             arrays, desc = list(_radar_inputs(spec, batch)), "Encoding S1 series"
         else:
-            inputs_of = _image_inputs if view == "s2_image" else _s1_image_inputs
+            inputs_of = _image_inputs if view in S2_IMAGE_VIEWS else _s1_image_inputs
             fn = functools.partial(_encode_image, params, view=view, tower=tower)
             arrays, desc = [inputs_of(spec, batch)], "Encoding crops"
             out[f"{name}_valid"] = checks.crops_valid(arrays[0])
@@ -337,6 +345,7 @@ def encode_patch(
     """
     spec = params.spec
     views = spec.views
+    s2_image_views = set(views) & set(S2_IMAGE_VIEWS)
     patch: Patch | None = None
     if isinstance(bands, Patch):
         settings = {"dates": dates, "band_names": band_names, "scale": scale, "nodata": nodata}
@@ -345,7 +354,7 @@ def encode_patch(
             raise ValueError(f"encode_patch with a Patch takes no {given}: the patch has them")
         patch = bands
         dates, band_names, scale = patch.dates, patch.band_names, 1.0
-        uses_s2 = "s2_rp" in views or "s2_image" in views
+        uses_s2 = "s2_rp" in views or bool(s2_image_views)
         # A model reading Sentinel-1 only needs just the patch's S2 dates and grid.
         bands = patch.reflectance() if uses_s2 else patch.bands[:, :, :, :0]
     if mode not in ENCODE_MODES:
@@ -364,12 +373,12 @@ def encode_patch(
     # Image views of padding="valid" towers: one exact dense pass, whatever the mode.
     dense_towers = [tower for tower in range(len(views)) if is_dense_exact(spec, tower)]
     dense_views = {views[tower] for tower in dense_towers}
-    if mode == "fast" and (dense_views >= {"s2_image", "s1_image"} & set(views)):
+    if mode == "fast" and (dense_views >= set(IMAGE_VIEWS) & set(views)):
         mode = "exact"  # nothing left to approximate
-    if mode == "fast" and (views[1] != "s2_image" or "s1_image" in views):
+    if mode == "fast" and (views[1] != "s2_image" or views[0] in IMAGE_VIEWS):
         raise ValueError(
-            f"mode='fast' computes an s2_image view read by tower 2 alongside no s1_image "
-            f"view; this model's views are {views}: use mode='exact'"
+            f"mode='fast' computes an s2_image view read by tower 2 beside a plot tower; "
+            f"this model's views are {views}: use mode='exact'"
         )
     if dates is None:
         raise ValueError("encode_patch needs dates ((T,) days or ISO strings) for the bands")
@@ -384,7 +393,7 @@ def encode_patch(
     if bands.ndim != 4:
         raise ValueError(f"bands must be (T, H, W, C), got shape {bands.shape}")
     num_dates, height, width, num_bands = bands.shape
-    if "s2_rp" in views or "s2_image" in views:
+    if "s2_rp" in views or s2_image_views:
         names = indices_lib.resolve_band_names(
             band_names if band_names is not None else spec.band_names
         )
@@ -394,7 +403,7 @@ def encode_patch(
     starts = list(range(0, height, rows_per_chunk))
 
     composite = None
-    if "s2_image" in views:
+    if s2_image_views:
         canonical = [indices_lib.canonical_band_name(n) for n in names]
         image_channels = []
         for wanted in spec.image_bands:
@@ -419,7 +428,7 @@ def encode_patch(
         fast = _fast_image(params, composite, rows_per_chunk)
     dense: dict[int, tuple[np.ndarray, ...]] = {}
     for tower in dense_towers if height * width else ():
-        frame = composite if views[tower] == "s2_image" else s1_frame
+        frame = composite if views[tower] in S2_IMAGE_VIEWS else s1_frame
         dense[tower] = dense_view(params, frame, tower, rows_per_chunk)
 
     def block_batch(start: int, stop: int, every_view: bool = False) -> dict[str, Any]:
@@ -434,7 +443,7 @@ def encode_patch(
             series = block.transpose(1, 2, 0, 3).reshape(rows.size, num_dates, num_bands)
             # Already reflectance when `scale` was given, and their no-data NaN.
             batch.update(bands=series, dates=dates, band_names=names)
-        crops = every_view or (fast is None and "s2_image" not in dense_views)
+        crops = every_view or (fast is None and not s2_image_views <= dense_views)
         if composite is not None and crops:
             batch["image"] = extract_crops(composite, centers, spec.crop_size)
         if "s1_rp" in views:

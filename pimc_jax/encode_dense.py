@@ -42,6 +42,7 @@ from pimc_jax.models import (
     compute_dtype,
 )
 from pimc_jax.preprocessing import normalize_crops, normalize_s1_crops
+from pimc_jax.vocabulary import IMAGE_VIEWS, S2_IMAGE_VIEWS
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -308,7 +309,7 @@ def _encode_valid_dense(
     """``(h + 2m, w + 2m, C)`` raw frame → features ``(h·w, F)``, embeddings ``(h·w, D)``
     of the ``"valid"`` tower ``tower`` reading image view ``view``."""
     spec = params.spec
-    normalize = normalize_crops if view == "s2_image" else normalize_s1_crops
+    normalize = normalize_crops if view in S2_IMAGE_VIEWS else normalize_s1_crops
     image = normalize(spec, frame[None])
     features, embeddings = PIMC(spec).apply(
         params.variables, image, TOWERS[tower], method=PIMC.encode_dense
@@ -338,7 +339,7 @@ def is_dense_exact(spec: ModelSpec, tower: int) -> bool:
     """Whether tower ``tower`` (0 or 1) reads an image view through a ``"valid"`` tower,
     whose dense pass (:func:`dense_view`) is exact."""
     encoder = spec.image_encoder if tower else spec.rp_encoder
-    return spec.views[tower] in ("s2_image", "s1_image") and encoder.padding == "valid"
+    return spec.views[tower] in IMAGE_VIEWS and encoder.padding == "valid"
 
 
 def dense_view(

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from pimc_jax import recurrence
 from pimc_jax.indices import radar_indices
 from pimc_jax.models import ModelSpec
+from pimc_jax.vocabulary import S2_IMAGE_VIEWS
 
 
 def series_to_plots(
@@ -132,7 +133,8 @@ def view_inputs(
 
     Args:
       spec: model spec.
-      view: ``"s2_rp"`` (batch ``bands``/``dates``/``mask``), ``"s2_image"`` (``image``),
+      view: ``"s2_rp"`` (batch ``bands``/``dates``/``mask``), ``"s2_image"`` or
+        ``"s2_image_aug"`` (``image``; augmented in the step, not here),
         ``"s1_rp"`` (``s1_bands``/``s1_dates``/``s1_mask``) or ``"s1_image"`` (``s1_image``).
       batch: the arrays (a pre-training batch or evaluation inputs).
       band_names: names of the S2 series bands (default ``spec.band_names``).
@@ -142,7 +144,7 @@ def view_inputs(
     """
     if view == "s2_rp":
         return series_to_plots(spec, batch["bands"], batch["dates"], batch["mask"], band_names)
-    if view == "s2_image":
+    if view in S2_IMAGE_VIEWS:
         return normalize_crops(spec, batch["image"])
     if view == "s1_rp":
         return radar_plots(spec, batch["s1_bands"], batch["s1_dates"], batch["s1_mask"])

@@ -27,7 +27,14 @@ from pimc_jax.indices import (
 )
 from pimc_jax.recurrence import PLOT_SPANS, check_plot_channels
 from pimc_jax.valid_tower import PADDINGS, check_valid_tower
-from pimc_jax.vocabulary import PLOT_VIEWS, S1_VIEWS, VIEWS, check_multilook, check_views
+from pimc_jax.vocabulary import (
+    PLOT_VIEWS,
+    S1_VIEWS,
+    S2_IMAGE_VIEWS,
+    VIEWS,
+    check_multilook,
+    check_views,
+)
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -277,7 +284,7 @@ class ModelSpec:
         if view == "s1_rp":
             channels = len(self.s1_indices) * len(self.rp_channels)
             return (self.rp_plot_size, self.rp_plot_size, channels)
-        if view == "s2_image":
+        if view in S2_IMAGE_VIEWS:
             return (self.crop_size, self.crop_size, len(self.image_bands))
         if view == "s1_image":
             return (self.crop_size, self.crop_size, len(self.s1_image_bands))

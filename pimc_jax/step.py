@@ -22,10 +22,11 @@ import jax.numpy as jnp
 import optax
 
 from pimc_jax import parallel
+from pimc_jax.augment import flip_rotate, strong_augment
 from pimc_jax.loss import symmetric_infonce
 from pimc_jax.models import PIMC, ModelSpec, init_params
 from pimc_jax.preprocessing import view_inputs
-from pimc_jax.vocabulary import IMAGE_VIEWS, VIEW_KEYS
+from pimc_jax.vocabulary import AUGMENTED_VIEWS, IMAGE_VIEWS, VIEW_KEYS
 
 
 @flax.struct.dataclass
@@ -53,20 +54,6 @@ def create_train_state(
     )
 
 
-def _augment_crops(rng: jax.Array, image: jax.Array, rows: jax.Array) -> jax.Array:
-    """Random flips and 90° rotations of square crops; the centre pixel stays the centre.
-
-    Each crop's draw depends only on ``rng`` and its row in the *global* batch
-    (``rows``), so the result does not depend on how the batch is split over devices.
-    """
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, rows)
-    draws = jax.vmap(lambda key: jax.random.randint(key, (2,), 0, 8))(keys)
-    flips, turns = draws[:, 0] % 2, draws[:, 1] % 4
-    image = jnp.where(flips[:, None, None, None] == 1, image[:, :, ::-1], image)
-    rotations = jnp.stack([jnp.rot90(image, k, axes=(1, 2)) for k in range(4)])
-    return jnp.take_along_axis(rotations, turns[None, :, None, None, None], axis=0)[0]
-
-
 def train_step(
     state: TrainState,
     batch: Mapping[str, jax.Array],
@@ -91,7 +78,9 @@ def train_step(
         in the global batch.
       spec: model spec (static).
       optimizer: the optax transformation (static).
-      augment: random flips/rotations of the image crops (each image tower its own draw).
+      augment: random flips/rotations of the image crops (each image tower its own draw);
+        ``s2_image_aug`` crops get the SimCLR-style chain
+        (:func:`pimc_jax.augment.strong_augment`) instead.
       axis_name: the device axis to gather negatives and average gradients over.
 
     Returns:
@@ -114,7 +103,8 @@ def train_step(
             # Tower 2 draws from ``rng`` itself (the default pair's draws), tower 1 from a
             # key of its own: two image views get independent flips and rotations.
             key = rng if tower == 1 else jax.random.fold_in(rng, 1_000_003)
-            x = _augment_crops(key, x, first_row + jnp.arange(local_rows))
+            augment_fn = strong_augment if view in AUGMENTED_VIEWS else flip_rotate
+            x = augment_fn(key, x, first_row + jnp.arange(local_rows))
         inputs.append(x)
     model = PIMC(spec)
 

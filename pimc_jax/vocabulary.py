@@ -9,9 +9,14 @@ from typing import Any
 
 import numpy as np
 
-VIEWS: tuple[str, ...] = ("s2_rp", "s2_image", "s1_rp", "s1_image")
+VIEWS: tuple[str, ...] = ("s2_rp", "s2_image", "s1_rp", "s1_image", "s2_image_aug")
 PLOT_VIEWS: tuple[str, ...] = ("s2_rp", "s1_rp")
-IMAGE_VIEWS: tuple[str, ...] = ("s2_image", "s1_image")
+IMAGE_VIEWS: tuple[str, ...] = ("s2_image", "s1_image", "s2_image_aug")
+# The Sentinel-2 crop, and the same crop under SimCLR-style augmentation while pre-training
+# (pimc_jax.augment.strong_augment; the augmentation-only baseline pairing
+# ("s2_image_aug", "s2_image")). Both read the same inputs and are encoded alike.
+S2_IMAGE_VIEWS: tuple[str, ...] = ("s2_image", "s2_image_aug")
+AUGMENTED_VIEWS: tuple[str, ...] = ("s2_image_aug",)
 S1_VIEWS: tuple[str, ...] = ("s1_rp", "s1_image")
 # The batch keys each view's model input is built from (pimc_jax.data.pairs.PairSampler).
 VIEW_KEYS: dict[str, tuple[str, ...]] = {
@@ -19,6 +24,7 @@ VIEW_KEYS: dict[str, tuple[str, ...]] = {
     "s2_image": ("image",),
     "s1_rp": ("s1_bands", "s1_dates", "s1_mask"),
     "s1_image": ("s1_image",),
+    "s2_image_aug": ("image",),
 }
 
 

@@ -238,3 +238,24 @@ def test_pretrain_s1s2_then_eval_floods_from_the_command_line(floods_dir, tmp_pa
     results = json.loads((workdir / "results.json").read_text())
     assert results["step"] == 6 and results["views"] == ["s1_image"]
     _check_results(results, workdir)
+
+
+@pytest.mark.slow
+def test_pretrain_augmentation_pairing_then_eval_floods(floods_dir, tmp_path):
+    root, _ = floods_dir
+    pretrain = tmp_path / "pretrain"
+    done = launch("pretrain_augment:tiny", pretrain, "--config.data.name=synthetic_floods")
+    assert done.returncode == 0, done.stderr[-3000:]
+    workdir = tmp_path / "floods"
+    done = launch(
+        "eval_floods:tiny",
+        workdir,
+        f"--config.init_from={pretrain}",
+        "--config.tower=s2_image",
+        "--config.data.name=sen1floods11",
+        f"--config.data.path={root}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["step"] == 6 and results["views"] == ["s2_image"]
+    _check_results(results, workdir)

@@ -35,6 +35,7 @@ RANKS = {
     "config_checks": 4,
     "checkpoint": 4,
     "preprocessing": 4,
+    "augment": 4,
     "loss": 4,
     "optim": 4,
     "step": 5,

@@ -24,6 +24,7 @@ from pimc_jax.data.views import (
     IMAGE_DATE_METHODS,
     MEDIAN_COMPOSITE,
     S1_VIEWS,
+    S2_IMAGE_VIEWS,
     VIEW_KEYS,
     check_views,
     choose_image_dates,
@@ -225,23 +226,24 @@ class PairSampler:
             )
             s1 = pad_series(series, patch.s1_dates, self.max_dates)
             out.update({f"s1_{key}": value for key, value in s1.items()})
-        if "s2_image" not in self.views and "s1_image" not in self.views:
+        s2_image = any(view in S2_IMAGE_VIEWS for view in self.views)
+        if not s2_image and "s1_image" not in self.views:
             return out
         crop_rows, crop_cols = crop_indices(pixels, self.crop_size, patch.height, patch.width)
         columns = self._image_columns[patch_number]
         if self.image_date == "median":
             date = np.full(num, MEDIAN_COMPOSITE, np.int64)
-            if "s2_image" in self.views:
+            if s2_image:
                 crops = self._composite(patch_number)[crop_rows, crop_cols]
         else:
             date = choose_image_dates(
                 rng, patch, num, self.image_date, scores=self._date_scores(patch_number)
             )
-            if "s2_image" in self.views:
+            if s2_image:
                 crops = gather_crops(patch.bands, date, crop_rows, crop_cols, columns)
                 if patch.reflectance_scale != 1.0 or crops.dtype != np.float32:
                     crops = crops.astype(np.float32) / np.float32(patch.reflectance_scale)
-        if "s2_image" in self.views:
+        if s2_image:
             out["image"] = np.asarray(crops, dtype=np.float32)
         if "s1_image" in self.views:
             s1_date = s1_image_dates(patch, s2_image_days(patch, date), self.s1_max_gap_days)

@@ -4,8 +4,10 @@ Which views feed the two towers is a choice (:data:`VIEWS`, ``config.model.views
 ``s2_rp`` (Sentinel-2 series, turned into recurrence plots in the step), ``s2_image`` (a
 Sentinel-2 crop), ``s1_rp`` (the pixel's Sentinel-1 series, plotted in the step) and
 ``s1_image`` (a Sentinel-1 crop at the S1 date nearest to the S2 image date,
-:func:`s1_image_dates`). PIMC's pair is ``("s2_rp", "s2_image")``; Jain et al. (2022)
-pair ``("s1_image", "s2_image")``.
+:func:`s1_image_dates`) and ``s2_image_aug`` (the Sentinel-2 crop again, augmented
+SimCLR-style in the step). PIMC's pair is ``("s2_rp", "s2_image")``; Jain et al. (2022)
+pair ``("s1_image", "s2_image")``; the augmentation-only baseline they beat pairs
+``("s2_image_aug", "s2_image")``.
 
 The *time-series view* of a pixel is its band series over all dates, padded (or evenly
 subsampled) to a fixed length (:func:`pad_series`). The *image view* is a ``k × k`` crop
@@ -29,6 +31,7 @@ from pimc_jax.vocabulary import (  # noqa: F401  (re-exported: the view vocabula
     IMAGE_VIEWS,
     PLOT_VIEWS,
     S1_VIEWS,
+    S2_IMAGE_VIEWS,
     VIEW_KEYS,
     VIEWS,
     check_views,
