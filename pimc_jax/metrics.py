@@ -415,7 +415,7 @@ class MetricWriter:
       items_per_step: items per step (global batch size) for the console throughput.
       items_name: unit of the throughput.
       log: console sink for the progress line (``print`` by default).
-      resumed_at: the checkpoint step a resumed run starts from: metrics of later steps
+      resumed_at: the checkpoint step a run starts from (0 afresh): metrics of later steps
         are cut from ``metrics.jsonl`` and purged from TensorBoard's view, so that the
         steps trained again appear once.
     """

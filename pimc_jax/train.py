@@ -411,7 +411,9 @@ def _pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, floa
         workdir_path,
         total_steps=config.total_steps,
         enabled=is_main,
-        resumed_at=start_step if latest is not None else None,
+        # Also a fresh start (step 0): a run killed before its first checkpoint left rows
+        # of the steps about to be trained again.
+        resumed_at=start_step,
     )
     if is_main:
         logging.info(

@@ -248,16 +248,19 @@ def _crash_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(PairBatches, "__next__", crashing_next)
 
 
-def test_resumed_run_writes_each_step_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("crash_at, saved", [(4, [2]), (2, [])])
+def test_resumed_run_writes_each_step_once(tmp_path, monkeypatch, crash_at, saved):
     from tensorboard.backend.event_processing import event_accumulator
 
     config = tiny_pretrain_config(total_steps=6, log_every_steps=1, checkpoint_every_steps=2)
-    # Steps 1..3 are logged and step 2 saved: the resume trains steps 3.. again.
-    _crash_at(monkeypatch, 4)
+    # crash_at=4: steps 1..3 are logged and step 2 saved, so the resume trains steps 3..
+    # again; crash_at=2: step 1 is logged and nothing saved, so the rerun starts afresh.
+    _crash_at(monkeypatch, crash_at)
     with pytest.raises(KeyboardInterrupt):
         launcher.run(config, str(tmp_path))
     monkeypatch.undo()
-    assert checkpoint.checkpoint_steps(tmp_path) == [2]
+    assert checkpoint.checkpoint_steps(tmp_path) == saved
+    assert (tmp_path / "metrics.jsonl").read_text().strip()  # the killed run logged steps
     launcher.run(config, str(tmp_path))
     steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").open()]
     assert steps == [1, 2, 3, 4, 5, 6]

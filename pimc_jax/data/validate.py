@@ -33,7 +33,7 @@ def check_scale(value: Any, where: str) -> float:
     if scale <= 0:
         raise ValueError(
             f"{where}: scale must be > 0 (it multiplies the bands into reflectance, e.g. "
-            f"0.0001 for Sentinel-2 digital numbers), got {value!r}"
+            f"0.0001 for Sentinel-2 digital numbers), got {scale.item()!r}"
         )
     return float(scale)
 
