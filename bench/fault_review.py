@@ -183,12 +183,10 @@ class Review:
 
 def signals(review: Review) -> None:
     review.reference()
-    for name, sig in (
-        ("kill -9", signal.SIGKILL),
-        ("SIGTERM", signal.SIGTERM),
-        ("Ctrl-C", signal.SIGINT),
-    ):
-        for after_step in (3, 9, 17):
+    kinds = (("kill -9", signal.SIGKILL), ("SIGTERM", signal.SIGTERM), ("Ctrl-C", signal.SIGINT))
+    for name, sig in kinds:
+        # kill -9 before, at and between checkpoints (every 2 steps), also near the end.
+        for after_step in (1, 2, 3, 5, 8, 13, 17, 21, 23) if sig == signal.SIGKILL else (3, 9, 17):
             workdir = review.out / f"signal_{sig.value}_{after_step}"
             shutil.rmtree(workdir, ignore_errors=True)
             process = start("pretrain.py:tiny", workdir, *BASE)
@@ -262,7 +260,7 @@ def damage(review: Review) -> None:
             review.record("damage", case + " (load_params)", "crashed", repr(error)[:150])
         rerun = launch("pretrain.py:tiny", workdir, *BASE)
         aside = list((workdir / "checkpoints").glob(f"{STEPS}.corrupt-*"))
-        if not aside:  # the damaged step must be kept for inspection, never deleted
+        if STEPS not in before and not aside:  # an unreadable step is kept, never deleted
             review.record("damage", case + " (rerun)", "lost", "the damaged step was deleted")
             continue
         review.judge_resumed("damage", case + " (rerun)", workdir, before, rerun)
@@ -292,20 +290,23 @@ def _finite_step(step_dir: Path) -> bool:
 
 
 def lock(review: Review) -> None:
-    review.reference()
     workdir = review.out / "lock"
     shutil.rmtree(workdir, ignore_errors=True)
-    first = start("pretrain.py:tiny", workdir, *BASE)
+    # A long first run, so that it is still training when the second one starts.
+    first = start("pretrain.py:tiny", workdir, "--config.total_steps=100000")
     while not steps_logged(workdir) and first.poll() is None:
         time.sleep(0.05)
     second = launch("pretrain.py:tiny", workdir, *BASE)
-    first.communicate(timeout=300)
-    outcome, detail = judge_refusal(second, "lock")
-    if outcome == "clean" and (
-        first.returncode != 0
-        or not np.array_equal(intact_steps(workdir).get(STEPS), review.reference()[STEPS])
-    ):
-        outcome, detail = "silently wrong", "the first run did not finish as alone"
+    still_running = first.poll() is None
+    first.send_signal(signal.SIGTERM)  # the operator stops the first run: it saves and exits
+    _, first_err = first.communicate(timeout=300)
+    outcome, detail = judge_refusal(second, "in use")
+    if not still_running:
+        outcome, detail = "crashed", "the first run stopped while the second started"
+    elif "Traceback" in first_err:
+        outcome, detail = "crashed", "the first run: " + first_err.strip()[-150:]
+    elif not intact_steps(workdir):
+        outcome, detail = "lost", "the first run saved nothing on SIGTERM"
     review.record("lock", "a second run into a running workdir", outcome, detail)
 
 

@@ -52,6 +52,7 @@ from pimc_jax.checkpoint_faults import (
     NonFiniteStateError,
     first_nonfinite_leaf,
     leaf_key,
+    quiet_failed_reads,
     set_aside_step,
 )
 from pimc_jax.models import ModelSpec, PIMCParams, init_params
@@ -335,6 +336,7 @@ def locate_checkpoint(path: str | os.PathLike, step: int | None = None) -> epath
 
 def _restore(manager: ocp.CheckpointManager, step_dir: epath.Path, **items: Any) -> Any:
     """``manager.restore`` of the named items of one step; any failure names the path."""
+    quiet_failed_reads()  # before: a failed read's aftermath can come before the except
     try:
         return manager.restore(int(step_dir.name), args=ocp.args.Composite(**items))
     except Exception as error:  # Orbax raises many types; name the path either way.

@@ -4,12 +4,15 @@
 :class:`NonFiniteCheckpointError` (saved with NaN or inf: a diverged run),
 :class:`NonFiniteStateError` (a state refused before it is saved), and
 :func:`set_aside_step`, which renames a bad step to ``<step>.corrupt-<time>`` (never
-deleting it). :mod:`pimc_jax.checkpoint` uses them and re-exports the errors.
+deleting it), and :func:`quiet_failed_reads`, which keeps a failed read from printing
+tracebacks after the step was named. :mod:`pimc_jax.checkpoint` uses them and re-exports
+the errors.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -104,3 +107,34 @@ def set_aside_step(step_dir: epath.Path) -> epath.Path:
         step_dir.name,
     )
     return target
+
+
+# What Orbax's remaining reads of a step that failed to restore report, from TensorStore's
+# threads, once the restore's event loop is closed.
+_FAILED_READ_AFTERMATH: tuple[str, ...] = (
+    "Event loop is closed",
+    "Encountered error while reading array",
+)
+
+
+def quiet_failed_reads() -> None:
+    """Drops the unraisable errors a failed restore leaves behind (idempotent).
+
+    When one array of a step cannot be read, Orbax's restore raises (and the step is named
+    corrupt, one line), but its other reads still complete in TensorStore's threads and
+    report to the restore's closed event loop: Python prints each as an "Exception ignored"
+    traceback, dozens of lines after the one-line message. This wraps
+    :data:`sys.unraisablehook` to drop those two messages and pass everything else on.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "pimc_quiet_failed_reads", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        message = str(unraisable.exc_value)
+        if any(text in message for text in _FAILED_READ_AFTERMATH):
+            return
+        previous(unraisable)
+
+    hook.pimc_quiet_failed_reads = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
