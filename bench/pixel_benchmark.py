@@ -130,6 +130,8 @@ def _pimc_row(
     if config.protocol == "finetune" and parse_trees(chosen):
         config = ml_collections.ConfigDict(config.to_dict())
         config.finetune.trees = "+".join(TREE_MODELS)
+        if config.finetune.get("ensemble_members", 1) > 1:  # out-of-fold trees for the blends
+            config.finetune.blend = "oof"
     evaluator = PixelClassification(config)
     if init_from:
         params, _ = load_encoder(init_from, evaluator.random_params)

@@ -61,9 +61,10 @@ def classify(
       ``test_predictions`` (N,) int, ``test_probabilities`` (N, K) float (fine-tuning;
       with ``finetune.trees`` also the tower's own, ``tower_test_probabilities``, and each
       tree model's, ``tree_test_probabilities``; with a cross-fitted ensemble the
-      out-of-fold probabilities of the train + val pixels, ``oof_probabilities``, their
-      ``oof_labels`` and, with trees, ``tower_oof_probabilities``,
-      ``tree_oof_probabilities`` and the ``blend_weights`` used),
+      out-of-fold probabilities of the train + val pixels, ``oof_probabilities``, and
+      their ``oof_labels``; with trees the ``blend_weights`` used and, with
+      ``finetune.blend="oof"``, ``tower_oof_probabilities`` and
+      ``tree_oof_probabilities``),
       ``val_predictions`` and protocol facts (``l2``).
     """
     train, val, test = splits
@@ -156,14 +157,13 @@ def _with_trees(
     models = tree_probabilities(trees, fit_x, fit_y, table(test), num_classes, seed)
     extra: dict[str, Any] = {}
     weights = np.full(1 + len(trees), 1.0 / (1 + len(trees)))
-    if "oof_parts" in out:  # a cross-fitted ensemble: out-of-fold predictions exist
+    if blend == "oof":  # the trees cross-fitted on the ensemble's parts, as the tower was
         oof = tree_out_of_fold(trees, fit_x, fit_y, out["oof_parts"], num_classes, seed)
         extra = {
             "tower_oof_probabilities": out["oof_probabilities"],
             "tree_oof_probabilities": dict(zip(trees, oof, strict=True)),
         }
-        if blend == "oof":
-            weights = blend_weights([out["oof_probabilities"], *oof], fit_y)
+        weights = blend_weights([out["oof_probabilities"], *oof], fit_y)
     probabilities = np.tensordot(weights, np.stack([out["test_probabilities"], *models]), 1)
     return {
         **out,
