@@ -341,7 +341,7 @@ def encode_patch(
     Raises:
       ValueError: one line: bad shapes, names or settings (as :func:`encode`), a
         Sentinel-1 view without a Patch holding Sentinel-1, an ``s1_image`` view without
-        an S1 date within ``s1_max_gap_days``, or ``mode="fast"`` with an ``s1_image`` view.
+        an S1 date within ``s1_max_gap_days``, or ``mode="fast"`` with an image view in tower 1.
     """
     spec = params.spec
     views = spec.views

@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 from tiny_configs import load_config, perturbed, strided_encoder, tiny_model_spec
 
-from pimc_jax import augment, encode
+from pimc_jax import augment, encode, encode_patch
 from pimc_jax.config_checks import validate_pretrain_config as check_config
 from pimc_jax.models import PIMC, init_params
 from pimc_jax.preprocessing import normalize_crops
@@ -107,3 +107,25 @@ def test_encode_runs_both_towers_of_the_augmentation_pairing_unaugmented():
     expected = PIMC(spec).apply(params.variables, x, x)
     np.testing.assert_allclose(out["rp"], expected["z_rp"], atol=1e-5)
     np.testing.assert_allclose(out["image"], expected["z_image"], atol=1e-5)
+
+
+def test_encode_patch_of_the_augmentation_pairing_embeds_each_pixels_crop():
+    spec = tiny_model_spec(
+        strided_encoder((8, 16), 4),
+        crop_size=8,
+        embedding_dim=12,
+        views=("s2_image_aug", "s2_image"),
+    )
+    params = perturbed(init_params(spec, 0))
+    rng = np.random.default_rng(5)
+    bands = rng.uniform(0.0, 0.4, (3, 20, 20, 3)).astype(np.float32)
+    out = encode_patch(params, bands, dates=[0, 10, 20], band_names=("B4", "B3", "B2"))
+    centres = np.array([[4, 15], [10, 10], [15, 5]])
+    crops = np.stack([np.median(bands, 0)[r - 4 : r + 4, c - 4 : c + 4] for r, c in centres])
+    reference = encode(params, {"image": crops})
+    for key in ("rp", "image"):
+        np.testing.assert_allclose(
+            out[key][centres[:, 0], centres[:, 1]], reference[key], atol=1e-5
+        )
+    with pytest.raises(ValueError, match="mode='exact'"):
+        encode_patch(params, bands, dates=[0, 10, 20], band_names=("B4", "B3", "B2"), mode="fast")
