@@ -165,9 +165,10 @@ def numpy_resample(values, dates, mask, size):
     return np.interp(np.linspace(d[0], d[-1], size), d, values[mask].astype(np.float64))
 
 
-def test_resample_matches_np_interp():
+@pytest.mark.parametrize("size", [13, 2])  # 2: the first and the last date only
+def test_resample_matches_np_interp(size):
     rng = np.random.default_rng(3)
-    n, t, size = 6, 19, 13
+    n, t = 6, 19
     dates, mask = _irregular_batch(rng, n, t)
     values = rng.uniform(-1, 1, size=(n, t)).astype(np.float32)
     values[~mask] = np.nan  # invalid samples may hold anything
@@ -179,6 +180,15 @@ def test_resample_matches_np_interp():
         )
     np.testing.assert_array_equal(got[1], 0.0)
     np.testing.assert_allclose(got[2], values[2, 4])
+
+
+def test_resample_of_dates_less_than_a_day_apart_interpolates():
+    # Hours, not days (resample_series takes any float dates): every gap is below 1.
+    dates = np.array([[0.0, 0.1, 0.35, 0.4, 0.9]], np.float32)
+    values = np.array([[1.0, -2.0, 0.5, 3.0, -1.0]], np.float32)
+    mask = np.ones_like(dates, bool)
+    got = np.asarray(resample_series(values, dates, mask, 7))
+    np.testing.assert_allclose(got[0], numpy_resample(values[0], dates[0], mask[0], 7), atol=1e-5)
 
 
 def test_resample_upsamples_and_broadcasts():
