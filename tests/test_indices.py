@@ -276,3 +276,18 @@ def test_no_data_markers_and_implausible_reflectance_are_masked_not_inf():
     np.testing.assert_allclose(np.asarray(scaled)[0], values[0, :1], rtol=1e-6)
     half = vegetation_indices(stack, "pastis", ("ndvi",), scale=0.5)
     assert np.all(np.isfinite(np.asarray(half)))
+
+
+def test_denominator_exactly_eps_is_kept_and_bad_scales_are_refused():
+    # NIR 0.375, red 0.125: NIR + red is exactly 0.5 in float32, the index (0.375 − 0.125)
+    # / 0.5 = 0.5; a denominator of exactly eps is still a valid one (|d| >= eps).
+    bands = np.array([[0.375, 0.125]], np.float32)
+    values, valid = vegetation_indices(bands, ("B8", "B4"), ("ndvi",), eps=0.5, return_mask=True)
+    assert float(values[0, 0]) == 0.5 and bool(valid[0])
+    values, valid = vegetation_indices(bands, ("B8", "B4"), ("ndvi",), eps=0.51, return_mask=True)
+    assert float(values[0, 0]) == 0.0 and not bool(valid[0])
+    for scale in (0.0, -10_000.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="scale must be a finite positive number"):
+            vegetation_indices(bands, ("B8", "B4"), ("ndvi",), scale=scale)
+    with pytest.raises(ValueError, match="^bands must be a numeric"):
+        vegetation_indices(np.array([["a", "b"]]), ("B8", "B4"), ("ndvi",))

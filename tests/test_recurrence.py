@@ -18,6 +18,7 @@ from pimc_jax.recurrence import (
     recurrence_plot,
     resample_series,
 )
+from pimc_jax.resample import check_size
 
 ATOL = 1e-5
 
@@ -440,3 +441,11 @@ def test_acquisition_span_puts_every_pixel_on_its_calendar():
     )
     with pytest.raises(ValueError, match="plot span"):
         index_recurrence_plots(bands, dates, mask, band_names="pastis", size=8, span="calendar")
+
+
+def test_check_size_accepts_positive_ints_only():
+    for size in (1, 2, np.int64(7)):
+        check_size(size)
+    for size in (0, -3, True, 2.5, "4"):
+        with pytest.raises(ValueError, match="size must be a positive int"):
+            check_size(size)
