@@ -291,3 +291,27 @@ def test_denominator_exactly_eps_is_kept_and_bad_scales_are_refused():
             vegetation_indices(bands, ("B8", "B4"), ("ndvi",), scale=scale)
     with pytest.raises(ValueError, match="^bands must be a numeric"):
         vegetation_indices(np.array([["a", "b"]]), ("B8", "B4"), ("ndvi",))
+
+
+def test_single_pixels_nodata_range_bounds_and_one_missing_band():
+    names = ("B8", "B4", "B3")
+    # One pixel as a 1-D band vector: NDVI (0.375 − 0.125) / 0.5.
+    np.testing.assert_allclose(
+        vegetation_indices(np.array([0.375, 0.125, 0.1]), names, ("ndvi",)), [0.5]
+    )
+    with pytest.raises(ValueError, match="^indices must name at least one index$"):
+        vegetation_indices(np.array([0.375, 0.125, 0.1]), names, ())
+    # nodata inside the plausible range: only the flag makes it a gap.
+    bands = np.array([[0.375, 0.125, 0.1], [0.375, 0.2, 0.1]], np.float32)
+    _, valid = vegetation_indices(bands, names, ("ndvi",), nodata=0.2, return_mask=True)
+    np.testing.assert_array_equal(valid, [True, False])
+    # The plausible reflectance range is closed: its two ends are still reflectance.
+    low, high = PLAUSIBLE_REFLECTANCE
+    ends = np.array([[high, 0.125, 0.1], [0.375, low, 0.1]], np.float32)
+    _, valid = vegetation_indices(ends, names, ("ndvi",), return_mask=True)
+    np.testing.assert_array_equal(valid, [True, True])
+    # A normalised difference needs both of its bands (NDWI: B3 against B8).
+    gap = np.array([[np.nan, 0.125, 0.1], [0.375, 0.125, 0.1]], np.float32)
+    values, valid = vegetation_indices(gap, names, ("ndwi",), return_mask=True)
+    np.testing.assert_array_equal(valid, [False, True])
+    np.testing.assert_allclose(values[:, 0], [0.0, (0.1 - 0.375) / 0.475], atol=1e-6)
