@@ -58,14 +58,7 @@ from pimc_jax import encode_checks as checks
 from pimc_jax import indices as indices_lib
 from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch
-from pimc_jax.data.views import (
-    IMAGE_VIEWS,
-    PLOT_VIEWS,
-    S2_IMAGE_VIEWS,
-    VIEW_KEYS,
-    extract_crops,
-    median_composite,
-)
+from pimc_jax.data.views import PLOT_VIEWS, VIEW_KEYS, extract_crops, median_composite
 from pimc_jax.encode_dense import (  # noqa: F401  (_Grid: re-exported for tests)
     _fast_image,
     _Grid,
@@ -95,6 +88,7 @@ from pimc_jax.preprocessing import (
     radar_plots,
     series_to_plots,
 )
+from pimc_jax.vocabulary import IMAGE_VIEWS, S2_IMAGE_VIEWS
 
 # encode_patch's default block: pixels whose inputs are held at once.
 PATCH_CHUNK_PIXELS = 16384

@@ -92,14 +92,20 @@ def test_augmentation_pairing_needs_augment_on():
         check_config(config)
 
 
-def test_encode_runs_both_towers_of_the_augmentation_pairing_unaugmented():
+def _augmentation_pairing():
+    """A tiny random model of the ("s2_image_aug", "s2_image") pairing, 8 × 8 RGB crops."""
     spec = tiny_model_spec(
         strided_encoder((8, 16), 4),
         crop_size=8,
         embedding_dim=12,
         views=("s2_image_aug", "s2_image"),
     )
-    params = perturbed(init_params(spec, 0))
+    return perturbed(init_params(spec, 0))
+
+
+def test_encode_runs_both_towers_of_the_augmentation_pairing_unaugmented():
+    params = _augmentation_pairing()
+    spec = params.spec
     crops = np.random.default_rng(4).uniform(0.0, 0.4, (5, spec.crop_size, spec.crop_size, 3))
     crops = crops.astype(np.float32)
     out = encode(params, {"image": crops})
@@ -110,13 +116,7 @@ def test_encode_runs_both_towers_of_the_augmentation_pairing_unaugmented():
 
 
 def test_encode_patch_of_the_augmentation_pairing_embeds_each_pixels_crop():
-    spec = tiny_model_spec(
-        strided_encoder((8, 16), 4),
-        crop_size=8,
-        embedding_dim=12,
-        views=("s2_image_aug", "s2_image"),
-    )
-    params = perturbed(init_params(spec, 0))
+    params = _augmentation_pairing()
     rng = np.random.default_rng(5)
     bands = rng.uniform(0.0, 0.4, (3, 20, 20, 3)).astype(np.float32)
     out = encode_patch(params, bands, dates=[0, 10, 20], band_names=("B4", "B3", "B2"))

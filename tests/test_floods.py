@@ -215,11 +215,17 @@ def test_dense_features_match_encode_patch_fast_mode():
 
 
 @pytest.mark.slow
-def test_pretrain_s1s2_then_eval_floods_from_the_command_line(floods_dir, tmp_path):
+@pytest.mark.parametrize(
+    "pretrain_config, tower",
+    [("pretrain_s1s2:tiny", "s1_image"), ("pretrain_augment:tiny", "s2_image")],
+)
+def test_pretrain_then_eval_floods_from_the_command_line(
+    floods_dir, tmp_path, pretrain_config, tower
+):
     root, _ = floods_dir
     pretrain = tmp_path / "pretrain"
     done = launch(
-        "pretrain_s1s2:tiny",
+        pretrain_config,
         pretrain,
         "--config.data.name=synthetic_floods",
         "--config.data.patch_size=24",
@@ -230,32 +236,11 @@ def test_pretrain_s1s2_then_eval_floods_from_the_command_line(floods_dir, tmp_pa
         "eval_floods:tiny",
         workdir,
         f"--config.init_from={pretrain}",
-        "--config.tower=s1_image",
+        f"--config.tower={tower}",
         "--config.data.name=sen1floods11",
         f"--config.data.path={root}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((workdir / "results.json").read_text())
-    assert results["step"] == 6 and results["views"] == ["s1_image"]
-    _check_results(results, workdir)
-
-
-@pytest.mark.slow
-def test_pretrain_augmentation_pairing_then_eval_floods(floods_dir, tmp_path):
-    root, _ = floods_dir
-    pretrain = tmp_path / "pretrain"
-    done = launch("pretrain_augment:tiny", pretrain, "--config.data.name=synthetic_floods")
-    assert done.returncode == 0, done.stderr[-3000:]
-    workdir = tmp_path / "floods"
-    done = launch(
-        "eval_floods:tiny",
-        workdir,
-        f"--config.init_from={pretrain}",
-        "--config.tower=s2_image",
-        "--config.data.name=sen1floods11",
-        f"--config.data.path={root}",
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((workdir / "results.json").read_text())
-    assert results["step"] == 6 and results["views"] == ["s2_image"]
+    assert results["step"] == 6 and results["views"] == [tower]
     _check_results(results, workdir)
