@@ -58,12 +58,15 @@ def _env() -> dict[str, str]:
     )
 
 
+def _command(config: str, workdir: Path | None, *flags: str) -> list[str]:
+    command = [sys.executable, "launch.py", f"--config=configs/{config}", *flags]
+    return command if workdir is None else [*command, f"--workdir={workdir}"]
+
+
 def launch(config: str, workdir: Path | None, *flags: str, timeout: float = 300) -> dict:
     """``python launch.py --config=configs/<config> FLAGS --workdir=W``; its exit code and
     output (``rc`` None: killed at ``timeout``)."""
-    command = [sys.executable, "launch.py", f"--config=configs/{config}", *flags]
-    if workdir is not None:
-        command.append(f"--workdir={workdir}")
+    command = _command(config, workdir, *flags)
     try:
         done = subprocess.run(
             command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
@@ -74,9 +77,9 @@ def launch(config: str, workdir: Path | None, *flags: str, timeout: float = 300)
 
 
 def start(config: str, workdir: Path, *flags: str) -> subprocess.Popen:
-    command = [sys.executable, "launch.py", f"--config=configs/{config}", *flags]
+    """:func:`launch` in the background."""
     return subprocess.Popen(
-        [*command, f"--workdir={workdir}"],
+        _command(config, workdir, *flags),
         cwd=ROOT,
         env=_env(),
         stdout=subprocess.PIPE,

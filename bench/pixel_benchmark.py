@@ -161,7 +161,7 @@ def _pimc_row(
             tower_test=outputs["tower_test_probabilities"],
             **{f"{name}_test": p for name, p in trees.items()},
             **({"oof_labels": outputs["oof_labels"]} if tree_oof else {}),
-            **({"tower_oof": outputs["tower_oof_probabilities"]} if tree_oof else {}),
+            **({"tower_oof": outputs["oof_probabilities"]} if tree_oof else {}),
             **{f"{name}_oof": p for name, p in tree_oof.items()},
         )
     own = parse_trees(chosen, s.train["labels"].size + s.val["labels"].size)
@@ -169,7 +169,7 @@ def _pimc_row(
         members = [outputs["tower_test_probabilities"]] + [trees[n] for n in subset]
         blends = {"mean": np.full(len(members), 1 / len(members))}
         if subset and "tree_oof_probabilities" in outputs:
-            oof = [outputs["tower_oof_probabilities"]]
+            oof = [outputs["oof_probabilities"]]
             oof += [outputs["tree_oof_probabilities"][n] for n in subset]
             blends["oof"] = blend_weights(oof, outputs["oof_labels"])
         for name, weights in blends.items():

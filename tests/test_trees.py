@@ -177,7 +177,7 @@ def test_classify_blends_on_out_of_fold_predictions(tmp_path):
     out = classification.classify(config, params, "rp", splits, s.num_classes, **kwargs)
     pool_labels = np.concatenate([s.train["labels"], s.val["labels"]])
     np.testing.assert_array_equal(out["oof_labels"], pool_labels)
-    tower_oof, forest_oof = out["tower_oof_probabilities"], out["tree_oof_probabilities"]["forest"]
+    tower_oof, forest_oof = out["oof_probabilities"], out["tree_oof_probabilities"]["forest"]
     np.testing.assert_allclose(tower_oof.sum(-1), 1.0, atol=1e-5)  # every pool pixel predicted
     features = series_table(
         np.concatenate([s.train["bands"], s.val["bands"]]),

@@ -63,7 +63,7 @@ def classify(
       tree model's, ``tree_test_probabilities``; with a cross-fitted ensemble the
       out-of-fold probabilities of the train + val pixels, ``oof_probabilities``, and
       their ``oof_labels``; with trees the ``blend_weights`` used and, with
-      ``finetune.blend="oof"``, ``tower_oof_probabilities`` and
+      ``finetune.blend="oof"``, each tree model's out-of-fold probabilities,
       ``tree_oof_probabilities``),
       ``val_predictions`` and protocol facts (``l2``).
     """
@@ -159,10 +159,7 @@ def _with_trees(
     weights = np.full(1 + len(trees), 1.0 / (1 + len(trees)))
     if blend == "oof":  # the trees cross-fitted on the ensemble's parts, as the tower was
         oof = tree_out_of_fold(trees, fit_x, fit_y, out["oof_parts"], num_classes, seed)
-        extra = {
-            "tower_oof_probabilities": out["oof_probabilities"],
-            "tree_oof_probabilities": dict(zip(trees, oof, strict=True)),
-        }
+        extra = {"tree_oof_probabilities": dict(zip(trees, oof, strict=True))}
         weights = blend_weights([out["oof_probabilities"], *oof], fit_y)
     probabilities = np.tensordot(weights, np.stack([out["test_probabilities"], *models]), 1)
     return {
