@@ -42,7 +42,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-from jax.experimental import multihost_utils
 from orbax.checkpoint import path as ocp_path
 
 from pimc_jax import parallel, storage
@@ -178,11 +177,10 @@ class CheckpointStore:
         )
         bad = [step for step in steps if step > good[0]]
         if set_aside and bad:
-            if jax.process_index() == 0:
+            if parallel.is_main_process():
                 for step in bad:
                     set_aside_step(self.directory / str(step))
-            if jax.process_count() > 1:
-                multihost_utils.sync_global_devices("pimc_jax_set_aside_bad_steps")
+            parallel.wait_for_all_processes("pimc_jax_set_aside_bad_steps")
             self.manager.reload()
         return good
 

@@ -405,7 +405,7 @@ class MetricWriter:
     """Console progress + ``<workdir>/metrics.jsonl`` + ``<workdir>/tensorboard/`` events.
 
     In a multi-host run only one process should write: pass
-    ``enabled=(jax.process_index() == 0)``; a disabled writer creates no files or
+    ``enabled=parallel.is_main_process()``; a disabled writer creates no files or
     directories and prints nothing.
 
     Args:

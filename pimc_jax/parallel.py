@@ -152,9 +152,36 @@ def set_xla_cpu_flags() -> bool:
     return bool(added)
 
 
+def process_index() -> int:
+    """This host's index among :func:`process_count` hosts (0 on one host)."""
+    return jax.process_index()
+
+
+def process_count() -> int:
+    """How many hosts (processes) run the program (1 on one host)."""
+    return jax.process_count()
+
+
 def is_main_process() -> bool:
     """True on the process that logs and writes metrics (process 0)."""
-    return jax.process_index() == 0
+    return process_index() == 0
+
+
+def wait_for_all_processes(name: str) -> None:
+    """A barrier named ``name`` over every process (nothing on one process)."""
+    if process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def any_over_processes(flag: bool) -> bool:
+    """True when ``flag`` is True on any process (``flag`` itself on one process)."""
+    if process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
 
 
 def replicated_sharding() -> jax.sharding.NamedSharding:
@@ -167,7 +194,7 @@ def replicated_sharding() -> jax.sharding.NamedSharding:
 def sum_over_processes(values: np.ndarray) -> np.ndarray:
     """``values`` summed over every process (itself on one process): host statistics that
     each process computed on its own shard of the data."""
-    if jax.process_count() == 1:
+    if process_count() == 1:
         return np.asarray(values)
     from jax.experimental import multihost_utils
 
@@ -176,4 +203,4 @@ def sum_over_processes(values: np.ndarray) -> np.ndarray:
 
 def mean_over_processes(values: np.ndarray) -> np.ndarray:
     """``values`` averaged over every process (itself on one process)."""
-    return sum_over_processes(values) / jax.process_count()
+    return sum_over_processes(values) / process_count()

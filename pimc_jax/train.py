@@ -43,7 +43,6 @@ import numpy as np
 import optax
 from absl import logging
 from etils import epath
-from jax.experimental import multihost_utils
 
 from pimc_jax import parallel, storage
 from pimc_jax.checkpoint import CheckpointStore
@@ -80,7 +79,7 @@ class PretrainingSetup:
 def build_pretraining(config: ml_collections.ConfigDict) -> PretrainingSetup:
     """Loads this process's patches and builds the spec, pair sampler and optimizer."""
     patches = load_patches(
-        config.data, process_index=jax.process_index(), process_count=jax.process_count()
+        config.data, process_index=parallel.process_index(), process_count=parallel.process_count()
     )
     views = config_views(config)
     if "s2_rp" in views:
@@ -163,11 +162,11 @@ class _Preemption:
         same step, which takes a collective: it runs only when ``check_peers`` (the
         loop passes logging steps) so it stays off the per-step path.
         """
-        if jax.process_count() == 1:
+        if parallel.process_count() == 1:
             return self.requested
         if not check_peers:
             return False
-        return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+        return parallel.any_over_processes(self.requested)
 
 
 # Keys a resume may change freely: they do not alter the run's trajectory.
@@ -255,7 +254,7 @@ def _saved_config(meta: dict[str, Any], workdir: epath.Path) -> dict[str, Any] |
 
 def _check_batch_size(config: ml_collections.ConfigDict) -> int:
     """Per-process batch size; the global batch must split over processes and devices."""
-    devices, processes = jax.device_count(), jax.process_count()
+    devices, processes = jax.device_count(), parallel.process_count()
     if config.global_batch_size % devices:
         raise ValueError(
             f"global_batch_size={config.global_batch_size} is not divisible by the "
@@ -398,7 +397,7 @@ def _pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, floa
     batches = PairBatches(
         setup.sampler,
         batch_size=per_host_batch,
-        seed=config.seed * 1_000_003 + jax.process_index(),
+        seed=config.seed * 1_000_003 + parallel.process_index(),
         start_step=start_step,
         end_step=config.total_steps,
         num_threads=config.data.num_threads,
@@ -422,7 +421,7 @@ def _pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict[str, floa
             config.total_steps,
             config.global_batch_size,
             jax.device_count(),
-            jax.process_count(),
+            parallel.process_count(),
         )
 
     last_saved = latest

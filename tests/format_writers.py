@@ -9,29 +9,24 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow_datasets as tfds
 import tifffile
 from PIL import Image
 
 PASTIS_NUM_BANDS = 10
-# The archives' folder names, written out here rather than taken from
-# pimc_jax.data.classes: the loader's class table is checked against this copy.
-EUROSAT_CLASSES = (
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
+# The archives' folder names, taken from TensorFlow Datasets' EuroSAT builder (its label
+# names are the folder names) rather than from pimc_jax.data.classes: the loader's class
+# table is checked against this independent list. Reading the builder's info downloads
+# nothing.
+EUROSAT_CLASSES = tuple(
+    tfds.builder("eurosat/rgb", data_dir=tempfile.gettempdir()).info.features["label"].names
 )
 EUROSAT_RGB_SUBDIR = "2750"
 EUROSAT_ALL_SUBDIR = "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"

@@ -108,6 +108,30 @@ def test_the_model_and_the_step_need_nothing_from_data(module):
     assert not {name for name in MODULES[module] if name.startswith("pimc_jax.data")}
 
 
+# Calls that count hosts, build device meshes or synchronise processes.
+HOST_AND_MESH_CALLS = ("process_index", "process_count", "Mesh", "multihost_utils")
+
+
+def test_hosts_and_meshes_are_handled_in_parallel_only():
+    """Every host count, mesh and barrier goes through :mod:`pimc_jax.parallel`; the
+    reference is the attribute names read from the parsed source."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "parallel.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = getattr(node, "attr", None) or getattr(node, "module", None) or ""
+            if isinstance(node, ast.alias):
+                name = node.name
+            if name.split(".")[-1] in HOST_AND_MESH_CALLS and not (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "parallel"
+            ):
+                offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {name}")
+    assert not offenders, offenders
+
+
 def test_inference_api_is_a_leaf():
     importers = [m for m, names in MODULES.items() if "pimc_jax.encode" in names]
     # The package root re-exports it; the figure command, ranked above it, draws embeddings;

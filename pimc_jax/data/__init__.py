@@ -35,8 +35,8 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 
+from pimc_jax import parallel
 from pimc_jax.data.patches import Patch, shard_patches
 from pimc_jax.data.radar import check_s1_setting
 from pimc_jax.data.synthetic import make_patches
@@ -109,7 +109,7 @@ def load_patches(
             # One process prepares the TFDS dataset; the others wait, then read their shard.
             if process_index == 0:
                 prepare_pastis(data_config.path)
-            multihost_utils.sync_global_devices("pimc_jax: PASTIS prepared")
+            parallel.wait_for_all_processes("pimc_jax: PASTIS prepared")
         patches = load_pastis_patches(
             data_config.path,
             folds=tuple(folds or (1, 2, 3, 4, 5)),

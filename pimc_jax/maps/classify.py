@@ -32,12 +32,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 import rasterio
 from absl import logging
 
+from pimc_jax import parallel
 from pimc_jax import progress as progress_lib
 from pimc_jax.data import load_patches
 from pimc_jax.data.patches import Patch
@@ -264,7 +264,7 @@ def _scores(
 
 def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """The ``classify_map`` task (module docstring); returns the results written."""
-    if jax.process_count() > 1:
+    if parallel.process_count() > 1:
         raise ValueError("classify_map runs on one process; run embed on many, then this")
     check_maps(config.maps)
     root = local_workdir(workdir)

@@ -33,14 +33,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 import rasterio
 from absl import logging
 
+from pimc_jax import parallel, storage
 from pimc_jax import progress as progress_lib
-from pimc_jax import storage
 from pimc_jax.data import load_patches, validate
 from pimc_jax.data.patches import Patch, shard_patches
 from pimc_jax.data.radar import check_s1_setting
@@ -112,7 +111,7 @@ MapSource = PatchSource | LoadedPatch
 def map_sources(data: ml_collections.ConfigDict) -> list[MapSource]:
     """This process's share of the patches named by ``data``, unread where they can be read
     by window (a local folder, ``data.name=patches``), else loaded."""
-    index, count = jax.process_index(), jax.process_count()
+    index, count = parallel.process_index(), parallel.process_count()
     if data.name == "patches" and data.get("path") and not storage.is_remote(data.path):
         classes = tuple(data.get("scl_invalid_classes", DEFAULT_SCL_INVALID_CLASSES))
         sources = list(
@@ -416,7 +415,7 @@ def run_embed(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         **summary(reports),
         "files": [r["files"] for r in reports],
     }
-    if jax.process_index() == 0:
+    if parallel.process_index() == 0:
         _write_json(root / "embed.json", result)
     rate = result["pixels_per_second"]
     logging.info(
