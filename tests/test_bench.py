@@ -224,3 +224,12 @@ def test_torch_reference_computes_the_jax_loss_and_gradients():
     scale = float(grads["params"]["logit_scale"])
     assert abs(float(step.model.logit_scale.grad) - scale) <= 1e-5 * max(1.0, abs(scale))
     assert isinstance(t_loss, torch.Tensor)
+
+
+@pytest.mark.slow
+def test_eval_compile_reuse_bench_compares_equal_outputs():
+    import json
+
+    out = json.loads(_run("bench/eval_compile_reuse.py", "--pixels=8", "--repeats=1"))
+    assert out["max_abs_difference"] == 0.0  # the cached and rebuilt forwards agree
+    assert out["rebuilt_over_cached"] > 0
