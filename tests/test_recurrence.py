@@ -75,6 +75,20 @@ def test_point_threshold_with_ties_matches_pyts(percentage):
     np.testing.assert_array_equal(got, expected)
 
 
+# Distances of 11 distinct values: each off-diagonal one occurs twice, so order statistic
+# k first differs from k - 1 at k = 11 + 2j. The percentile's position (n - 1)·p/100 with
+# n = 121 is set to 15 exactly (an integer, on a new value) or just past 12, 62 and 102
+# (where the threshold first rises above a value), so a position off by a fraction of a
+# step lands on the other side.
+@pytest.mark.parametrize("position", [15.0, 12.05, 62.05, 102.05])
+def test_point_threshold_at_order_statistic_boundaries_matches_pyts(position):
+    percentage = 12.5 if position == 15.0 else position * 100 / 120
+    x = np.random.default_rng(2).uniform(-1, 1, size=(3, 11)).astype(np.float32)
+    expected = pyts_plots(x, threshold="point", percentage=percentage)
+    got = np.asarray(recurrence_plot(x, threshold="point", percentage=percentage))
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_fractional_embedding_matches_pyts(series):
     expected = pyts_plots(series, dimension=0.1, time_delay=0.05)  # m = 3, τ = 2 for T = 23
     got = np.asarray(recurrence_plot(series, dimension=0.1, time_delay=0.05))
