@@ -17,6 +17,7 @@ from pimc_jax.recurrence import (
     index_recurrence_plots,
     recurrence_plot,
     resample_series,
+    series_recurrence_plots,
 )
 from pimc_jax.resample import check_size
 
@@ -328,6 +329,28 @@ def test_plot_channels_difference_and_level_match_numpy():
     # a zero level plot (what the paper's plot cannot tell apart).
     np.testing.assert_allclose(
         np.diagonal(np.asarray(got[..., 0]), axis1=1, axis2=2), series[..., 0], atol=ATOL
+    )
+
+
+def test_series_plot_defaults_are_those_of_index_plots():
+    """Defaults: pyts's embedding (m = τ = 1) and percentage 10, each plot over its maximum."""
+    series = np.random.default_rng(4).uniform(-1, 1, size=(3, 13, 2)).astype(np.float32)
+    flat = series.transpose(0, 2, 1).reshape(-1, 13)  # (3·2, 13), one row per plot
+    reference = pyts_plots(flat)
+    reference /= reference.max(axis=(1, 2), keepdims=True)
+    got = np.asarray(series_recurrence_plots(series, ("distance",)))
+    assert got.shape == (3, 13, 13, 2)
+    np.testing.assert_allclose(got.transpose(0, 3, 1, 2).reshape(-1, 13, 13), reference, atol=ATOL)
+    points = np.asarray(series_recurrence_plots(series, ("distance",), threshold="point"))
+    np.testing.assert_array_equal(
+        points.transpose(0, 3, 1, 2).reshape(-1, 13, 13), pyts_plots(flat, threshold="point")
+    )
+    embedded = np.asarray(series_recurrence_plots(series, ("distance",), dimension=2))
+    reference = pyts_plots(flat, dimension=2)  # τ = 1: 12 states
+    reference /= reference.max(axis=(1, 2), keepdims=True)
+    assert embedded.shape == (3, 12, 12, 2)
+    np.testing.assert_allclose(
+        embedded.transpose(0, 3, 1, 2).reshape(-1, 12, 12), reference, atol=ATOL
     )
 
 
