@@ -265,6 +265,26 @@ def test_index_recurrence_plots_match_numpy_pipeline(rp_options):
     np.testing.assert_array_equal(np.asarray(got[1]), 0.0)  # no valid sample
 
 
+def test_index_recurrence_plots_take_digital_numbers_integer_days_and_an_integer_mask():
+    """uint16 DN with ``scale``, int32 days and a uint8 mask (any non-zero value is valid)."""
+    rng = np.random.default_rng(15)
+    n, t, size = 4, 17, 12
+    dates, mask = _irregular_batch(rng, n, t)
+    dates = np.floor(dates)  # whole days
+    numbers = rng.integers(200, 5000, size=(n, t, 10)).astype(np.uint16)
+    expected = numpy_index_plots(numbers / 10_000.0, dates, mask, size)
+    got = index_recurrence_plots(
+        numbers,
+        dates.astype(np.int32),
+        mask * rng.choice(np.array([2, 128, 255], np.uint8), size=mask.shape),
+        band_names="pastis",
+        size=size,
+        scale=10_000,
+    )
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=ATOL)
+
+
 def test_index_recurrence_plots_in_jit_and_vmap():
     rng = np.random.default_rng(6)
     dates, mask = _irregular_batch(rng, 4, 9)
@@ -345,6 +365,9 @@ def test_series_plot_defaults_are_those_of_index_plots():
     np.testing.assert_array_equal(
         points.transpose(0, 3, 1, 2).reshape(-1, 13, 13), pyts_plots(flat, threshold="point")
     )
+    for name in ("dimension", "time_delay"):  # checked before any plot kind is built
+        with pytest.raises(ValueError, match=f"^{name} as an integer"):
+            series_recurrence_plots(series, ("level",), **{name: 0})
     embedded = np.asarray(series_recurrence_plots(series, ("distance",), dimension=2))
     reference = pyts_plots(flat, dimension=2)  # τ = 1: 12 states
     reference /= reference.max(axis=(1, 2), keepdims=True)
