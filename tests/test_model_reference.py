@@ -17,7 +17,7 @@ from tiny_configs import perturbed, strided_encoder, tiny_model_spec
 
 from pimc_jax.loss import symmetric_infonce
 from pimc_jax.models import PIMC, EncoderSpec, init_params
-from pimc_jax.step import TrainState, train_step
+from pimc_jax.step import TrainState, create_train_state, train_step
 
 NAMES = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 
@@ -218,3 +218,33 @@ def test_train_step_loss_metrics_and_update_equal_numpy():
     # The loss falls along the step actually taken (first order: −lr ‖∇L‖²).
     after = _numpy_loss(spec, jax.device_get(new_state.params), plots, crops)
     assert after < _numpy_loss(spec, variables, plots, crops)
+
+
+def test_train_state_starts_from_the_given_key_and_the_step_augments_by_default():
+    spec = _spec("tiny")
+    optimizer = optax.sgd(1e-2)
+    key = jax.random.key(3)
+    state = create_train_state(spec, optimizer, key)
+    assert state.step.dtype == jnp.int32 and int(state.step) == 0
+    for got, want in zip(
+        jax.tree.leaves(state.params),
+        jax.tree.leaves(init_params(spec, key).variables),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+    assert not all(  # another key, other parameters
+        np.array_equal(a, b)
+        for a, b in zip(
+            jax.tree.leaves(state.params),
+            jax.tree.leaves(init_params(spec, 0).variables),
+            strict=True,
+        )
+    )
+    batch = _clean_batch(6, spec, seed=5)
+
+    def loss(**kwargs) -> float:
+        step = jax.jit(lambda s, b: train_step(s, b, key, spec=spec, optimizer=optimizer, **kwargs))
+        return float(step(state, batch)[1]["loss"])
+
+    assert loss() == loss(augment=True)  # flips and rotations of the crops by default
+    assert loss() != pytest.approx(loss(augment=False), rel=1e-6)
