@@ -219,7 +219,7 @@ def test_resample_upsamples_and_broadcasts():
         np.testing.assert_allclose(got[index], expected, atol=ATOL)
 
 
-def numpy_index_plots(bands, dates, mask, size, **rp_options):
+def numpy_index_plots(bands, dates, mask, size, normalize=True, **rp_options):
     """NumPy formulas (PASTIS order) + np.interp + pyts, one pixel at a time."""
     blue, red, nir = bands[..., 0], bands[..., 2], bands[..., 6]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -238,7 +238,7 @@ def numpy_index_plots(bands, dates, mask, size, **rp_options):
         for k in range(3):
             resampled = numpy_resample(indices[n, :, k], dates[n], keep[n], size)
             plot = pyts_plots(resampled[None], **rp_options)[0]
-            if rp_options.get("threshold") is None and plot.max() > 0:
+            if normalize and rp_options.get("threshold") is None and plot.max() > 0:
                 plot = plot / plot.max()
             channels.append(plot)
         plots.append(np.stack(channels, axis=-1))
@@ -247,7 +247,14 @@ def numpy_index_plots(bands, dates, mask, size, **rp_options):
 
 @pytest.mark.parametrize(
     "rp_options",
-    [dict(), dict(dimension=2, time_delay=2), dict(threshold="distance", percentage=25)],
+    [
+        dict(),
+        dict(dimension=2, time_delay=2),
+        dict(dimension=2),  # the default τ = 1
+        dict(threshold="distance", percentage=25),
+        dict(threshold="distance"),  # the default percentage 10
+        dict(normalize=False),
+    ],
 )
 def test_index_recurrence_plots_match_numpy_pipeline(rp_options):
     rng = np.random.default_rng(5)
@@ -261,8 +268,13 @@ def test_index_recurrence_plots_match_numpy_pipeline(rp_options):
 
     got = index_recurrence_plots(bands, dates, mask, band_names="pastis", size=size, **rp_options)
     assert got.shape == expected.shape and got.dtype == jnp.float32
-    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=ATOL)
     np.testing.assert_array_equal(np.asarray(got[1]), 0.0)  # no valid sample
+    if not rp_options:  # NDVI alone: the first channel (no sample here has NDVI alone valid)
+        ndvi = index_recurrence_plots(
+            bands, dates, mask, band_names="pastis", size=size, indices=("ndvi",)
+        )
+        np.testing.assert_allclose(np.asarray(ndvi), expected[..., :1], rtol=0, atol=ATOL)
 
 
 def test_index_recurrence_plots_take_digital_numbers_integer_days_and_an_integer_mask():
@@ -272,7 +284,12 @@ def test_index_recurrence_plots_take_digital_numbers_integer_days_and_an_integer
     dates, mask = _irregular_batch(rng, n, t)
     dates = np.floor(dates)  # whole days
     numbers = rng.integers(200, 5000, size=(n, t, 10)).astype(np.uint16)
-    expected = numpy_index_plots(numbers / 10_000.0, dates, mask, size)
+    # DN 0 marks a missing blue value: EVI is undefined there, so the sample is dropped,
+    # although 0 is a plausible reflectance and NDVI and SAVI would be valid.
+    numbers[0, [2, 9], 0] = 0
+    kept = mask.copy()
+    kept[0, [2, 9]] = False
+    expected = numpy_index_plots(numbers / 10_000.0, dates, kept, size)
     got = index_recurrence_plots(
         numbers,
         dates.astype(np.int32),
@@ -280,6 +297,7 @@ def test_index_recurrence_plots_take_digital_numbers_integer_days_and_an_integer
         band_names="pastis",
         size=size,
         scale=10_000,
+        nodata=0,
     )
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=ATOL)
@@ -306,6 +324,10 @@ def test_index_recurrence_plots_shape_errors():
     with pytest.raises(ValueError, match="size"):
         index_recurrence_plots(
             bands, np.zeros((2, 5)), np.ones((2, 5), bool), band_names="pastis", size=0
+        )
+    with pytest.raises(ValueError, match=r"^bands must be \(\.\.\., T, C\)"):  # 1-D bands
+        index_recurrence_plots(
+            bands[0, 0], np.zeros(()), np.ones((), bool), band_names="pastis", size=4
         )
 
 
@@ -445,7 +467,7 @@ def test_index_plots_reject_non_numeric_arrays_with_a_value_error(which, value):
         "mask": np.ones((2, 4), bool),
     }
     inputs[which] = value
-    with pytest.raises(ValueError, match=which):
+    with pytest.raises(ValueError, match=f"^{which} must be a numeric"):
         index_recurrence_plots(**inputs, band_names="pastis", size=4)
 
 
