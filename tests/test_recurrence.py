@@ -154,11 +154,30 @@ def test_gradient_is_finite(series):
         (dict(threshold="points"), "threshold"),
         (dict(threshold=-1.0), "threshold"),
         (dict(threshold="point", percentage=120), "percentage"),
+        (dict(threshold=True), "^threshold must be None, 'point', 'distance' or a positive"),
+        (dict(threshold=1j), "^threshold must be None, 'point', 'distance' or a positive"),
+        (dict(threshold=0.0), "^a numeric threshold must be > 0"),
+        (dict(percentage=True), r"^percentage must be a number in \[0, 100\]"),
+        (dict(percentage="10"), r"^percentage must be a number in \[0, 100\]"),
+        (dict(threshold="distance", percentage=100.5), r"^percentage must be in \[0, 100\]"),
     ],
 )
 def test_bad_options_raise(series, kwargs, message):
     with pytest.raises(ValueError, match=message):
         recurrence_plot(series, **kwargs)
+
+
+def test_channels_last_needs_a_channel_axis_and_integers_give_float_plots(series):
+    with pytest.raises(ValueError, match=r"^x must have rank >= 2 \(time, channel last\)"):
+        recurrence_plot(series[0], channels_last=True)
+    counts = np.random.default_rng(9).integers(0, 50, size=(3, 10)).astype(np.int32)
+    got = recurrence_plot(counts)
+    assert got.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(got), pyts_plots(counts))
+    half = series.astype(np.float16)  # computed in float32, not in the input's precision
+    got = recurrence_plot(half)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), pyts_plots(half), rtol=0, atol=ATOL)
 
 
 def _irregular_batch(rng: np.random.Generator, n: int, t: int):
