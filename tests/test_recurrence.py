@@ -147,9 +147,9 @@ def test_gradient_is_finite(series):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(dimension=30), "dimension"),
-        (dict(dimension=0), "dimension"),
-        (dict(time_delay=1.5), "time_delay"),
+        (dict(dimension=30), "^dimension as an integer must be in"),
+        (dict(dimension=0), "^dimension as an integer must be in"),
+        (dict(time_delay=1.5), r"^time_delay as a float must be in \(0, 1\]"),
         (dict(dimension=13, time_delay=2), "no trajectory"),
         (dict(threshold="points"), "threshold"),
         (dict(threshold=-1.0), "threshold"),
@@ -170,6 +170,12 @@ def test_bad_options_raise(series, kwargs, message):
 def test_channels_last_needs_a_channel_axis_and_integers_give_float_plots(series):
     with pytest.raises(ValueError, match=r"^x must have rank >= 2 \(time, channel last\)"):
         recurrence_plot(series[0], channels_last=True)
+    with pytest.raises(ValueError, match=r"^x must have rank >= 1 \(time last\)"):
+        recurrence_plot(series[0, 0])
+    # m = T leaves exactly one trajectory: a 1 × 1 plot, as in pyts.
+    np.testing.assert_array_equal(
+        np.asarray(recurrence_plot(series, dimension=23)), pyts_plots(series, dimension=23)
+    )
     counts = np.random.default_rng(9).integers(0, 50, size=(3, 10)).astype(np.int32)
     got = recurrence_plot(counts)
     assert got.dtype == jnp.float32
