@@ -167,6 +167,24 @@ def test_bad_options_raise(series, kwargs, message):
         recurrence_plot(series, **kwargs)
 
 
+@pytest.mark.parametrize("dimension", [1, 2])
+def test_series_of_very_different_magnitudes_match_pyts(dimension):
+    """Series beyond ±2^60 are rescaled by a power of two of their own, so squares do not
+    overflow float32 and a tiny series in the same batch keeps its precision."""
+    rng = np.random.default_rng(13)
+    unit = rng.uniform(-1, 1, size=(3, 12))
+    x = (unit * np.array([[1e25], [1e-15], [1.0]])).astype(np.float32)
+    got = np.asarray(recurrence_plot(x, dimension=dimension))
+    want = pyts_plots(x, dimension=dimension)
+    assert np.all(np.isfinite(got))
+    for row in range(3):  # each plot relative to its own scale
+        np.testing.assert_allclose(got[row], want[row], rtol=1e-5, atol=1e-6 * want[row].max())
+    np.testing.assert_allclose(  # a numeric threshold in the series' own units
+        np.asarray(recurrence_plot(x[:1], dimension=dimension, threshold=5e24)),
+        pyts_plots(x[:1], dimension=dimension, threshold=5e24),
+    )
+
+
 def test_channels_last_needs_a_channel_axis_and_integers_give_float_plots(series):
     with pytest.raises(ValueError, match=r"^x must have rank >= 2 \(time, channel last\)"):
         recurrence_plot(series[0], channels_last=True)
