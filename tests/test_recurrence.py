@@ -142,6 +142,12 @@ def test_gradient_is_finite(series):
 
     grad = np.asarray(jax.jit(jax.grad(total))(jnp.asarray(series)))
     assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+    # A constant series (an all-zero plot, nothing to normalise by), with m = 1 and m = 2.
+    for dimension in (1, 2):
+        flat = jax.grad(
+            lambda x, m=dimension: recurrence_plot(x, dimension=m, normalize=True).sum()
+        )
+        assert np.isfinite(np.asarray(flat(jnp.full((2, 9), 0.3)))).all()
 
 
 @pytest.mark.parametrize(
@@ -179,6 +185,9 @@ def test_series_of_very_different_magnitudes_match_pyts(dimension):
     assert np.all(np.isfinite(got))
     for row in range(3):  # each plot relative to its own scale
         np.testing.assert_allclose(got[row], want[row], rtol=1e-5, atol=1e-6 * want[row].max())
+    top = float(np.finfo(np.float32).max)  # distances beyond float32 saturate there
+    extreme = np.asarray(recurrence_plot(np.array([[-0.9 * top, 0.9 * top]], np.float32)))
+    np.testing.assert_array_equal(extreme[0], [[0.0, top], [top, 0.0]])
     np.testing.assert_allclose(  # a numeric threshold in the series' own units
         np.asarray(recurrence_plot(x[:1], dimension=dimension, threshold=5e24)),
         pyts_plots(x[:1], dimension=dimension, threshold=5e24),
