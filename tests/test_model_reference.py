@@ -15,6 +15,7 @@ import pytest
 from jax.test_util import check_grads
 from tiny_configs import perturbed, strided_encoder, tiny_model_spec
 
+from pimc_jax.augment import flip_rotate
 from pimc_jax.loss import symmetric_infonce
 from pimc_jax.models import PIMC, EncoderSpec, init_params
 from pimc_jax.step import TrainState, create_train_state, train_step
@@ -242,9 +243,17 @@ def test_train_state_starts_from_the_given_key_and_the_step_augments_by_default(
     )
     batch = _clean_batch(6, spec, seed=5)
 
-    def loss(**kwargs) -> float:
-        step = jax.jit(lambda s, b: train_step(s, b, key, spec=spec, optimizer=optimizer, **kwargs))
-        return float(step(state, batch)[1]["loss"])
+    def step_loss(**kwargs):
+        return jax.jit(
+            lambda s, b: train_step(s, b, key, spec=spec, optimizer=optimizer, **kwargs)[1]["loss"]
+        )
 
-    assert loss() == loss(augment=True)  # flips and rotations of the crops by default
-    assert loss() != pytest.approx(loss(augment=False), rel=1e-6)
+    default, plain = step_loss(), step_loss(augment=False)
+    assert float(default(state, batch)) == float(step_loss(augment=True)(state, batch))
+    assert float(default(state, batch)) != pytest.approx(float(plain(state, batch)), rel=1e-6)
+    # What is augmented: the image crops, flipped and turned by the augmentation module
+    # with the step's key (folded with step 0) and each crop's row; the plots are not.
+    turned = dict(
+        batch, image=flip_rotate(jax.random.fold_in(key, 0), batch["image"], jnp.arange(6))
+    )
+    np.testing.assert_allclose(float(default(state, batch)), float(plain(state, turned)), rtol=1e-6)
