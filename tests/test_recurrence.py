@@ -188,6 +188,10 @@ def test_series_of_very_different_magnitudes_match_pyts(dimension):
     top = float(np.finfo(np.float32).max)  # distances beyond float32 saturate there
     extreme = np.asarray(recurrence_plot(np.array([[-0.9 * top, 0.9 * top]], np.float32)))
     np.testing.assert_array_equal(extreme[0], [[0.0, top], [top, 0.0]])
+    exact = np.array([[0.0, 0.5, 1.0, 0.25]], np.float32)  # distances equal to the threshold
+    np.testing.assert_array_equal(
+        np.asarray(recurrence_plot(exact, threshold=0.5)), pyts_plots(exact, threshold=0.5)
+    )
     np.testing.assert_allclose(  # a numeric threshold in the series' own units
         np.asarray(recurrence_plot(x[:1], dimension=dimension, threshold=5e24)),
         pyts_plots(x[:1], dimension=dimension, threshold=5e24),
