@@ -156,6 +156,9 @@ def test_gradient_is_finite(series):
         (dict(dimension=30), "^dimension as an integer must be in"),
         (dict(dimension=0), "^dimension as an integer must be in"),
         (dict(time_delay=1.5), r"^time_delay as a float must be in \(0, 1\]"),
+        (dict(dimension=0.0), r"^dimension as a float must be in \(0, 1\]"),
+        (dict(dimension=True), "^dimension must be an int or a float, got True"),
+        (dict(time_delay="2"), "^time_delay must be an int or a float"),
         (dict(dimension=13, time_delay=2), "no trajectory"),
         (dict(threshold="points"), "threshold"),
         (dict(threshold=-1.0), "threshold"),
@@ -206,6 +209,9 @@ def test_channels_last_needs_a_channel_axis_and_integers_give_float_plots(series
     # m = T leaves exactly one trajectory: a 1 × 1 plot, as in pyts.
     np.testing.assert_array_equal(
         np.asarray(recurrence_plot(series, dimension=23)), pyts_plots(series, dimension=23)
+    )
+    np.testing.assert_array_equal(  # the float 1.0: the whole series, ⌈1.0 · T⌉ = T
+        np.asarray(recurrence_plot(series, dimension=1.0)), pyts_plots(series, dimension=1.0)
     )
     counts = np.random.default_rng(9).integers(0, 50, size=(3, 10)).astype(np.int32)
     got = recurrence_plot(counts)
