@@ -13,6 +13,7 @@ import pytest
 from tiny_configs import ROOT, TWO_SENSOR, perturbed, tiny_pretrain_config
 
 from pimc_jax import launcher, parallel
+from pimc_jax.augment import flip_rotate
 from pimc_jax.checkpoint import CheckpointStore, load_params, read_meta
 from pimc_jax.data.pipeline import PairBatches
 from pimc_jax.models import PIMCParams
@@ -56,6 +57,29 @@ def test_one_and_four_devices_give_the_same_losses(overrides):
         _leaves(parallel.unreplicate(replicated).params), _leaves(single_state.params), strict=True
     ):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
+
+
+def test_two_image_views_get_their_own_flips_and_turns():
+    """Tower 2's crops are flipped and turned with the step's key, tower 1's with a key of
+    its own, each crop by its global row (:func:`pimc_jax.augment.flip_rotate`): the
+    default step equals the unaugmented step on crops turned by hand."""
+    setup = build_pretraining(tiny_pretrain_config(**TWO_SENSOR))
+    spec, optimizer = setup.spec, setup.optimizer
+    state = create_train_state(spec, optimizer, jax.random.key(0))
+    batch = next(iter(PairBatches(setup.sampler, batch_size=8, seed=3, end_step=1)))
+    key = jax.random.key(5)
+
+    def step_loss(**kwargs) -> float:
+        step = jax.jit(lambda s, b: train_step(s, b, key, spec=spec, optimizer=optimizer, **kwargs))
+        return float(step(state, by_hand if kwargs else batch)[1]["loss"])
+
+    rng, rows = jax.random.fold_in(key, 0), np.arange(8)  # the key folded with step 0
+    by_hand = dict(
+        batch,
+        s1_image=flip_rotate(jax.random.fold_in(rng, 1_000_003), batch["s1_image"], rows),
+        image=flip_rotate(rng, batch["image"], rows),
+    )
+    np.testing.assert_allclose(step_loss(), step_loss(augment=False), rtol=1e-6)
 
 
 class _Crash(Exception):
