@@ -129,3 +129,33 @@ def test_encode_patch_of_the_augmentation_pairing_embeds_each_pixels_crop():
         )
     with pytest.raises(ValueError, match="mode='exact'"):
         encode_patch(params, bands, dates=[0, 10, 20], band_names=("B4", "B3", "B2"), mode="fast")
+
+
+def test_step_of_the_augmentation_pairing_strongly_augments_tower_1_and_flips_tower_2():
+    """The step's loss equals the loss of the towers applied by hand to the normalised
+    crops: tower 1 through :func:`augment.strong_augment` with a key of its own, tower 2
+    through :func:`augment.flip_rotate` with the step's key (each crop by its row)."""
+    import optax
+
+    from pimc_jax.loss import symmetric_infonce
+    from pimc_jax.step import create_train_state, train_step
+
+    params = _augmentation_pairing()
+    spec = params.spec
+    optimizer = optax.sgd(0.0)
+    state = create_train_state(spec, optimizer, jax.random.key(0))
+    state = state.replace(params=params.variables)
+    crops = np.random.default_rng(8).uniform(0.0, 0.4, (6, spec.crop_size, spec.crop_size, 3))
+    crops = jnp.asarray(crops, jnp.float32)
+    key = jax.random.key(2)
+    _, metrics = jax.jit(lambda s, b: train_step(s, b, key, spec=spec, optimizer=optimizer))(
+        state, {"image": crops}
+    )
+    rng, rows, x = jax.random.fold_in(key, 0), jnp.arange(6), normalize_crops(spec, crops)
+    out = PIMC(spec).apply(
+        params.variables,
+        augment.strong_augment(jax.random.fold_in(rng, 1_000_003), x, rows),
+        augment.flip_rotate(rng, x, rows),
+    )
+    expected, _ = symmetric_infonce(out["z_rp"], out["z_image"], out["temperature"])
+    np.testing.assert_allclose(float(metrics["loss"]), float(expected), rtol=1e-5)
