@@ -219,6 +219,13 @@ def test_train_step_loss_metrics_and_update_equal_numpy():
     # The loss falls along the step actually taken (first order: −lr ‖∇L‖²).
     after = _numpy_loss(spec, jax.device_get(new_state.params), plots, crops)
     assert after < _numpy_loss(spec, variables, plots, crops)
+    # The logged norms: SGD moved the parameters by −lr · ∇L, so ‖∇L‖ = ‖Δ‖ / lr.
+    squares = lambda tree: sum(np.sum(np.square(np.float64(x))) for x in jax.tree.leaves(tree))
+    assert float(metrics["grad_norm"]) == pytest.approx(np.sqrt(squares(delta)) / lr, rel=1e-4)
+    assert float(metrics["param_norm"]) == pytest.approx(
+        np.sqrt(squares(jax.device_get(new_state.params))), rel=1e-5
+    )
+    assert float(metrics["temperature"]) == pytest.approx(out["temperature"], rel=1e-6)
 
 
 def test_train_state_starts_from_the_given_key_and_the_step_augments_by_default():
