@@ -6,14 +6,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from scipy import ndimage
 from tiny_configs import load_config, perturbed, strided_encoder, tiny_model_spec
 
 from pimc_jax import augment, encode, encode_patch
 from pimc_jax.config_checks import validate_pretrain_config as check_config
+from pimc_jax.loss import symmetric_infonce
 from pimc_jax.models import PIMC, init_params
 from pimc_jax.preprocessing import normalize_crops
+from pimc_jax.step import create_train_state, train_step
 
 
 def _dihedral(crop: np.ndarray) -> list[np.ndarray]:
@@ -135,11 +138,6 @@ def test_step_of_the_augmentation_pairing_strongly_augments_tower_1_and_flips_to
     """The step's loss equals the loss of the towers applied by hand to the normalised
     crops: tower 1 through :func:`augment.strong_augment` with a key of its own, tower 2
     through :func:`augment.flip_rotate` with the step's key (each crop by its row)."""
-    import optax
-
-    from pimc_jax.loss import symmetric_infonce
-    from pimc_jax.step import create_train_state, train_step
-
     params = _augmentation_pairing()
     spec = params.spec
     optimizer = optax.sgd(0.0)
@@ -151,7 +149,8 @@ def test_step_of_the_augmentation_pairing_strongly_augments_tower_1_and_flips_to
     _, metrics = jax.jit(lambda s, b: train_step(s, b, key, spec=spec, optimizer=optimizer))(
         state, {"image": crops}
     )
-    rng, rows, x = jax.random.fold_in(key, 0), jnp.arange(6), normalize_crops(spec, crops)
+    rng, rows = jax.random.fold_in(key, 0), jnp.arange(len(crops))
+    x = normalize_crops(spec, crops)
     out = PIMC(spec).apply(
         params.variables,
         augment.strong_augment(jax.random.fold_in(rng, 1_000_003), x, rows),

@@ -249,6 +249,7 @@ def test_train_state_starts_from_the_given_key_and_the_step_augments_by_default(
         )
     )
     batch = _clean_batch(6, spec, seed=5)
+    rows = jnp.arange(len(batch["image"]))
 
     def step_loss(**kwargs):
         return jax.jit(
@@ -256,11 +257,10 @@ def test_train_state_starts_from_the_given_key_and_the_step_augments_by_default(
         )
 
     default, plain = step_loss(), step_loss(augment=False)
-    assert float(default(state, batch)) == float(step_loss(augment=True)(state, batch))
-    assert float(default(state, batch)) != pytest.approx(float(plain(state, batch)), rel=1e-6)
+    loss = float(default(state, batch))
+    assert loss == float(step_loss(augment=True)(state, batch))
+    assert loss != pytest.approx(float(plain(state, batch)), rel=1e-6)
     # What is augmented: the image crops, flipped and turned by the augmentation module
     # with the step's key (folded with step 0) and each crop's row; the plots are not.
-    turned = dict(
-        batch, image=flip_rotate(jax.random.fold_in(key, 0), batch["image"], jnp.arange(6))
-    )
-    np.testing.assert_allclose(float(default(state, batch)), float(plain(state, turned)), rtol=1e-6)
+    turned = dict(batch, image=flip_rotate(jax.random.fold_in(key, 0), batch["image"], rows))
+    np.testing.assert_allclose(loss, float(plain(state, turned)), rtol=1e-6)

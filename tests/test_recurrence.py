@@ -188,16 +188,19 @@ def test_series_of_very_different_magnitudes_match_pyts(dimension):
     assert np.all(np.isfinite(got))
     for row in range(3):  # each plot relative to its own scale
         np.testing.assert_allclose(got[row], want[row], rtol=1e-5, atol=1e-6 * want[row].max())
+    np.testing.assert_allclose(  # a numeric threshold in the series' own units
+        np.asarray(recurrence_plot(x[:1], dimension=dimension, threshold=5e24)),
+        pyts_plots(x[:1], dimension=dimension, threshold=5e24),
+    )
+
+
+def test_distances_saturate_at_float32_max_and_a_numeric_threshold_is_strict():
     top = float(np.finfo(np.float32).max)  # distances beyond float32 saturate there
     extreme = np.asarray(recurrence_plot(np.array([[-0.9 * top, 0.9 * top]], np.float32)))
     np.testing.assert_array_equal(extreme[0], [[0.0, top], [top, 0.0]])
     exact = np.array([[0.0, 0.5, 1.0, 0.25]], np.float32)  # distances equal to the threshold
     np.testing.assert_array_equal(
         np.asarray(recurrence_plot(exact, threshold=0.5)), pyts_plots(exact, threshold=0.5)
-    )
-    np.testing.assert_allclose(  # a numeric threshold in the series' own units
-        np.asarray(recurrence_plot(x[:1], dimension=dimension, threshold=5e24)),
-        pyts_plots(x[:1], dimension=dimension, threshold=5e24),
     )
 
 
