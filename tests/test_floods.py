@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -19,9 +21,11 @@ from pimc_jax.data.synthetic.floods import (
     make_flood_scene,
 )
 from pimc_jax.encode import encode_patch
+from pimc_jax.evaluation.towers import tower_features
 from pimc_jax.launcher import run
 from pimc_jax.models import EncoderSpec, init_params
 from pimc_jax.segmentation.dense import chip_features
+from pimc_jax.segmentation.heads import finetune_view
 from tests.format_writers import SEN1FLOODS11_S2_BANDS, write_sen1floods11_dir
 from tests.test_cli import launch
 from tests.tiny_configs import load_config, perturbed, tiny_model_spec
@@ -172,8 +176,10 @@ def test_eval_floods_on_the_official_layout_skips_unlabelled_chips(floods_dir, t
 
 
 def test_eval_floods_errors(tmp_path):
-    with pytest.raises(ValueError, match="protocol='linear'"):
-        run(_eval_config(protocol="finetune"), str(tmp_path))
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        run(_eval_config(protocol="probe"), str(tmp_path))
+    with pytest.raises(ValueError, match="finetune' trains one tower"):
+        run(_eval_config(protocol="finetune", tower="both"), str(tmp_path))
     with pytest.raises(ValueError, match="tower must be one of"):
         run(_eval_config(tower="s2_rp"), str(tmp_path))
     with pytest.raises(ValueError, match="model.views"):
@@ -244,3 +250,38 @@ def test_pretrain_then_eval_floods_from_the_command_line(
     results = json.loads((workdir / "results.json").read_text())
     assert results["step"] == 6 and results["views"] == [tower]
     _check_results(results, workdir)
+
+
+def test_finetune_view_learns_and_moves_only_the_view_tower():
+    """Crops labelled by the sign of their mean red value: fine-tuning the
+    s2_image tower and its head fits them; the other tower's weights do not move."""
+    spec = tiny_model_spec(
+        EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4), crop_size=5
+    )
+    params = init_params(spec, 0)
+    rng = np.random.default_rng(0)
+    crops = rng.normal(size=(256, 5, 5, 3)).astype(np.float32)
+    labels = (crops[..., 0].mean((1, 2)) > 0).astype(np.int32)
+    config = load_config("eval_floods")
+    config.finetune.update(dict(steps=150, eval_every_steps=0, warmup_steps=5))
+    tuned, heads = finetune_view(params, "s2_image", crops, labels, 2, config)
+    assert heads.num_heads == 1 and heads.l2 == ()
+    features = tower_features(spec, "image")(tuned.variables, {"image": jnp.asarray(crops)})
+    accuracy = np.mean(heads.logits(np.asarray(features))[0].argmax(-1) == labels)
+    assert accuracy > 0.9, accuracy
+    before, after = params.variables["params"], tuned.variables["params"]
+    moved = lambda name: max(
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+        for a, b in zip(jax.tree.leaves(before[name]), jax.tree.leaves(after[name]), strict=True)
+    )
+    assert moved("image_encoder") > 1e-3
+    assert moved("rp_encoder") < 1e-6  # rounding of the weight average only
+
+
+def test_eval_floods_finetune_end_to_end(tmp_path):
+    results = run(_eval_config(protocol="finetune", tower="s1_image"), str(tmp_path))
+    _check_results(results, tmp_path)
+    assert results["protocol"] == "finetune" and "l2" not in results["metrics"]
+    # Every valid test pixel is counted once.
+    valid = sum(int(chip.valid.sum()) for chip in make_flood_chips(3, size=24, first_index=6))
+    assert int(np.sum(results["confusion_matrix"])) == valid

@@ -17,7 +17,11 @@ hand-labelled chips. This evaluator does the same for any checkpoint with an ima
 * **Head** (``protocol=linear``, the encoder frozen): logistic regression per pixel on the
   standardised features, fitted on ``data.pixels_per_chip`` valid pixels drawn from each
   training chip, one fit per L2 value of ``linear.l2_grid``, the value with the best water
-  IoU on the ``valid`` split kept. ``protocol=finetune`` is not available for this task.
+  IoU on the ``valid`` split kept.
+* **Fine-tuning** (``protocol=finetune``, one tower): the tower and a water head trained
+  together on the crops around ``finetune.pixels_per_chip`` valid pixels of each training
+  chip, the best step on as many pixels of each ``valid`` chip
+  (:func:`pimc_jax.segmentation.heads.finetune_view`), then run densely like the frozen one.
 * **Metric**: IoU of the water class, TP / (TP + FP + FN) summed over every valid pixel of
   a split (label −1 ignored), for ``valid`` and ``test`` (``train``: over the sampled
   pixels); per event on ``test``; accuracy, omission and commission; the confusion matrix.
@@ -38,10 +42,17 @@ import numpy as np
 from pimc_jax.data import sen1floods11 as s1f
 from pimc_jax.data.synthetic.floods import make_flood_chips
 from pimc_jax.evaluation.encoders import random_encoder
-from pimc_jax.evaluation.probes import fit_logistic_regression
 from pimc_jax.indices import resolve_image_bands
 from pimc_jax.models import PIMCParams
 from pimc_jax.segmentation.dense import IMAGE_VIEWS, chip_features, chip_view_image
+from pimc_jax.segmentation.heads import (
+    PixelHeads,
+    confusions,
+    finetune_view,
+    fit_heads,
+    sample_pixels,
+    view_crops,
+)
 
 FLOOD_SOURCES: tuple[str, ...] = ("synthetic", "sen1floods11")
 FLOOD_TOWERS: tuple[str, ...] = (*IMAGE_VIEWS, "both")
@@ -54,20 +65,6 @@ _STATISTICS_CHIPS = 16  # training chips the random encoder's input statistics c
 FeatureFn = Callable[[s1f.FloodChip], np.ndarray]
 
 
-def _counts(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``(..., 4)`` int64 TP, FP, FN, TN of bool predictions ``(..., N)`` against 0/1 labels."""
-    truth = labels.astype(bool)
-    return np.stack(
-        [
-            np.sum(pred & truth, -1),
-            np.sum(pred & ~truth, -1),
-            np.sum(~pred & truth, -1),
-            np.sum(~pred & ~truth, -1),
-        ],
-        axis=-1,
-    ).astype(np.int64)
-
-
 def iou(counts: np.ndarray) -> np.ndarray | float:
     """Water IoU TP / (TP + FP + FN) of ``(..., 4)`` counts; NaN where that is 0."""
     counts = np.asarray(counts, np.float64)
@@ -75,6 +72,15 @@ def iou(counts: np.ndarray) -> np.ndarray | float:
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.where(union > 0, counts[..., 0] / union, np.nan)
     return float(value) if value.ndim == 0 else value
+
+
+def _confusion_counts(confusion: np.ndarray) -> np.ndarray:
+    """``(..., 4)`` TP, FP, FN, TN of ``(..., 2, 2)`` confusion matrices (row = truth)."""
+    confusion = np.asarray(confusion, np.int64)
+    return np.stack(
+        [confusion[..., 1, 1], confusion[..., 0, 1], confusion[..., 1, 0], confusion[..., 0, 0]],
+        axis=-1,
+    )
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -102,10 +108,10 @@ class FloodSegmentation:
             )
         if config.tower not in FLOOD_TOWERS:
             raise ValueError(f"tower must be one of {FLOOD_TOWERS}, got {config.tower!r}")
-        if config.protocol != "linear":
+        if config.protocol == "finetune" and config.tower == "both":
             raise ValueError(
-                f"eval_floods supports protocol='linear' (a per-pixel head on the frozen "
-                f"tower), got {config.protocol!r}"
+                "eval_floods: protocol='finetune' trains one tower: set --config.tower=s1_image "
+                "or s2_image"
             )
         if data.image_normalization not in NORMALIZATIONS:
             raise ValueError(
@@ -183,54 +189,76 @@ class FloodSegmentation:
             s1_image_std=s1_std,
         )
 
-    def _probe(self, features: FeatureFn, keep_examples: bool) -> dict[str, Any]:
-        """Fits the per-pixel head on ``features`` and scores it (module docstring)."""
-        config = self.config
-        rng = np.random.default_rng(config.data.eval_seed)
-        xs, ys = [], []
-        for chip in self.splits["train"]:
-            valid = np.flatnonzero(chip.valid.ravel())
-            take = rng.choice(valid, min(valid.size, config.data.pixels_per_chip), replace=False)
-            values = features(chip)
-            xs.append(values.reshape(-1, values.shape[-1])[take])
-            ys.append(chip.labels.ravel()[take])
-        x, y = np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.int32)
-        x[~np.isfinite(x)] = 0.0
-        mean, std = x.mean(0), x.std(0)
-        std = np.where(std > 1e-8, std, 1.0)
-        standardize = lambda v: np.nan_to_num((v - mean) / std).astype(np.float32)
-        grid = tuple(config.linear.l2_grid)
-        if not grid:
-            raise ValueError("linear.l2_grid must hold at least one value")
-        fits = [
-            fit_logistic_regression(standardize(x), y, 2, l2=l2, steps=config.linear.steps)
-            for l2 in grid
-        ]
-        # Water when the water logit beats the other: one (F, G) weight matrix for all fits.
-        weights = np.stack([w[:, 1] - w[:, 0] for w, _ in fits], axis=1)
-        biases = np.asarray([b[1] - b[0] for _, b in fits])
-        train_counts = _counts((standardize(x) @ weights + biases).T > 0, y)
+    def _training_pixels(self, split: str, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Seeded ``(rows, cols)`` of up to ``count`` valid pixels of each chip of ``split``."""
+        rng = np.random.default_rng(self.config.data.eval_seed)
+        return [sample_pixels(rng, chip.valid, count) for chip in self.splits[split]]
 
+    def _linear_heads(self, features: FeatureFn) -> tuple[PixelHeads, int]:
+        """One standardised logistic head per ``linear.l2_grid`` value, fitted on
+        ``data.pixels_per_chip`` valid pixels of each training chip."""
+        config = self.config
+        chips = self.splits["train"]
+        xs, ys = [], []
+        for chip, (rows, cols) in zip(
+            chips, self._training_pixels("train", config.data.pixels_per_chip), strict=True
+        ):
+            xs.append(features(chip)[rows, cols])
+            ys.append(chip.labels[rows, cols])
+        x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int32)
+        heads = fit_heads(x, y, 2, tuple(config.linear.l2_grid), config.linear.steps)
+        return heads, _confusion_counts(confusions(heads.logits(x), y, 2))
+
+    def _finetuned(self, params: PIMCParams) -> tuple[PIMCParams, PixelHeads, np.ndarray]:
+        """The view's tower and a water head fine-tuned on crops around
+        ``finetune.pixels_per_chip`` valid pixels of each training chip (best step on the
+        same number from each valid chip)."""
+        config = self.config
+        (view,) = self.views
+        size = params.spec.crop_size
+        count = int(config.finetune.pixels_per_chip)
+        sets = []
+        for split in ("train", "valid"):
+            crops, labels = [], []
+            for chip, (rows, cols) in zip(
+                self.splits[split], self._training_pixels(split, count), strict=True
+            ):
+                image = chip_view_image(chip, params.spec, view)
+                crops.append(view_crops(image, rows, cols, size))
+                labels.append(chip.labels[rows, cols].astype(np.int32))
+            sets.append((np.concatenate(crops), np.concatenate(labels)) if crops else None)
+        (x, y), validation = sets
+        tuned, heads = finetune_view(params, view, x, y, 2, config, validation)
+        return tuned, heads, y
+
+    def _score(self, features: FeatureFn, heads: PixelHeads, keep_examples: bool) -> dict[str, Any]:
+        """Counts of every head on the valid and test splits; the head best on valid kept."""
+        num_heads = heads.num_heads
         counts: dict[str, np.ndarray] = {}
         events: dict[str, np.ndarray] = {}
         chips_per_event: dict[str, int] = {}
         examples = []
         for split in ("valid", "test"):
-            total = np.zeros((len(grid), 4), np.int64)
+            total = np.zeros((num_heads, 4), np.int64)
             for chip in self.splits[split]:
                 values = features(chip)
-                scores = standardize(values.reshape(-1, values.shape[-1])) @ weights + biases
+                logits = heads.logits(values.reshape(-1, values.shape[-1]))
                 valid = chip.valid.ravel()
-                chip_counts = _counts((scores[valid] > 0).T, chip.labels.ravel()[valid])
+                chip_counts = _confusion_counts(
+                    confusions(logits[:, valid], chip.labels.ravel()[valid], 2)
+                )
                 total += chip_counts
                 if split == "test":
                     events[chip.event] = events.get(chip.event, 0) + chip_counts
                     chips_per_event[chip.event] = chips_per_event.get(chip.event, 0) + 1
                     if keep_examples and len(examples) < NUM_EXAMPLES:
-                        examples.append((chip, scores.reshape(*chip.labels.shape, len(grid))))
+                        water = np.argmax(logits, -1).T.reshape(*chip.labels.shape, num_heads)
+                        examples.append((chip, water))
             counts[split] = total
-        val_iou = iou(counts["valid"]) if len(self.splits["valid"]) else np.full(len(grid), np.nan)
-        best = int(np.nanargmax(val_iou)) if np.any(np.isfinite(val_iou)) else len(grid) // 2
+        valid_iou = (
+            iou(counts["valid"]) if len(self.splits["valid"]) else np.full(num_heads, np.nan)
+        )
+        best = int(np.nanargmax(valid_iou)) if np.any(np.isfinite(valid_iou)) else num_heads // 2
         if keep_examples:
             self.examples = [
                 {
@@ -239,17 +267,27 @@ class FloodSegmentation:
                     "s2_band_names": chip.s2_band_names,
                     "s1": chip.s1,
                     "labels": chip.labels,
-                    "prediction": (scores[..., best] > 0).astype(np.int8),
+                    "prediction": water[..., best].astype(np.int8),
                 }
-                for chip, scores in examples
+                for chip, water in examples
             ]
         return {
-            "l2": float(grid[best]),
-            "num_train_pixels": int(y.size),
-            "train": train_counts[best],
+            "best": best,
             "valid": counts["valid"][best],
             "test": counts["test"][best],
             "events": {e: (c[best], chips_per_event[e]) for e, c in sorted(events.items())},
+        }
+
+    def _probe(self, features: FeatureFn, keep_examples: bool) -> dict[str, Any]:
+        """Fits the linear heads on ``features`` and scores them (module docstring)."""
+        heads, train_counts = self._linear_heads(features)
+        scored = self._score(features, heads, keep_examples)
+        best = scored.pop("best")
+        return {
+            **scored,
+            "l2": heads.l2[best],
+            "num_train_pixels": int(train_counts[best].sum()),
+            "train": train_counts[best],
         }
 
     def run(self, params: PIMCParams) -> dict[str, Any]:
@@ -259,7 +297,12 @@ class FloodSegmentation:
             params = self._with_train_statistics(params)
         views = self.views
         tile = int(config.data.tile_rows)
-        encoder = self._probe(lambda chip: chip_features(params, views, chip, tile), True)
+        if config.protocol == "finetune":
+            tuned, heads, train_labels = self._finetuned(params)
+            encoder = self._score(lambda chip: chip_features(tuned, views, chip, tile), heads, True)
+            encoder.update(l2=math.nan, num_train_pixels=int(train_labels.size), train=None)
+        else:
+            encoder = self._probe(lambda chip: chip_features(params, views, chip, tile), True)
         raw = self._probe(
             lambda chip: np.concatenate(
                 [chip_view_image(chip, params.spec, view) for view in views], axis=-1
@@ -270,10 +313,12 @@ class FloodSegmentation:
         for split in ("valid", "test"):
             for name, value in _summary(encoder[split]).items():
                 metrics[f"{name}_{split}"] = value
-        metrics["iou_water_train_sampled"] = iou(encoder["train"])
+        if encoder["train"] is not None:
+            metrics["iou_water_train_sampled"] = iou(encoder["train"])
         metrics["iou_water_test_raw_pixels"] = iou(raw["test"])
         metrics["iou_water_valid_raw_pixels"] = iou(raw["valid"])
-        metrics["l2"] = encoder["l2"]
+        if config.protocol == "linear":
+            metrics["l2"] = encoder["l2"]
         tp, fp, fn, tn = (int(v) for v in encoder["test"])
         confusion = np.asarray([[tn, fp], [fn, tp]])
         per_class = []
@@ -304,7 +349,7 @@ class FloodSegmentation:
                 "skipped_no_label": self.skipped.get(split, 0),
                 "iou_water": iou(encoder[split])
                 if split != "train"
-                else metrics["iou_water_train_sampled"],
+                else metrics.get("iou_water_train_sampled", math.nan),
                 "iou_water_raw_pixels": iou(raw[split]),
             }
             for split in SPLIT_NAMES
@@ -326,4 +371,5 @@ class FloodSegmentation:
                 "num_train_pixels": encoder["num_train_pixels"],
                 "image_normalization": normalization,
             },
+            "protocol": config.protocol,
         }
