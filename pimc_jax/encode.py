@@ -73,12 +73,12 @@ from pimc_jax.encode_inputs import (  # noqa: F401  (_unique_rows: re-exported f
     _image_inputs,
     _implausible_to_nan,
     _radar_inputs,
-    _s1_image_frame,
     _s1_image_inputs,
     _s1_series,
     _series_inputs,
     _to_reflectance,
     _unique_rows,
+    s1_image_frame,
 )
 from pimc_jax.models import PIMC, PIMCParams
 from pimc_jax.pca import principal_components  # noqa: F401  (public here too)
@@ -416,7 +416,7 @@ def encode_patch(
                 composite[start : start + rows_per_chunk] = median_composite(
                     _implausible_to_nan(block / divisor)
                 )
-    s1_frame = _s1_image_frame(patch, spec, s1_max_gap_days) if "s1_image" in views else None
+    s1_frame = s1_image_frame(patch, spec, s1_max_gap_days) if "s1_image" in views else None
     fast = None
     if mode == "fast" and height * width:
         fast = _fast_image(params, composite, rows_per_chunk)

@@ -22,7 +22,13 @@ from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch, series_dates
 from pimc_jax.data.radar import pixel_s1_series, s1_channel_columns
 from pimc_jax.data.user import dates_to_days
-from pimc_jax.data.views import MEDIAN_COMPOSITE, pad_rows, s1_image_dates, s2_image_days
+from pimc_jax.data.views import (
+    MEDIAN_COMPOSITE,
+    median_composite,
+    pad_rows,
+    s1_image_dates,
+    s2_image_days,
+)
 from pimc_jax.models import ModelSpec
 
 # Batches are padded up to a power of two of at least this many rows (and split
@@ -273,7 +279,7 @@ def _image_inputs(spec: ModelSpec, batch: Mapping[str, Any]) -> np.ndarray:
     return image
 
 
-def _s1_image_frame(patch: Patch, spec: ModelSpec, max_gap_days: float | None) -> np.ndarray:
+def s1_image_frame(patch: Patch, spec: ModelSpec, max_gap_days: float | None) -> np.ndarray:
     """The ``(H, W, C2)`` float32 dB Sentinel-1 image of ``patch`` an ``s1_image`` view crops.
 
     Its date is chosen as pre-training chooses it for the median-composite S2 image
@@ -311,3 +317,30 @@ def _s1_series(
         for start in range(0, max(rows.size, 1), step)  # one empty piece for no pixel
     ]
     return np.concatenate(pieces)
+
+
+def patch_image_frame(
+    patch: Patch, spec: ModelSpec, view: str, s1_max_gap_days: float | None = None
+) -> np.ndarray:
+    """The ``(H, W, C)`` float32 raw image an image view of ``patch`` crops, as
+    :func:`pimc_jax.encode.encode_patch` builds it: for ``s2_image`` the per-pixel median
+    over dates of the reflectance in ``spec.image_bands`` (implausible values as no-data,
+    NaN where a pixel has no valid date); for ``s1_image`` :func:`s1_image_frame` (dB).
+
+    Raises:
+      ValueError: an image band the patch does not hold, or no S1 date near enough.
+    """
+    if view == "s1_image":
+        return s1_image_frame(patch, spec, s1_max_gap_days)
+    canonical = [indices_lib.canonical_band_name(name) for name in patch.band_names]
+    columns = []
+    for wanted in spec.image_bands:
+        name = indices_lib.canonical_band_name(wanted)
+        if name not in canonical:
+            raise ValueError(
+                f"patch {patch.patch_id!r}: image band {wanted!r} is not among its bands "
+                f"{patch.band_names}"
+            )
+        columns.append(canonical.index(name))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return median_composite(_implausible_to_nan(patch.reflectance(np.s_[..., columns])))

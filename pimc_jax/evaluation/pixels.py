@@ -207,6 +207,16 @@ def _class_names(name: str, num_classes: int, given: Sequence[str] | None) -> tu
     return tuple(names) + tuple(str(k) for k in range(len(names), num_classes))
 
 
+def class_names_of(config: ml_collections.ConfigDict, num_classes: int) -> tuple[str, ...]:
+    """Names of classes ``0..num_classes-1`` of ``config.data``'s source: PASTIS's or the
+    synthetic set's, a patch folder's ``classes.json``, else the class numbers."""
+    data = config.data
+    given = None
+    if data.name == "patches" and data.get("path"):
+        given = folder_class_names(data.path, num_classes)
+    return _class_names(data.name, num_classes, given)
+
+
 def _excluded(
     arrays: dict[str, np.ndarray], exclude_classes: Sequence[int]
 ) -> dict[str, np.ndarray]:

@@ -76,6 +76,27 @@ def classification_metrics(
     }
 
 
+def class_iou(confusion: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-class intersection over union of a ``(K, K)`` confusion matrix (row = truth) and
+    their mean, the semantic-segmentation metric.
+
+    IoU_k = C_kk / (Σ_j C_kj + Σ_i C_ik − C_kk). Classes that neither occur nor are predicted
+    get NaN and stay out of the mean (as in macro-F1, :func:`classification_metrics`).
+
+    Returns:
+      ``(K,)`` float64 IoU per class and the mean over the others (NaN when none is left).
+    """
+    confusion = np.asarray(confusion, np.float64)
+    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1]:
+        raise ValueError(f"confusion must be square (K, K), got {confusion.shape}")
+    hit = np.diag(confusion)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - hit
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ious = np.where(union > 0, hit / union, np.nan)
+    present = np.isfinite(ious)
+    return ious, float(ious[present].mean()) if present.any() else math.nan
+
+
 def rmse(predictions: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Root mean squared error per last-axis channel: ``(..., K)`` → ``(K,)`` float64."""
     predictions = np.asarray(predictions, np.float64)

@@ -4,6 +4,7 @@
 ``config.task``  module             encoder, metrics
 =============  =================  ===================================================
 ``eval_floods``  :mod:`.floods`     ``s1_image`` / ``s2_image`` tower, dense; water IoU
+``eval_landcover``  :mod:`.landcover`  the same towers on labelled SITS patches; mIoU
 =============  =================  ===================================================
 
 They sit above :mod:`pimc_jax.encode` (whose dense image pass they use) and reuse the
@@ -25,8 +26,12 @@ from pimc_jax.evaluation.figures import write_figures
 from pimc_jax.evaluation.results import write_results
 from pimc_jax.segmentation.figures import write_flood_examples
 from pimc_jax.segmentation.floods import FloodSegmentation
+from pimc_jax.segmentation.landcover import LandCoverMapping
 
-SEGMENTATION_EVALUATORS: dict[str, Any] = {"eval_floods": FloodSegmentation}
+SEGMENTATION_EVALUATORS: dict[str, Any] = {
+    "eval_floods": FloodSegmentation,
+    "eval_landcover": LandCoverMapping,
+}
 SEGMENTATION_TASKS: tuple[str, ...] = tuple(SEGMENTATION_EVALUATORS)
 
 
@@ -44,7 +49,7 @@ def run_segmentation_task(config: ml_collections.ConfigDict, workdir: str) -> di
     if parallel.is_main_process():
         with storage.local_staging(workdir) as figure_dir:
             figures = write_figures(figure_dir, results)
-            figures.update(write_flood_examples(figure_dir, evaluator.examples))
+            figures.update(write_flood_examples(figure_dir, getattr(evaluator, "examples", [])))
         results = {**results, "figures": figures}
         write_results(workdir, results)
     return results
