@@ -6,7 +6,8 @@
     python bench/label_efficiency.py --init_from /tmp/pretrain_slovenia
         [--patch ../shared/data/real/eolearn_slovenia_ndvi_patch.npz | --patch PATCH_FOLDER]
         [--k 5,10,20,50] [--draws 10] [--block 8] [--buffer 8]
-        [--features rp,image] [--exclude 0] [--finetune_draws 3] [--json OUT.json]
+        [--forest_features rp,image] [--linear_features rp_features,image_features]
+        [--exclude 0] [--finetune_draws 3] [--json OUT.json]
         [--figure OUT.png]
     python bench/label_efficiency.py --summary_of RUN.json [MORE.json ...] [--figure OUT.png]
 
@@ -27,15 +28,18 @@ Slovenia raster's no-data) are left out.
 Rows, each fitted on the same drawn pixels and scored on the same test pixels:
 
 - ``pretrained_forest``: RandomForest (300 trees) on the pixel's raw band series and its
-  pre-trained backbone features side by side (``--features``: the plot tower's
-  ``rp_features`` and/or the image tower's ``image_features``), the library's few-label
-  recipe (trees on the series, as the pixel classifier's ``finetune.trees``, plus what
-  the encoder learned about the series and its neighbourhood);
+  pre-trained embeddings side by side (``--forest_features``, outputs of
+  :func:`~pimc_jax.encode_patch`: by default ``rp`` and ``image``, both towers' unit
+  embeddings, the space the contrastive loss shapes; ``rp_features,image_features``
+  gives the backbone features instead), the few-label recipe (trees on the series, as
+  the pixel classifier's ``finetune.trees``, plus what the encoder learned about the
+  series and its neighbourhood);
 - ``random_forest``: the same with the random-init encoder's features;
 - ``forest``: the forest on the raw band series alone (gaps filled with the training
   pixels' mean), the raw-band baseline;
 - ``pretrained_linear`` / ``random_linear``: logistic regression (scikit-learn, L2, C = 1)
-  on the standardised backbone features alone, the classic linear probe;
+  on the standardised backbone features alone (``--linear_features``), the classic
+  linear probe;
 - ``pretrained_finetune`` / ``random_finetune`` (on the first ``--finetune_draws`` draws of
   each ``k``; 0 leaves them out): the plot tower and a linear head fine-tuned on the drawn
   pixels' series with the pixel classifier's ``finetune`` settings
@@ -129,11 +133,15 @@ def write_patch_folder(patch: Patch, folder: str | Path) -> Path:
     return path
 
 
-def embed(params, patch: Patch, features: list[str]) -> np.ndarray:
-    """``(H·W, F)`` backbone features of every pixel, the towers in ``features`` side by side."""
+def embed(params, patch: Patch, features: list[list[str]]) -> list[np.ndarray]:
+    """Per list of :func:`~pimc_jax.encode_patch` output names (``rp``, ``image``,
+    ``rp_features``, ``image_features``), ``(H·W, F)`` of every pixel, side by side."""
     out = encode_patch(params, patch, progress=False)
-    blocks = [out[f"{name}_features"] for name in features]
-    return np.concatenate(blocks, axis=-1).reshape(-1, sum(b.shape[-1] for b in blocks))
+    chosen = []
+    for names in features:
+        blocks = [out[name] for name in names]
+        chosen.append(np.concatenate(blocks, -1).reshape(-1, sum(b.shape[-1] for b in blocks)))
+    return chosen
 
 
 def draw(
@@ -237,7 +245,14 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--block", type=int, default=8)
     parser.add_argument("--buffer", type=int, default=8)
-    parser.add_argument("--features", default="rp,image")
+    parser.add_argument(
+        "--forest_features", default="rp,image", help="encode_patch outputs for *_forest"
+    )
+    parser.add_argument(
+        "--linear_features",
+        default="rp_features,image_features",
+        help="encode_patch outputs for *_linear",
+    )
     parser.add_argument("--exclude", default="0", help="comma-separated classes left out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -275,9 +290,13 @@ def main() -> None:
     patch = load_patch(args.patch)
     pretrained = load_params(args.init_from)
     random = init_params(pretrained.spec, args.seed)
-    names = [n for n in args.features.split(",") if n]
-    features = {"pretrained": embed(pretrained, patch, names)}
-    features["random"] = embed(random, patch, names)
+    names = [
+        [n for n in value.split(",") if n] for value in (args.forest_features, args.linear_features)
+    ]
+    features = {
+        "pretrained": embed(pretrained, patch, names),
+        "random": embed(random, patch, names),
+    }
     series = patch.reflectance().transpose(1, 2, 0, 3).reshape(-1, *patch.bands.shape[::3])
     labels = patch.labels.astype(np.int64).copy()
     excluded = [int(c) for c in args.exclude.split(",") if c]
@@ -300,9 +319,10 @@ def main() -> None:
             raw = filled_features(series, train)
             predictions = {"forest": _forest(raw, flat, train, test, args.seed + d)}
             for name in ("pretrained", "random"):
-                both = np.concatenate([raw, features[name]], axis=-1)
+                forest_features, linear_features = features[name]
+                both = np.concatenate([raw, forest_features], axis=-1)
                 predictions[f"{name}_forest"] = _forest(both, flat, train, test, args.seed + d)
-                predictions[f"{name}_linear"] = _linear(features[name], flat, train, test)
+                predictions[f"{name}_linear"] = _linear(linear_features, flat, train, test)
                 if d < args.finetune_draws:
                     params = pretrained if name == "pretrained" else random
                     predictions[f"{name}_finetune"] = _finetune(

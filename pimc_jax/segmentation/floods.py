@@ -47,6 +47,7 @@ from pimc_jax.models import PIMCParams
 from pimc_jax.segmentation.dense import IMAGE_VIEWS, chip_features, chip_view_image
 from pimc_jax.segmentation.heads import (
     PixelHeads,
+    check_settings,
     confusions,
     finetune_view,
     fit_heads,
@@ -55,7 +56,6 @@ from pimc_jax.segmentation.heads import (
 )
 
 FLOOD_SOURCES: tuple[str, ...] = ("synthetic", "sen1floods11")
-FLOOD_TOWERS: tuple[str, ...] = (*IMAGE_VIEWS, "both")
 SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
 NORMALIZATIONS: tuple[str, ...] = ("checkpoint", "train_split")
 NUM_EXAMPLES = 4
@@ -102,17 +102,7 @@ class FloodSegmentation:
 
     def __init__(self, config: ml_collections.ConfigDict):
         data = config.data
-        if data.name not in FLOOD_SOURCES:
-            raise ValueError(
-                f"data.name must be one of {FLOOD_SOURCES} for eval_floods, got {data.name!r}"
-            )
-        if config.tower not in FLOOD_TOWERS:
-            raise ValueError(f"tower must be one of {FLOOD_TOWERS}, got {config.tower!r}")
-        if config.protocol == "finetune" and config.tower == "both":
-            raise ValueError(
-                "eval_floods: protocol='finetune' trains one tower: set --config.tower=s1_image "
-                "or s2_image"
-            )
+        check_settings(config, FLOOD_SOURCES)
         if data.image_normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"data.image_normalization must be one of {NORMALIZATIONS}, got "

@@ -33,9 +33,31 @@ from pimc_jax.evaluation.finetune import finetune_settings, train_supervised
 from pimc_jax.evaluation.probes import fit_logistic_regression
 from pimc_jax.evaluation.towers import tower_forward, tower_params
 from pimc_jax.models import PIMCParams
-from pimc_jax.segmentation.dense import view_encoder
+from pimc_jax.segmentation.dense import IMAGE_VIEWS, view_encoder
 
 _TOWER_OF_ENCODER = {"rp_encoder": "rp", "image_encoder": "image"}
+# What a segmentation evaluation's ``tower`` may name: one image view, or both.
+SEGMENTATION_TOWERS: tuple[str, ...] = (*IMAGE_VIEWS, "both")
+
+
+def check_settings(config: ml_collections.ConfigDict, sources: Sequence[str]) -> None:
+    """One-line errors for a segmentation config's ``data.name``, ``tower`` and protocol.
+
+    Raises:
+      ValueError: ``data.name`` not in ``sources``, an unknown ``tower``, or
+        ``protocol=finetune`` with ``tower=both`` (fine-tuning trains one tower).
+    """
+    task = config.task
+    if config.data.name not in sources:
+        raise ValueError(
+            f"data.name must be one of {tuple(sources)} for {task}, got {config.data.name!r}"
+        )
+    if config.tower not in SEGMENTATION_TOWERS:
+        raise ValueError(f"tower must be one of {SEGMENTATION_TOWERS}, got {config.tower!r}")
+    if config.protocol == "finetune" and config.tower == "both":
+        raise ValueError(
+            f"{task}: protocol='finetune' trains one tower: set --config.tower=s1_image or s2_image"
+        )
 
 
 @dataclasses.dataclass(frozen=True)

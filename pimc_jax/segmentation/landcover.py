@@ -48,6 +48,7 @@ from pimc_jax.models import PIMCParams
 from pimc_jax.segmentation.dense import IMAGE_VIEWS, dense_view_features
 from pimc_jax.segmentation.heads import (
     PixelHeads,
+    check_settings,
     confusions,
     finetune_view,
     fit_heads,
@@ -56,7 +57,6 @@ from pimc_jax.segmentation.heads import (
 )
 
 LANDCOVER_SOURCES: tuple[str, ...] = ("synthetic", "pastis", "patches")
-LANDCOVER_TOWERS: tuple[str, ...] = (*IMAGE_VIEWS, "both")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 # Features or raw inputs of a patch's pixels for a view: (H, W, F) float32.
 FeatureFn = Callable[[Patch], np.ndarray]
@@ -108,18 +108,7 @@ class LandCoverMapping:
 
     def __init__(self, config: ml_collections.ConfigDict):
         data = config.data
-        if data.name not in LANDCOVER_SOURCES:
-            raise ValueError(
-                f"data.name must be one of {LANDCOVER_SOURCES} for eval_landcover, got "
-                f"{data.name!r}"
-            )
-        if config.tower not in LANDCOVER_TOWERS:
-            raise ValueError(f"tower must be one of {LANDCOVER_TOWERS}, got {config.tower!r}")
-        if config.protocol == "finetune" and config.tower == "both":
-            raise ValueError(
-                "eval_landcover: protocol='finetune' trains one tower: set "
-                "--config.tower=s1_image or s2_image"
-            )
+        check_settings(config, LANDCOVER_SOURCES)
         self.config = config
         self.s1 = check_s1_setting(data.get("s1", "none")) is not None
         if "s1_image" in self.views and not self.s1:
