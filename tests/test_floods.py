@@ -222,34 +222,52 @@ def test_dense_features_match_encode_patch_fast_mode():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "pretrain_config, tower",
-    [("pretrain_s1s2:tiny", "s1_image"), ("pretrain_augment:tiny", "s2_image")],
+    "pretrain_config, tower, protocol",
+    [
+        ("pretrain_s1s2:tiny", "s1_image", "linear"),
+        ("pretrain_augment:tiny", "s2_image", "finetune"),
+    ],
 )
-def test_pretrain_then_eval_floods_from_the_command_line(
-    floods_dir, tmp_path, pretrain_config, tower
+def test_pretrain_on_the_official_layout_then_eval_floods_from_the_command_line(
+    floods_dir, tmp_path, pretrain_config, tower, protocol
 ):
+    """Both pairings pre-train on the fixture's training chips (data.name=sen1floods11),
+    then the flood evaluation scores their tower on the same layout."""
     root, _ = floods_dir
+    data = ["--config.data.name=sen1floods11", f"--config.data.path={root}"]
     pretrain = tmp_path / "pretrain"
-    done = launch(
-        pretrain_config,
-        pretrain,
-        "--config.data.name=synthetic_floods",
-        "--config.data.patch_size=24",
-    )
+    done = launch(pretrain_config, pretrain, *data, "--config.data.patch_size=16")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "data.name=sen1floods11" in done.stderr
     workdir = tmp_path / "floods"
     done = launch(
         "eval_floods:tiny",
         workdir,
+        *data,
         f"--config.init_from={pretrain}",
         f"--config.tower={tower}",
-        "--config.data.name=sen1floods11",
-        f"--config.data.path={root}",
+        f"--config.protocol={protocol}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((workdir / "results.json").read_text())
     assert results["step"] == 6 and results["views"] == [tower]
     _check_results(results, workdir)
+
+
+def test_sen1floods11_as_a_pretraining_source(floods_dir):
+    """The train split's labelled chips as one-date patches with both sensors."""
+    root, written = floods_dir
+    config = load_config("pretrain_s1s2:tiny")
+    config.data.update(dict(name="sen1floods11", path=str(root)))
+    patches = load_patches(config.data)
+    chips = s1f.load_sen1floods11(root, "train")
+    assert [p.patch_id for p in patches] == chips.chip_ids
+    for patch, chip in zip(patches, chips, strict=True):
+        assert patch.num_dates == 1 and patch.has_s1
+        np.testing.assert_array_equal(patch.bands[0], chip.s2)
+        np.testing.assert_array_equal(patch.s1_bands[0], chip.s1)
+    config.data.s1 = "none"
+    assert not any(p.has_s1 for p in load_patches(config.data))
 
 
 def test_finetune_view_learns_and_moves_only_the_view_tower():

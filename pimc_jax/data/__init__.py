@@ -7,7 +7,10 @@
 * ``patches``: a folder of the user's own SITS patches (:mod:`pimc_jax.data.user`);
 * ``synthetic_floods``: the synthetic flood scenes (:mod:`pimc_jax.data.synthetic.floods`),
   Sentinel-2 and Sentinel-1 over dates of rising water, from scene
-  :data:`FLOOD_PRETRAIN_FIRST_SCENE` on (the flood evaluation's chips are scenes below it).
+  :data:`FLOOD_PRETRAIN_FIRST_SCENE` on (the flood evaluation's chips are scenes below it);
+* ``sen1floods11``: the hand-labelled Sen1Floods11 chips of the train split under
+  ``config.data.path`` (:mod:`pimc_jax.data.sen1floods11`), each a one-date patch of
+  Sentinel-2 and Sentinel-1, for the Sentinel-1 ↔ Sentinel-2 pairings.
 
 Modules: the container and the sources first, then pre-training sampling in the order a
 batch is built:
@@ -39,11 +42,12 @@ from absl import logging
 from pimc_jax import parallel
 from pimc_jax.data.patches import Patch, shard_patches
 from pimc_jax.data.radar import check_s1_setting
+from pimc_jax.data.sen1floods11 import load_sen1floods11
 from pimc_jax.data.synthetic import make_patches
 from pimc_jax.data.synthetic.floods import make_flood_patches
 from pimc_jax.data.user import DEFAULT_SCL_INVALID_CLASSES, load_patch_folder
 
-PATCH_SOURCES = ("synthetic", "pastis", "patches", "synthetic_floods")
+PATCH_SOURCES = ("synthetic", "pastis", "patches", "synthetic_floods", "sen1floods11")
 FLOOD_PRETRAIN_FIRST_SCENE = 100_000
 
 
@@ -119,6 +123,17 @@ def load_patches(
             s1=s1,
         )
         folds, process_index, process_count = None, 0, 1  # already selected and sharded
+    elif name == "sen1floods11":
+        # The hand-labelled chips of the train split as one-date patches (S2 and S1): the
+        # pairs Sentinel-1 <-> Sentinel-2 pre-training reads; their labels are not used.
+        _require_path(data_config, name)
+        chips = load_sen1floods11(data_config.path, "train")
+        patches = [chip.to_patch() for chip in chips]
+        if s1 is None:
+            patches = [
+                dataclasses.replace(p, s1_bands=None, s1_dates=None, s1_band_names=())
+                for p in patches
+            ]
     elif name == "patches":
         _require_path(data_config, name)
         patches = load_patch_folder(
