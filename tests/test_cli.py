@@ -75,6 +75,39 @@ def launch_ok(config: str, workdir: Path, *flags: str) -> dict:
     return json.loads(results.read_text())
 
 
+# The image-tower pairings and how their towers are scored after pre-training from the
+# command line: (pre-training config, evaluated tower, protocol).
+PAIRING_RUNS = [
+    ("pretrain_s1s2:tiny", "s1_image", "linear"),
+    ("pretrain_augment:tiny", "s2_image", "finetune"),
+]
+
+
+def pretrain_then_evaluate(
+    tmp_path: Path,
+    data: list[str],
+    pretrain_config: str,
+    evaluation: str,
+    tower: str,
+    protocol: str,
+) -> tuple[dict, str]:
+    """``pretrain_config`` on ``data`` (16-px patches), then ``evaluation`` of its ``tower``
+    on the same data, both through launch.py; the results and the pre-training's log."""
+    pretrain = tmp_path / "pretrain"
+    done = launch(pretrain_config, pretrain, *data, "--config.data.patch_size=16")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = launch_ok(
+        evaluation,
+        tmp_path / "evaluation",
+        *data,
+        f"--config.init_from={pretrain}",
+        f"--config.tower={tower}",
+        f"--config.protocol={protocol}",
+    )
+    assert results["step"] == 6 and results["views"] == [tower]
+    return results, done.stderr
+
+
 def check_classification(results: dict, num_test: int) -> None:
     metrics = results["metrics"]
     assert set(metrics) >= {"overall_accuracy", "macro_f1", "val_accuracy", "linear_l2"}

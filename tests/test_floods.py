@@ -27,7 +27,7 @@ from pimc_jax.models import EncoderSpec, init_params
 from pimc_jax.segmentation.dense import chip_features
 from pimc_jax.segmentation.heads import finetune_view
 from tests.format_writers import SEN1FLOODS11_S2_BANDS, write_sen1floods11_dir
-from tests.test_cli import launch
+from tests.test_cli import PAIRING_RUNS, pretrain_then_evaluate
 from tests.tiny_configs import load_config, perturbed, tiny_model_spec
 
 
@@ -221,13 +221,7 @@ def test_dense_features_match_encode_patch_fast_mode():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "pretrain_config, tower, protocol",
-    [
-        ("pretrain_s1s2:tiny", "s1_image", "linear"),
-        ("pretrain_augment:tiny", "s2_image", "finetune"),
-    ],
-)
+@pytest.mark.parametrize("pretrain_config, tower, protocol", PAIRING_RUNS)
 def test_pretrain_on_the_official_layout_then_eval_floods_from_the_command_line(
     floods_dir, tmp_path, pretrain_config, tower, protocol
 ):
@@ -235,23 +229,11 @@ def test_pretrain_on_the_official_layout_then_eval_floods_from_the_command_line(
     then the flood evaluation scores their tower on the same layout."""
     root, _ = floods_dir
     data = ["--config.data.name=sen1floods11", f"--config.data.path={root}"]
-    pretrain = tmp_path / "pretrain"
-    done = launch(pretrain_config, pretrain, *data, "--config.data.patch_size=16")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "data.name=sen1floods11" in done.stderr
-    workdir = tmp_path / "floods"
-    done = launch(
-        "eval_floods:tiny",
-        workdir,
-        *data,
-        f"--config.init_from={pretrain}",
-        f"--config.tower={tower}",
-        f"--config.protocol={protocol}",
+    results, log = pretrain_then_evaluate(
+        tmp_path, data, pretrain_config, "eval_floods:tiny", tower, protocol
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((workdir / "results.json").read_text())
-    assert results["step"] == 6 and results["views"] == [tower]
-    _check_results(results, workdir)
+    assert "data.name=sen1floods11" in log
+    _check_results(results, tmp_path / "evaluation")
 
 
 def test_sen1floods11_as_a_pretraining_source(floods_dir):

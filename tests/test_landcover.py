@@ -13,7 +13,7 @@ from pimc_jax.evaluation.scores import class_iou, confusion_matrix
 from pimc_jax.launcher import run
 from pimc_jax.segmentation.landcover import LandCoverMapping
 from tests.format_writers import write_pastis_dir, write_user_patch_folder
-from tests.test_cli import launch
+from tests.test_cli import PAIRING_RUNS, pretrain_then_evaluate
 from tests.tiny_configs import load_config
 
 S1S2 = {"data.s1": "S1A", "model.views": ("s1_image", "s2_image")}
@@ -107,31 +107,13 @@ def test_errors_name_the_fix(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "pretrain_config, tower, protocol",
-    [
-        ("pretrain_s1s2:tiny", "s1_image", "linear"),
-        ("pretrain_augment:tiny", "s2_image", "finetune"),
-    ],
-)
+@pytest.mark.parametrize("pretrain_config, tower, protocol", PAIRING_RUNS)
 def test_pretrain_then_eval_landcover_from_the_command_line(
     pastis_r, tmp_path, pretrain_config, tower, protocol
 ):
     root, _ = pastis_r
     data = [f"--config.data.path={root}", "--config.data.name=pastis", "--config.data.s1=S1A"]
-    pretrain = tmp_path / "pretrain"
-    done = launch(pretrain_config, pretrain, *data, "--config.data.patch_size=16")
-    assert done.returncode == 0, done.stderr[-3000:]
-    workdir = tmp_path / "landcover"
-    done = launch(
-        "eval_landcover:tiny",
-        workdir,
-        *data,
-        f"--config.init_from={pretrain}",
-        f"--config.tower={tower}",
-        f"--config.protocol={protocol}",
+    results, _ = pretrain_then_evaluate(
+        tmp_path, data, pretrain_config, "eval_landcover:tiny", tower, protocol
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((workdir / "results.json").read_text())
-    assert results["step"] == 6 and results["views"] == [tower]
     assert 0.0 <= results["metrics"]["miou_test"] <= 1.0
