@@ -184,7 +184,7 @@ class FloodSegmentation:
         rng = np.random.default_rng(self.config.data.eval_seed)
         return [sample_pixels(rng, chip.valid, count) for chip in self.splits[split]]
 
-    def _linear_heads(self, features: FeatureFn) -> tuple[PixelHeads, int]:
+    def _linear_heads(self, features: FeatureFn) -> tuple[PixelHeads, np.ndarray]:
         """One standardised logistic head per ``linear.l2_grid`` value, fitted on
         ``data.pixels_per_chip`` valid pixels of each training chip."""
         config = self.config

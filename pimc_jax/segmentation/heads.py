@@ -15,7 +15,8 @@ linear map from a pixel's dense features to class logits.
   step; the trained head is applied to the fine-tuned tower's dense features.
 
 :class:`PixelHeads` holds ``G`` candidate heads and scores features with all of them at
-once; :func:`confusions` counts their predictions against labels.
+once; :func:`confusions` counts their predictions against labels; :func:`check_settings`
+gives both tasks the same one-line errors for ``data.name``, ``tower`` and ``protocol``.
 """
 
 from __future__ import annotations
