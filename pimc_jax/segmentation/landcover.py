@@ -174,20 +174,24 @@ class LandCoverMapping:
             for i in self._indices(split)
         ]
 
-    def _linear_heads(self, features: FeatureFn) -> PixelHeads:
+    def _linear_heads(self, features: FeatureFn) -> tuple[PixelHeads, int]:
+        """The heads of ``linear.l2_grid`` fitted on ``data.pixels_per_patch`` pixels of each
+        training patch; and how many pixels that was."""
         config = self.config
         xs, ys = [], []
         for index, rows, cols in self._sampled("train", config.data.pixels_per_patch):
             patch = self.patches[index]
             xs.append(features(patch)[rows, cols])
             ys.append(patch.labels[rows, cols])
-        return fit_heads(
+        labels = np.concatenate(ys).astype(np.int32)
+        heads = fit_heads(
             np.concatenate(xs),
-            np.concatenate(ys).astype(np.int32),
+            labels,
             self.num_classes,
             tuple(config.linear.l2_grid),
             config.linear.steps,
         )
+        return heads, int(labels.size)
 
     def _finetuned(self, params: PIMCParams) -> tuple[PIMCParams, PixelHeads, int]:
         config = self.config
@@ -256,13 +260,11 @@ class LandCoverMapping:
             tuned, heads, num_train = self._finetuned(params)
             encoder = self._evaluate(self._features(tuned), heads)
         else:
-            heads = self._linear_heads(self._features(params))
-            encoder = self._evaluate(self._features(params), heads)
-            num_train = sum(
-                r.size for _, r, _ in self._sampled("train", config.data.pixels_per_patch)
-            )
+            features = self._features(params)
+            heads, num_train = self._linear_heads(features)
+            encoder = self._evaluate(features, heads)
         raw_features = self._raw(params)
-        raw = self._evaluate(raw_features, self._linear_heads(raw_features))
+        raw = self._evaluate(raw_features, self._linear_heads(raw_features)[0])
         metrics: dict[str, float] = {}
         per_class_iou = {}
         for split in ("val", "test"):
