@@ -233,3 +233,30 @@ def test_eval_compile_reuse_bench_compares_equal_outputs():
     out = json.loads(_run("bench/eval_compile_reuse.py", "--pixels=8", "--repeats=1"))
     assert out["max_abs_difference"] == 0.0  # the cached and rebuilt forwards agree
     assert out["rebuilt_over_cached"] > 0
+
+
+def test_label_efficiency_draws_are_spatially_blocked():
+    """A draw takes k pixels per class, and tests on labelled pixels of other tiles than
+    the training pixels' and farther than ``buffer`` (Chebyshev) from every one of them."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import label_efficiency
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=(40, 36))
+    labels[rng.random(labels.shape) < 0.1] = -1  # left out
+    block, buffer, k = 8, 3, 4
+    for seed in range(5):
+        train, test = label_efficiency.draw(labels, k, block, buffer, np.random.default_rng(seed))
+        flat = labels.ravel()
+        assert all(np.sum(flat[train] == c) == k for c in range(3))
+        assert test.size and np.all(flat[test] >= 0) and not set(train) & set(test)
+        rows, cols = np.divmod(train, labels.shape[1])
+        t_rows, t_cols = np.divmod(test, labels.shape[1])
+        tiles = lambda r, c: (r // block) * -(-labels.shape[1] // block) + c // block
+        assert not set(tiles(rows, cols)) & set(tiles(t_rows, t_cols))
+        gap = np.maximum(
+            np.abs(t_rows[:, None] - rows[None]), np.abs(t_cols[:, None] - cols[None])
+        ).min(axis=1)
+        assert gap.min() > buffer
