@@ -63,36 +63,37 @@ FeatureFn = Callable[[Patch], np.ndarray]
 
 
 def _split_maps(
-    patches: Sequence[Patch],
+    labels: Sequence[np.ndarray],
+    patch_folds: Sequence[int],
     folds: dict[str, tuple[int, ...]],
     exclude: Sequence[int],
     data: ml_collections.ConfigDict,
 ) -> list[np.ndarray]:
-    """Per patch ``(H, W)`` int8: 0 train, 1 val, 2 test, −1 unlabelled or excluded."""
+    """Per patch (its ``(H, W)`` labels and its fold) ``(H, W)`` int8: 0 train, 1 val,
+    2 test, −1 unlabelled or excluded."""
     maps = []
     unfolded = []  # (patch index, labelled flat positions) of patches without a fold
-    for index, patch in enumerate(patches):
-        if patch.labels is None:
-            raise ValueError(f"patch {patch.patch_id!r} has no labels raster")
-        labelled = (patch.labels >= 0) & ~np.isin(patch.labels, np.asarray(list(exclude), np.int64))
-        split = np.full(patch.labels.shape, -1, np.int8)
-        if patch.fold:
+    for index, (patch_labels, fold) in enumerate(zip(labels, patch_folds, strict=True)):
+        excluded = np.isin(patch_labels, np.asarray(list(exclude), np.int64))
+        labelled = (patch_labels >= 0) & ~excluded
+        split = np.full(patch_labels.shape, -1, np.int8)
+        if fold:
             for code, name in enumerate(SPLITS):
-                if patch.fold in folds[name]:
+                if fold in folds[name]:
                     split[labelled] = code
         else:
             unfolded.append((index, np.flatnonzero(labelled.ravel())))
         maps.append(split)
     if unfolded:
         block_size = max(int(data.get("block_size", 16)), 1)
-        blocks, labels = [], []
+        blocks, values = [], []
         for index, flat in unfolded:
-            width = patches[index].width
+            width = labels[index].shape[1]
             rows, cols = np.divmod(flat, width)
             tile = (rows // block_size) * -(-width // block_size) + cols // block_size
             blocks.append((np.int64(index) << 32) + tile)
-            labels.append(patches[index].labels.ravel()[flat])
-        rows_of = block_split_rows(np.concatenate(blocks), np.concatenate(labels), data)
+            values.append(labels[index].ravel()[flat])
+        rows_of = block_split_rows(np.concatenate(blocks), np.concatenate(values), data)
         owner = np.concatenate([np.full(f.size, i) for i, f in unfolded])
         flat_all = np.concatenate([f for _, f in unfolded])
         for code, rows in enumerate(rows_of):
@@ -122,11 +123,18 @@ class LandCoverMapping:
         self.exclude = excluded_classes(config)
         wanted = folds["train"] + folds["val"] + folds["test"]
         self.patches = load_patches(data, folds=wanted, lazy=True)
-        if self.s1:
-            without = [p.patch_id for p in self.patches if not p.has_s1]
-            if without and "s1_image" in self.views:
-                raise ValueError(f"patches {without[:3]} hold no Sentinel-1 series")
-        self.split_maps = _split_maps(self.patches, folds, self.exclude, data)
+        # One pass over the patches (a lazy source decodes each one on access).
+        labels, patch_folds, without_s1 = [], [], []
+        for patch in self.patches:
+            if patch.labels is None:
+                raise ValueError(f"patch {patch.patch_id!r} has no labels raster")
+            labels.append(patch.labels)
+            patch_folds.append(patch.fold)
+            if not patch.has_s1:
+                without_s1.append(patch.patch_id)
+        if without_s1 and "s1_image" in self.views:
+            raise ValueError(f"patches {without_s1[:3]} hold no Sentinel-1 series")
+        self.split_maps = _split_maps(labels, patch_folds, folds, self.exclude, data)
         counts = {
             name: sum(int(np.sum(m == code)) for m in self.split_maps)
             for code, name in enumerate(SPLITS)
@@ -139,8 +147,8 @@ class LandCoverMapping:
                 )
         self.pixel_counts = counts
         top = max(
-            int(patch.labels[split >= 0].max(initial=0))
-            for patch, split in zip(self.patches, self.split_maps, strict=True)
+            int(patch_labels[split >= 0].max(initial=0))
+            for patch_labels, split in zip(labels, self.split_maps, strict=True)
         )
         self.num_classes = top + 1  # labels are class indices; the largest scored one sizes K
         self.class_names = class_names_of(config, self.num_classes)[: self.num_classes]
