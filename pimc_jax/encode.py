@@ -36,7 +36,7 @@ checkpoint written before the option existed) the image view has two modes
 * ``"fast"``: the image tower runs once, fully convolutionally, over the whole
   reflect-padded median composite, and each pixel's features are pooled over its crop
   window (:func:`dense_image_features`): an approximation whose two differences from
-  ``"exact"`` :mod:`pimc_jax.encode_dense` describes; ``bench/dense_encode.py``
+  ``"exact"`` :mod:`pimc_jax.windowed` describes; ``bench/dense_encode.py``
   measures its agreement with ``"exact"`` (cosine similarity, linear-probe accuracy).
 
 Model inputs are built and checked by :mod:`pimc_jax.encode_inputs`;
@@ -59,9 +59,8 @@ from pimc_jax import indices as indices_lib
 from pimc_jax import progress as progress_lib
 from pimc_jax.data.patches import Patch
 from pimc_jax.data.views import PLOT_VIEWS, VIEW_KEYS, extract_crops, median_composite
-from pimc_jax.encode_dense import (  # noqa: F401  (_Grid: re-exported for tests)
+from pimc_jax.encode_dense import (  # noqa: F401  (dense_*: public here too)
     _fast_image,
-    _Grid,
     dense_image_features,
     dense_margin,
     dense_view,

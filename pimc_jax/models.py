@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pimc_jax import valid_tower
+from pimc_jax import valid_tower, windowed
 from pimc_jax.spec import (  # noqa: F401  (re-exported: the specs' historical home)
     AUTO_RP_SIZE_RANGE,
     FALLBACK_RP_SIZE,
@@ -74,8 +74,12 @@ class GroupNorm(nn.Module):
     bias_init: Callable[..., jax.Array] = nn.initializers.zeros
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """``(N, ..., C)`` → ``(N, ..., C)`` in ``dtype`` (default: ``x``'s dtype)."""
+    def __call__(self, x: jax.Array, window: windowed.Grid | None = None) -> jax.Array:
+        """``(N, ..., C)`` → ``(N, ..., C)`` in ``dtype`` (default: ``x``'s dtype).
+
+        ``window`` (an ``(N, H, W, C)`` dense map of crops, :mod:`pimc_jax.windowed`): each
+        position's statistics are those of the crop centred on it, not of the whole map.
+        """
         channels = x.shape[-1]
         if channels % self.num_groups:
             raise ValueError(f"{channels} channels do not split into {self.num_groups} groups")
@@ -83,15 +87,22 @@ class GroupNorm(nn.Module):
         scale = self.param("scale", self.scale_init, (channels,), jnp.float32)
         bias = self.param("bias", self.bias_init, (channels,), jnp.float32)
         values = x.astype(jnp.float32)
-        axes = tuple(range(1, x.ndim - 1))
-        count = float(np.prod(x.shape[1:-1])) * size
+        if window is None:  # over all positions of each sample
+            axes = tuple(range(1, x.ndim - 1))
+            count = float(np.prod(x.shape[1:-1])) * size
+            shape = (x.shape[0],) + (1,) * len(axes) + (channels,)
 
-        def group_mean(y: jax.Array) -> jax.Array:  # (N, ..., C) → (N, groups)
-            return jnp.sum(y, axis=axes).reshape(-1, self.num_groups, size).sum(-1) / count
+            def group_mean(y: jax.Array) -> jax.Array:  # (N, ..., C) → (N, groups)
+                return jnp.sum(y, axis=axes).reshape(-1, self.num_groups, size).sum(-1) / count
+
+        else:  # over the crop centred on each position
+            shape = x.shape
+
+            def group_mean(y: jax.Array) -> jax.Array:  # (N, H, W, C) → (N, H, W, groups)
+                return window.mean(y.reshape(*y.shape[:-1], self.num_groups, size).mean(-1))
 
         mean = group_mean(values)
         var = jnp.maximum(group_mean(values * values) - mean * mean, 0.0)
-        shape = (x.shape[0],) + (1,) * len(axes) + (channels,)
         per_channel = lambda g: jnp.repeat(g, size, axis=-1).reshape(shape)
         mul = per_channel(jax.lax.rsqrt(var + self.epsilon)) * scale
         return ((values - per_channel(mean)) * mul + bias).astype(self.dtype or x.dtype)
@@ -104,9 +115,11 @@ class ResidualBlock(nn.Module):
     initialised to zero instead (so each block still starts as the identity).
     ``padding="valid"``: no zero padding; the norms are LayerNorms over each position's
     channels, and the residual path is cropped to the positions the branch keeps (through
-    the 1×1 projection when the stride or width changes). Called with ``dilation`` (the
-    pixel spacing of the input's grid) it runs densely: stride 1 at full resolution with
-    kernels dilated instead (:mod:`pimc_jax.valid_tower`), the same parameters.
+    the 1×1 projection when the stride or width changes). Called with ``grid`` (where the
+    input's positions of a crop lie: :class:`pimc_jax.valid_tower.Grid` or
+    :class:`pimc_jax.windowed.Grid`) it runs densely over a whole raster with the same
+    parameters: stride 1 at full resolution with kernels dilated instead, and for a
+    ``"same"`` block GroupNorm statistics over each position's crop.
     """
 
     width: int
@@ -116,17 +129,18 @@ class ResidualBlock(nn.Module):
     padding: str = "same"
 
     @nn.compact
-    def __call__(self, x: jax.Array, dilation: int | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, grid: Any = None) -> jax.Array:
         plain = self.norm_groups == 0
         valid = self.padding == "valid"
-        if dilation is not None and not valid:
-            raise ValueError("a dense call needs a block with padding='valid'")
+        dense = grid is not None
+        after = grid.window(3, self.strides) if dense else None  # the branch's grid
 
-        def conv(w: int, k: int, s: int, name: str, d: int = 1) -> nn.Conv:
-            if dilation is not None:  # dense: stride 1, the crop's grid as a dilation
-                padding = valid_tower.dense_padding(k, d)
+        def conv(w: int, k: int, s: int, name: str, on: Any = None) -> nn.Conv:
+            if on is not None:  # dense: stride 1, the crop's grid ``on`` as a dilation
+                d = (on.dilation,) * 2
+                padding = on.conv_padding(k, s)
                 return nn.Conv(
-                    w, (k, k), (1, 1), padding, kernel_dilation=(d, d), use_bias=plain,
+                    w, (k, k), (1, 1), padding, kernel_dilation=d, use_bias=plain,
                     dtype=self.dtype, name=name,
                 )  # fmt: skip
             padding = "VALID" if valid else "SAME"
@@ -141,28 +155,28 @@ class ResidualBlock(nn.Module):
             init = nn.initializers.zeros if zero else nn.initializers.ones
             if valid:
                 return nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, scale_init=init, name=name)
-            return GroupNorm(
-                num_groups=_groups(self.width, self.norm_groups),
-                dtype=self.dtype,
-                scale_init=init,
-                name=name,
-            )
+            groups = _groups(self.width, self.norm_groups)
+            module = GroupNorm(num_groups=groups, dtype=self.dtype, scale_init=init, name=name)
+            return lambda y: module(y, after if dense and not valid else None)
 
-        d = dilation or 1
         residual = x
-        y = nn.relu(norm("norm1")(conv(self.width, 3, self.strides, "conv1", d)(x)))
+        y = nn.relu(norm("norm1")(conv(self.width, 3, self.strides, "conv1", grid)(x)))
         # Zero-initialised last scale: each block starts as the identity.
-        y = norm("norm2", zero=True)(conv(self.width, 3, 1, "conv2", d * self.strides)(y))
+        y = norm("norm2", zero=True)(conv(self.width, 3, 1, "conv2", after)(y))
         if valid:
-            if dilation is None:  # the input positions the branch's outputs are centred on
+            if not dense:  # the input positions the branch's outputs are centred on
                 first, step, count = self.strides + 1, self.strides, y.shape[1]
                 rows = slice(first, first + step * (count - 1) + 1, step)
                 cols = slice(first, first + step * (y.shape[2] - 1) + 1, step)
                 residual = residual[:, rows, cols]
             if self.strides != 1 or x.shape[-1] != self.width:
+                # A 1×1 window at each kept position: the same on crops and densely.
                 residual = norm("proj_norm")(conv(self.width, 1, 1, "proj_conv")(residual))
-        elif residual.shape != y.shape:
-            residual = norm("proj_norm")(conv(self.width, 1, self.strides, "proj_conv")(residual))
+        elif (grid.count != after.count if dense else residual.shape[1:3] != y.shape[1:3]) or (
+            x.shape[-1] != self.width
+        ):
+            project = conv(self.width, 1, self.strides, "proj_conv", grid)
+            residual = norm("proj_norm")(project(residual))
         return nn.relu(residual + y)
 
 
@@ -182,7 +196,7 @@ class ResNetEncoder(nn.Module):
         giving back what GroupNorm takes out: a level plot's mean is its series' mean, a
         distance plot's the mean change between dates, a crop band's its mean reflectance.
       padding: ``"same"`` (zero padding inside the input, the paper's ResNet) or
-        ``"valid"`` (none; the module then also runs densely, see ``__call__``).
+        ``"valid"`` (none; the dense pass is then exact, see ``__call__``).
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -198,15 +212,21 @@ class ResNetEncoder(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, dense_crop: int | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, dense_crop: int | None = None, pool: bool = True) -> jax.Array:
         """``(N, H, W, C)`` float → ``(N, F)`` float32 pooled features, ``F = widths[-1]``
         (``+ C`` with ``input_means``).
 
-        ``dense_crop=k`` (``padding="valid"`` only): ``x`` is a whole raster and the result
-        ``(N, H, W, F)`` holds at every pixel the features of the ``k × k`` crop centred on
-        it (centre at crop pixel ``k // 2``), equal to the per-crop call up to float
-        rounding. Pixels within ``k // 2`` of the edges read zeros beyond them: pad the
-        raster by that much (reflecting, as crops are) and drop the border.
+        ``dense_crop=k``: ``x`` is a whole raster and the result ``(N, H, W, F)`` holds at
+        every pixel the features of the ``k × k`` crop centred on it (centre at crop pixel
+        ``k // 2``), in one fully convolutional pass with the same parameters. With
+        ``padding="valid"`` they equal the per-crop call up to float rounding; with
+        ``"same"`` they approximate it (:mod:`pimc_jax.windowed`: real neighbours instead
+        of zero padding, GroupNorm statistics of each position's crop window). Pixels near
+        the edges read zeros beyond them: pad the raster (reflecting, as crops are) by
+        ``k // 2`` (valid) or :func:`pimc_jax.windowed.dense_margin` (same) and drop the
+        border. ``pool=False`` (``"same"`` only) returns the last stage's map ``(N, H, W,
+        widths[-1])`` before the final average instead: at a pixel, what the crop centred
+        there has at the pixel's own grid position.
         """
         chex.assert_rank(x, 4)
         if len(self.stage_sizes) != len(self.widths):
@@ -217,55 +237,59 @@ class ResNetEncoder(nn.Module):
         if self.padding not in valid_tower.PADDINGS:
             raise ValueError(f"padding must be one of {valid_tower.PADDINGS}, got {self.padding!r}")
         valid = self.padding == "valid"
-        if dense_crop is not None and not valid:
-            raise ValueError("dense_crop needs a tower with padding='valid'")
         dense = dense_crop is not None
-        grid = valid_tower.Grid(dense_crop or x.shape[1])
+        if not pool and not (dense and not valid):
+            raise ValueError("pool=False is for the dense pass of towers with padding='same'")
         if valid:
+            grid = valid_tower.Grid(dense_crop or x.shape[1])
             valid_tower.check_valid_tower(self, grid.count, "ResNetEncoder")
-        means = None
-        if self.input_means:
-            values = x.astype(jnp.float32)
-            means = valid_tower.window_mean(values, grid, grid.count) if dense else None
-            means = jnp.mean(values, axis=(1, 2)) if means is None else means
+        else:
+            grid = windowed.Grid.of_crop(dense_crop) if dense else None
+
+        def crop_mean(y: jax.Array) -> jax.Array:  # (N, H, W, C) → (N, C) or (N, H, W, C)
+            if not dense:
+                return jnp.mean(y, axis=(1, 2))
+            return valid_tower.window_mean(y, grid, dense_crop) if valid else grid.mean(y)
+
+        means = crop_mean(x.astype(jnp.float32)) if self.input_means else None
         x = x.astype(self.dtype)
         k, s = self.stem_kernel, self.stem_stride
         plain = self.norm_groups == 0
         if dense:
-            padding = valid_tower.dense_padding(k, 1)
-            x = nn.Conv(self.stem_width, (k, k), (1, 1), padding, use_bias=plain, dtype=self.dtype)(
-                x
-            )
+            padding, stride, dilation = grid.conv_padding(k, s), 1, grid.dilation
         else:
-            padding = "VALID" if valid else "SAME"
-            x = nn.Conv(self.stem_width, (k, k), (s, s), padding, use_bias=plain, dtype=self.dtype)(
-                x
-            )
-        grid = grid.window(k, s)
+            padding, stride, dilation = "VALID" if valid else "SAME", s, 1
+        x = nn.Conv(
+            self.stem_width, (k, k), (stride, stride), padding,
+            kernel_dilation=(dilation, dilation), use_bias=plain, dtype=self.dtype,
+        )(x)  # fmt: skip
+        grid = grid.window(k, s) if grid is not None else None
         if not plain:
             if valid:
                 x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
             else:
-                x = GroupNorm(
-                    num_groups=_groups(self.stem_width, self.norm_groups), dtype=self.dtype
-                )(x)
+                groups = _groups(self.stem_width, self.norm_groups)
+                x = GroupNorm(num_groups=groups, dtype=self.dtype)(x, grid)
         x = nn.relu(x)
         if self.stem_pool:
             if dense:
-                x = valid_tower.dense_max_pool(x, grid.dilation)
+                x = grid.max_pool(x)
             else:
                 x = nn.max_pool(x, (3, 3), (2, 2), padding="VALID" if valid else "SAME")
-            grid = grid.window(3, 2)
+            grid = grid.window(3, 2) if grid is not None else None
         for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
             for block in range(blocks):
                 strides = 2 if stage > 0 and block == 0 else 1
                 block_module = ResidualBlock(
                     width, strides, self.norm_groups, self.dtype, self.padding
                 )
-                x = block_module(x, grid.dilation if dense else None)
-                grid = grid.window(3, strides).window(3, 1)
+                x = block_module(x, grid if dense else None)
+                if grid is not None:
+                    grid = grid.window(3, strides).window(3, 1)
+        if not pool:
+            return x.astype(jnp.float32)
         if dense:
-            pooled = valid_tower.window_mean(x.astype(jnp.float32), grid, dense_crop)
+            pooled = crop_mean(x.astype(jnp.float32))
         else:
             pooled = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
         return pooled if means is None else jnp.concatenate([pooled, means], axis=-1)
@@ -331,10 +355,11 @@ class PIMC(nn.Module):
         return features, self.image_head(features)
 
     def encode_dense(self, image: jax.Array, tower: str = "image") -> tuple[jax.Array, jax.Array]:
-        """``tower`` (``"rp"`` or ``"image"``, one with ``padding="valid"``) run densely over
+        """``tower`` (``"rp"`` or ``"image"``) run densely over
         ``(N, H, W, C)`` model inputs (e.g. a normalised raster): at every pixel the
         features ``(N, H, W, F)`` and embeddings ``(N, H, W, D)`` of the ``spec.crop_size``
-        crop centred on it (:meth:`ResNetEncoder.__call__`, ``dense_crop``)."""
+        crop centred on it (:meth:`ResNetEncoder.__call__`, ``dense_crop``: exact for a
+        ``padding="valid"`` tower, windowed for a ``"same"`` one)."""
         encoder, head = (
             (self.rp_encoder, self.rp_head)
             if tower == "rp"

@@ -56,6 +56,16 @@ class Grid:
             reach=self.reach + half * self.dilation,
         )
 
+    def conv_padding(self, kernel: int, stride: int) -> list[tuple[int, int]]:
+        """Padding of the dense form (stride 1, kernel dilated by ``dilation``) of a
+        ``"VALID"`` convolution of ``stride`` on this grid (:func:`dense_padding`)."""
+        del stride  # the stride shows in the next layer's dilation
+        return dense_padding(kernel, self.dilation)
+
+    def max_pool(self, x: jax.Array) -> jax.Array:
+        """The dense form of a 3×3 stride-2 ``"VALID"`` max-pool on this grid."""
+        return dense_max_pool(x, self.dilation)
+
 
 def _layers(encoder: Any) -> list[tuple[int, int]]:
     """The ``(kernel, stride)`` windows of a tower, in order (stem, pool, each block's two
@@ -102,7 +112,7 @@ def check_valid_tower(encoder: Any, crop_size: int, what: str) -> None:
         )
 
 
-def _shift_sum(x: jax.Array, axis: int, count: int, dilation: int, shift: int) -> jax.Array:
+def shift_sum(x: jax.Array, axis: int, count: int, dilation: int, shift: int) -> jax.Array:
     """``out[p] = Σ_{i<count} x[p + shift + i·dilation]`` along ``axis``, zeros beyond the
     edges; same shape as ``x``."""
     length, span = x.shape[axis], (count - 1) * dilation
@@ -130,15 +140,16 @@ def window_mean(x: jax.Array, grid: Grid, crop_size: int) -> jax.Array:
     Pixels whose crop reaches beyond the map read zeros there."""
     shift = grid.anchor - crop_size // 2
     for axis in (1, 2):
-        x = _shift_sum(x, axis, grid.count, grid.dilation, shift)
+        x = shift_sum(x, axis, grid.count, grid.dilation, shift)
     return x / grid.count**2
 
 
-def dense_max_pool(x: jax.Array, dilation: int) -> jax.Array:
-    """The dense form of a ``"VALID"`` 3×3 max-pool on a grid ``dilation`` pixels apart:
-    the maximum over the 3×3 dilated window centred on every pixel (``-inf`` beyond the
-    edges)."""
-    pad = (dilation, dilation)
+def dense_max_pool(x: jax.Array, dilation: int, before: int = 1) -> jax.Array:
+    """The dense form of a 3×3 max-pool on a grid ``dilation`` pixels apart: the maximum
+    over the 3×3 dilated window at every pixel of ``x`` ``(N, H, W, C)``, its first tap
+    ``before`` grid steps before the pixel (1: centred, a ``"VALID"`` pool; ``-inf``
+    beyond the edges)."""
+    pad = (before * dilation, (2 - before) * dilation)
     return jax.lax.reduce_window(
         x,
         jnp.array(-jnp.inf, x.dtype),

@@ -12,6 +12,7 @@ from tiny_configs import perturbed, strided_encoder, tiny_model_spec
 
 import pimc_jax
 import pimc_jax.models
+from pimc_jax import windowed
 from pimc_jax.data.synthetic import make_patch
 from pimc_jax.data.views import extract_crops, median_composite
 from pimc_jax.models import EncoderSpec, GroupNorm, ModelSpec
@@ -119,8 +120,7 @@ def test_fast_mode_blocks_equal_one_pass(params, patch):
 def test_dense_features_keep_each_pixels_sampling_grid():
     # An 8-pixel crop after one stride-2 layer: 4 positions 2 apart, the first 4 pixels
     # before the centre. Pixel q pools rows (and columns) q - 4, q - 2, q, q + 2.
-    grid = encode_lib._Grid(8, 1, 4)
-    grid.advance(2)
+    grid = windowed.Grid.of_crop(8).window(3, 2)
     x = jnp.zeros((1, 16, 16, 1)).at[0, 5, 5, 0].set(1.0)
     pooled = grid.mean(x)[0, :, :, 0]
     # So pixel 5 is pooled by pixels 3, 5, 7 and 9.
@@ -193,6 +193,22 @@ def test_groupnorm_equals_flax(shape, groups, offset):
     want = jax.grad(loss(theirs), argnums=(0, 1))(variables, x)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5 * max(1.0, float(jnp.abs(b).max())))
+
+
+@pytest.mark.parametrize("crop, center", [(8, (6, 9)), (9, (10, 4)), (16, (8, 8))])
+def test_windowed_groupnorm_is_each_crops_own(crop, center):
+    # With a window, each position is normalised by the statistics of the crop centred
+    # on it: at a crop's centre, Flax's GroupNorm of that crop (cut out of the map).
+    x = jax.random.normal(jax.random.key(3), (1, 20, 18, 8)) * 1.5 + 0.7
+    variables = nn.GroupNorm(num_groups=4).init(jax.random.key(1), x)
+    variables = jax.tree.map(lambda v: v + jax.random.normal(jax.random.key(4), v.shape), variables)
+    dense = GroupNorm(num_groups=4).apply(variables, x, windowed.Grid.of_crop(crop))
+    top, left = center[0] - crop // 2, center[1] - crop // 2
+    cut = x[:, top : top + crop, left : left + crop]
+    want = nn.GroupNorm(num_groups=4).apply(variables, cut)[0, crop // 2, crop // 2]
+    np.testing.assert_allclose(dense[0, center[0], center[1]], want, atol=2e-5)
+    # A position whose crop differs gets other statistics.
+    assert np.abs(dense[0, center[0], center[1]] - dense[0, 0, 0]).max() > 1e-2
 
 
 @pytest.mark.parametrize("center", [(20, 20), (21, 20), (20, 23), (19, 19)])

@@ -144,10 +144,10 @@ def test_specs_refuse_what_a_valid_tower_cannot_run():
         ModelSpec(image_encoder=DEFAULT_LAYOUT, crop_size=12)
     with pytest.raises(ValueError, match="odd stem_kernel"):
         ModelSpec(image_encoder=dataclasses.replace(DEFAULT_LAYOUT, stem_kernel=4))
-    with pytest.raises(ValueError, match="dense_crop needs"):
+    with pytest.raises(ValueError, match="pool=False is for the dense pass"):
         module = ResNetEncoder(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
         variables = module.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
-        module.apply(variables, jnp.zeros((1, 8, 8, 3)), dense_crop=8)
+        module.apply(variables, jnp.zeros((1, 8, 8, 3)), pool=False)
 
 
 def test_same_towers_keep_their_parameter_names():

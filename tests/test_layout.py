@@ -29,6 +29,7 @@ RANKS = {
     "data": 2,
     "recurrence": 2,
     "valid_tower": 3,
+    "windowed": 3,
     "spec": 3,
     "models": 3,
     "checkpoint_faults": 4,
