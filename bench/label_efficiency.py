@@ -35,6 +35,9 @@ Rows, each fitted on the same drawn pixels and scored on the same test pixels:
   the pixel classifier's ``finetune.trees``, plus what the encoder learned about the
   series and its neighbourhood);
 - ``random_forest``: the same with the random-init encoder's features;
+- ``pretrained_embedding_forest`` / ``random_embedding_forest``: the forest on the
+  embeddings alone, without the raw series (what ``classify_map`` fits with
+  ``classifier.model=forest``: the embedding rasters are all it reads);
 - ``forest``: the forest on the raw band series alone (gaps filled with the training
   pixels' mean), the raw-band baseline;
 - ``pretrained_linear`` / ``random_linear``: logistic regression (scikit-learn, L2, C = 1)
@@ -80,6 +83,8 @@ ROWS = (
     "pretrained_forest",
     "random_forest",
     "forest",
+    "pretrained_embedding_forest",
+    "random_embedding_forest",
     "pretrained_linear",
     "random_linear",
     "pretrained_finetune",
@@ -322,6 +327,9 @@ def main() -> None:
                 forest_features, linear_features = features[name]
                 both = np.concatenate([raw, forest_features], axis=-1)
                 predictions[f"{name}_forest"] = _forest(both, flat, train, test, args.seed + d)
+                predictions[f"{name}_embedding_forest"] = _forest(
+                    forest_features, flat, train, test, args.seed + d
+                )
                 predictions[f"{name}_linear"] = _linear(linear_features, flat, train, test)
                 if d < args.finetune_draws:
                     params = pretrained if name == "pretrained" else random

@@ -1,15 +1,17 @@
 # python launch.py --config=configs/classify_map.py --config.init_from=workdirs/pretrain --config.data.path=my_tifs --workdir=workdirs/classify_map  # noqa: E501
-"""Class maps from a few labels: a linear classifier on the embeddings of a patch folder.
+"""Class maps from a few labels: a classifier on the embeddings of a patch folder.
 
 Labels come from the patches' labels rasters (``labels.tif`` in a GeoTIFF patch folder,
 ``labels`` in an ``.npz``; ``classifier.ignore_labels`` mark unlabelled pixels). The
 embeddings are computed as ``configs/embed.py`` computes them (into ``WORKDIR/embeddings``,
-or read from an ``embed`` workdir with ``embeddings_from``). A logistic regression is scored
-on spatially held-out blocks (``classifier.block_size``, ``classifier.test_fraction``),
-then, by default, refitted on every label. Writes per patch ``ID.classes.tif`` (class
-codes, colour table, class names) and ``ID.probabilities.tif`` into ``WORKDIR/maps/``,
-``classifier.npz``, ``results.json`` / ``results.md`` and ``class_map.png``. With
-``classifier_from=OTHER_WORKDIR/classifier.npz`` the same command maps another folder
+or read from an ``embed`` workdir with ``embeddings_from``). A random forest on the
+embeddings and each pixel's raw band series (``classifier.model=linear``: a logistic
+regression on the embeddings) is scored on spatially held-out blocks
+(``classifier.block_size``, ``classifier.test_fraction``), then, by default, refitted on
+every label. Writes per patch ``ID.classes.tif`` (class codes, colour table, class names)
+and ``ID.probabilities.tif`` into ``WORKDIR/maps/``, ``classifier.joblib`` (``.npz`` for
+the linear model), ``results.json`` / ``results.md`` and ``class_map.png``. With
+``classifier_from=OTHER_WORKDIR/classifier.joblib`` the same command maps another folder
 without labels. The task is :mod:`pimc_jax.maps.classify`.
 """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -228,12 +229,13 @@ def test_classify_map(folder, embedded, tmp_path):
             probs = src.read()
         finite = np.isfinite(probs).all(0)
         np.testing.assert_allclose(probs[:, finite].sum(0), 1.0, atol=1e-5)
+    assert results["protocol"].startswith("random forest of 300 trees")
     # The saved classifier maps a folder again, without training.
     again = _config(
         "classify_map",
         root,
         embeddings_from=str(embedded),
-        classifier_from=str(fit / "classifier.npz"),
+        classifier_from=str(fit / "classifier.joblib"),
     )
     run(again, str(tmp_path / "apply"))
     for name in written:
@@ -241,6 +243,93 @@ def test_classify_map(folder, embedded, tmp_path):
             _read(tmp_path / "apply" / "maps" / f"{name}.classes.tif"),
             _read(fit / "maps" / f"{name}.classes.tif"),
         )
+
+
+def _labelled_features(root: Path, embedded: Path, series: bool):
+    """Per patch (folder order): features of every pixel (embeddings read back from the
+    COGs, then the raw series in (T, C) order), the labels and the valid pixels."""
+    out = []
+    for patch in load_patch_folder(root):
+        with rasterio.open(embedded / "embeddings" / f"{patch.patch_id}.embeddings.tif") as src:
+            values = np.moveaxis(src.read(), 0, -1).astype(np.float32)
+        with rasterio.open(embedded / "embeddings" / f"{patch.patch_id}.valid.tif") as src:
+            valid = src.read(1).astype(bool)
+        if series:
+            raw = patch.reflectance().transpose(1, 2, 0, 3).reshape(*valid.shape, -1)
+            values = np.concatenate([values, raw], axis=-1)
+        out.append((patch.patch_id, values, patch.labels, valid))
+    return out
+
+
+def _one_patch_folder(folder: Path, patch_id: str, path: Path) -> Path:
+    """A copy of the fixture folder holding only ``patch_id`` (so that every patch of it has
+    as many dates, and its embeddings are read back from the fixture's embed run)."""
+    shutil.copytree(folder / patch_id, path / patch_id)
+    shutil.copy(folder / "metadata.json", path / "metadata.json")
+    return path
+
+
+@pytest.mark.parametrize(
+    "model, one_patch", [("forest", True), ("forest", False), ("linear", True)]
+)
+def test_classify_map_equals_scikit_learn(folder, embedded, tmp_path, model, one_patch):
+    # The map is drawn by the model refitted on every labelled pixel: the same model built
+    # here with scikit-learn from the rasters gives the same class at every valid pixel.
+    # The forest reads each pixel's raw band series beside its embeddings when every patch
+    # holds as many dates (one patch), the embeddings alone otherwise (5 and 6 dates).
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    root = folder[0]
+    if one_patch:
+        root = _one_patch_folder(root, "geo_0", tmp_path / "one")
+    config = _config("classify_map", root, embeddings_from=str(embedded))
+    config.classifier.model = model
+    results = run(config, str(tmp_path / "fit"))
+    series = model == "forest" and one_patch
+    assert results["protocol"].endswith("and the raw band series") == series
+    patches = _labelled_features(root, embedded, series)
+    x = np.concatenate([v[(lab != 0) & ok] for _, v, lab, ok in patches])
+    y = np.concatenate([lab[(lab != 0) & ok] for _, v, lab, ok in patches])
+    if model == "forest":
+        fill = np.nanmean(x, axis=0)
+        reference = RandomForestClassifier(n_estimators=300, random_state=0, n_jobs=-1)
+        reference.fit(np.where(np.isnan(x), fill, x), y)
+        predict = lambda v: reference.predict(np.where(np.isnan(v), fill, v))
+        assert (tmp_path / "fit" / "classifier.joblib").is_file()
+    else:
+        scaler = StandardScaler().fit(x)
+        reference = LogisticRegression(C=1.0, max_iter=1000).fit(scaler.transform(x), y)
+        predict = lambda v: reference.predict(scaler.transform(v))
+        saved = np.load(tmp_path / "fit" / "classifier.npz")  # the documented NumPy use
+        logits = ((x - saved["mean"]) / saved["scale"]) @ saved["weights"].T + saved["bias"]
+        np.testing.assert_array_equal(saved["codes"][logits.argmax(1)], predict(x))
+    for patch_id, values, _, ok in patches:
+        got = _read(tmp_path / "fit" / "maps" / f"{patch_id}.classes.tif")[0]
+        np.testing.assert_array_equal(got[ok], predict(values[ok]))
+
+
+def test_classify_map_series_settings_say_what_to_change(folder, embedded, tmp_path):
+    root = folder[0]
+    one = _one_patch_folder(root, "geo_0", tmp_path / "one")
+    fit = tmp_path / "fit"
+    run(_config("classify_map", one, embeddings_from=str(embedded)), str(fit))
+    # A patch with another number of dates is refused by the saved forest, with the fix.
+    other = _one_patch_folder(root, "geo_1", tmp_path / "other")
+    again = _config(
+        "classify_map", other, embeddings_from=str(embedded),
+        classifier_from=str(fit / "classifier.joblib"),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"reads raw series of 5 dates x 4 bands.*\(6, 4\)"):
+        run(again, str(tmp_path / "again"))
+    bad = [({"classifier.series": "true"}, "different numbers of dates and bands"),
+           ({"classifier.series": "maybe"}, "classifier.series must be auto, true or false"),
+           ({"classifier.model": "svm"}, "classifier.model must be one of")]  # fmt: skip
+    for overrides, message in bad:
+        config = _config("classify_map", root, embeddings_from=str(embedded), **overrides)
+        with pytest.raises(ValueError, match=message):
+            run(config, str(tmp_path / "bad"))
 
 
 def test_classify_map_without_labels_says_so(tmp_path):

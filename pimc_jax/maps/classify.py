@@ -1,4 +1,4 @@
-"""The ``classify_map`` task: labels + embeddings → a linear classifier → class-map COGs.
+"""The ``classify_map`` task: labels + embeddings → a pixel classifier → class-map COGs.
 
 ``python launch.py --config=configs/classify_map.py --config.init_from=PRETRAIN_WORKDIR
 --config.data.path=DIR --workdir=OUT``:
@@ -11,18 +11,19 @@
    left out) and splits them by square blocks of ``classifier.block_size`` pixels: a
    seeded ``classifier.test_fraction`` of the labelled blocks is held out, so test pixels
    never sit beside training pixels of the same field;
-3. fits a standardised logistic regression (scikit-learn) on the other blocks, scores it
-   on the held-out ones (accuracy, macro-F1, per class), then (``classifier.refit_all``)
-   refits it on every labelled pixel and saves it as ``OUT/classifier.npz``
-   (:func:`save_classifier`: standardisation, softmax weights, class codes, names and
-   colours, the embedding bands and checkpoint it expects);
+3. fits the classifier (:mod:`pimc_jax.maps.classifiers`: by default a random forest on
+   the embeddings and each pixel's raw band series, ``classifier.model=linear`` a logistic
+   regression on the embeddings) on the other blocks, scores it on the held-out ones
+   (accuracy, macro-F1, per class), then (``classifier.refit_all``) refits it on every
+   labelled pixel and saves it as ``OUT/classifier.joblib`` (or ``classifier.npz``) with
+   the class codes, names and colours and the features and checkpoint it expects;
 4. writes per patch ``OUT/maps/ID.classes.tif`` (class codes, a colour table by class
    rank, class names in the tags) and ``OUT/maps/ID.probabilities.tif`` (one band per
    class, described by its name), both COGs on the patch's grid, ``OUT/class_map.png``
    and ``OUT/results.json`` / ``results.md`` (:mod:`pimc_jax.evaluation.results`).
 
-``classifier_from=OTHER/classifier.npz`` skips 2–3: the saved classifier maps this folder
-(labels, if any, are scored as a whole, not a held-out split).
+``classifier_from=OTHER/classifier.joblib`` skips 2–3: the saved classifier maps this
+folder (labels, if any, are scored as a whole, not a held-out split).
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ from pimc_jax.evaluation.encoders import EncoderSource
 from pimc_jax.evaluation.results import write_results
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix
 from pimc_jax.maps import cog
+from pimc_jax.maps.classifiers import (
+    check_settings,
+    fit_classifier,
+    load_classifier,
+    probabilities,
+    save_classifier,
+    series_setting,
+)
 from pimc_jax.maps.embed import (
     EMBEDDINGS_DIR,
     INT8_NODATA,
@@ -134,66 +143,39 @@ def labelled_pixels(patch: Patch, valid: np.ndarray, ignore: Sequence[int]) -> n
     return ~np.isin(patch.labels, list(ignore)) & valid
 
 
-def fit_classifier(
-    features: np.ndarray, ranks: np.ndarray, num_classes: int, config: ml_collections.ConfigDict
-) -> dict[str, np.ndarray]:
-    """A standardised multinomial logistic regression as softmax weights over all
-    ``num_classes`` ranks (classes absent from ``ranks`` are never predicted)."""
-    from sklearn.linear_model import LogisticRegression
-
-    mean = features.mean(axis=0)
-    scale = features.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    x = (features - mean) / scale
-    weights = np.zeros((num_classes, features.shape[1]))
-    bias = np.full(num_classes, -1e9)
-    present = np.unique(ranks)
-    if present.size == 1:
-        bias[present[0]] = 0.0
-    else:
-        settings = config.classifier
-        model = LogisticRegression(C=float(settings.l2), max_iter=int(settings.max_iter))
-        model.fit(x, ranks)
-        coef, intercept = model.coef_, model.intercept_
-        if coef.shape[0] == 1:  # binary: sigmoid(z) = softmax([0, z])
-            coef = np.concatenate([np.zeros_like(coef), coef])
-            intercept = np.concatenate([[0.0], intercept])
-        weights[model.classes_] = coef
-        bias[model.classes_] = intercept
-    return {"mean": mean, "scale": scale, "weights": weights, "bias": bias}
+def series_shape(patches: Sequence[Patch]) -> list[int] | None:
+    """``[T, C]``, the dates and bands every patch holds (what ``classifier.series``
+    reads), or None when the patches differ."""
+    shapes = {(p.num_dates, len(p.band_names)) for p in patches}
+    return list(next(iter(shapes))) if len(shapes) == 1 else None
 
 
-def probabilities(model: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
-    """``(N, K)`` class probabilities of ``(N, D)`` features (softmax of the linear model)."""
-    x = (features - model["mean"]) / model["scale"]
-    logits = x @ model["weights"].T + model["bias"]
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+def use_series(settings: ml_collections.ConfigDict, patches: Sequence[Patch]) -> list[int]:
+    """The ``[T, C]`` raw series a new classifier reads beside the embeddings, ``[]`` for
+    none: ``classifier.series`` ``"true"`` (ValueError, one line, when the patches
+    differ), ``"auto"`` (when they do not) or ``"false"``; the linear model reads the
+    embeddings only."""
+    setting = series_setting(settings)
+    if settings.model != "forest" or setting == "false":
+        return []
+    shape = series_shape(patches)
+    if shape is None and setting == "true":
+        found = sorted({(p.num_dates, len(p.band_names)) for p in patches})
+        raise ValueError(
+            f"classifier.series=true reads each pixel's raw series, but the patches hold "
+            f"different numbers of dates and bands {found}: set classifier.series=auto or "
+            "false (embeddings only), or give one kind of patch per run"
+        )
+    return shape or []
 
 
-def save_classifier(path: Path, model: dict[str, np.ndarray], facts: dict[str, Any]) -> Path:
-    """Writes the model and its facts (codes, names, colours, bands, checkpoint) as .npz."""
-    with cog.atomic_write(path) as temporary, open(temporary, "wb") as handle:
-        np.savez(handle, **model, **{k: np.asarray(v) for k, v in facts.items()})
-    return path
-
-
-def load_classifier(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The model and facts :func:`save_classifier` wrote."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no classifier file {path} (classifier_from)")
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    model = {key: arrays.pop(key) for key in ("mean", "scale", "weights", "bias")}
-    facts = {
-        "codes": [int(c) for c in arrays["codes"]],
-        "names": [str(n) for n in arrays["names"]],
-        "bands": [str(b) for b in arrays["bands"]],
-        "checkpoint": str(arrays["checkpoint"]),
-    }
-    return model, facts
+def pixel_features(patch: Patch, embeddings: np.ndarray, series: bool) -> np.ndarray:
+    """``(H, W, D [+ T·C])`` float32: the embeddings and, with ``series``, the pixel's raw
+    band series (reflectance, NaN = no data) beside them."""
+    if not series:
+        return embeddings
+    raw = np.moveaxis(patch.reflectance(), 0, 2).reshape(patch.height, patch.width, -1)
+    return np.concatenate([embeddings, raw.astype(np.float32)], axis=-1)
 
 
 def _class_dtype(codes: Sequence[int]) -> tuple[str, int]:
@@ -267,6 +249,8 @@ def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[st
     if parallel.process_count() > 1:
         raise ValueError("classify_map runs on one process; run embed on many, then this")
     check_maps(config.maps)
+    if not config.classifier_from:
+        check_settings(config.classifier)
     root = local_workdir(workdir)
     root.mkdir(parents=True, exist_ok=True)
     if config.embeddings_from:
@@ -308,6 +292,14 @@ def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[st
                 facts["checkpoint"],
                 source.checkpoint,
             )
+        shape = facts["series"]
+        if shape and any([p.num_dates, len(p.band_names)] != shape for p in patches):
+            found = sorted({(p.num_dates, len(p.band_names)) for p in patches})
+            raise ValueError(
+                f"{config.classifier_from} reads raw series of {shape[0]} dates x {shape[1]} "
+                f"bands beside the embeddings, these patches hold {found} (dates, bands): map "
+                "patches like those it was fitted on, or refit with classifier.series=False"
+            )
         results["protocol"] = f"saved classifier {config.classifier_from}"
         classifier_path = Path(config.classifier_from)
     else:
@@ -327,10 +319,11 @@ def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[st
         )
         names = class_names(config, codes)
         c = config.classifier
+        shape = use_series(c, patches)
         held = block_split(labelled, int(c.block_size), float(c.test_fraction), int(c.seed))
         x_parts, y_parts, test_parts = [], [], []
         for patch, mask, test in zip(patches, labelled, held, strict=True):
-            x_parts.append(loaded[patch.patch_id][0][mask])
+            x_parts.append(pixel_features(patch, loaded[patch.patch_id][0], bool(shape))[mask])
             y_parts.append(np.searchsorted(codes, patch.labels[mask]))
             test_parts.append(test[mask])
         x, y, is_test = (np.concatenate(v) for v in (x_parts, y_parts, test_parts))
@@ -343,19 +336,20 @@ def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[st
             int(c.block_size),
             len(codes),
         )
-        model = fit_classifier(x[~is_test], y[~is_test], len(codes), config)
+        model = fit_classifier(x[~is_test], y[~is_test], len(codes), c)
         predicted = np.argmax(probabilities(model, x[is_test]), axis=1)
         scores = _scores(y[is_test], predicted, codes, names)
         if c.refit_all:
-            model = fit_classifier(x, y, len(codes), config)
+            model = fit_classifier(x, y, len(codes), c)
         facts = {
             "codes": codes,
             "names": names,
             "bands": bands,
             "checkpoint": str(source.checkpoint or source.init_from),
+            "series": shape,
         }
         classifier_path = save_classifier(
-            root / "classifier.npz",
+            root,
             model,
             {
                 **facts,
@@ -363,7 +357,12 @@ def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[st
                 "step": -1 if source.step is None else source.step,
             },
         )
-        results["protocol"] = "logistic regression on the embeddings (scikit-learn)"
+        results["protocol"] = (
+            f"random forest of {int(c.trees)} trees (scikit-learn) on the embeddings"
+            + (" and the raw band series" if shape else "")
+            if c.model == "forest"
+            else "logistic regression on the embeddings (scikit-learn)"
+        )
         results["metrics"] = {k: scores[k] for k in ("overall_accuracy", "macro_f1")}
         results["per_class"] = scores["per_class"]
         results["data"] = {
@@ -387,7 +386,8 @@ def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[st
         list(zip(patches, labelled, strict=True)), desc="Class maps", unit="patch"
     ):
         values, valid, _ = loaded[patch.patch_id]
-        probs = probabilities(model, np.nan_to_num(values.reshape(-1, values.shape[-1])))
+        values = pixel_features(patch, values, bool(shape))
+        probs = probabilities(model, values.reshape(-1, values.shape[-1]))
         probs = probs.reshape(*values.shape[:2], -1)
         written, ranks = write_class_maps(
             out_folder, patch, probs, valid, facts, {**tags, "patch": patch.patch_id}, config.maps

@@ -59,14 +59,23 @@ def classify_map_config(arg: str = "") -> ml_collections.ConfigDict:
     # Embeddings already written by `embed` with the same init_from (a workdir); empty:
     # computed here, into WORKDIR/embeddings (resumable like embed).
     config.embeddings_from = ""
-    # A classifier.npz written by an earlier classify_map run: map this folder with it
+    # A classifier.joblib / .npz written by an earlier classify_map run: map this folder with it
     # (no labels needed, no training).
     config.classifier_from = ""
     classifier = ml_collections.ConfigDict()
     classifier.ignore_labels = (0,)  # label values that mean "unlabelled"
     classifier.max_pixels_per_class = 20000  # labelled pixels used per class, at most
-    classifier.l2 = 1.0  # inverse regularisation strength C of the logistic regression
-    classifier.max_iter = 1000
+    # "forest": a RandomForest on the embeddings (and, with series, each pixel's raw band
+    # series beside them), the best few-label recipe measured (docs/maps.md); "linear": a
+    # logistic regression on the embeddings alone.
+    classifier.model = "forest"
+    classifier.trees = 300
+    # forest: each pixel's raw band series beside the embeddings (positions must mean the
+    # same in every patch): "true", "false", or "auto" (when all patches hold as many
+    # dates and bands).
+    classifier.series = "auto"
+    classifier.l2 = 1.0  # linear: inverse regularisation strength C
+    classifier.max_iter = 1000  # linear
     # Held-out validation: square blocks of block_size × block_size pixels; a seeded
     # test_fraction of the labelled blocks is held out (spatially blocked split).
     classifier.block_size = 32
