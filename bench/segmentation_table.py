@@ -125,9 +125,7 @@ def summary(task: str, root: Path, seeds: list[int]) -> str:
                         raw.setdefault((tower, metric), []).append(found[raw_metric])
             cells.append(_cell(values))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    raw_cells = [
-        _cell(raw.get((t, m), [])) if p == "linear" else "–" for t, p, m in columns
-    ]
+    raw_cells = [_cell(raw.get((t, m), [])) if p == "linear" else "–" for t, p, m in columns]
     lines.append("| linear head on the raw input channels | " + " | ".join(raw_cells) + " |")
     return "\n".join(lines)
 

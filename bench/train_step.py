@@ -3,6 +3,7 @@
     python bench/train_step.py                       # default config, 1 vs 4 forced CPU devices
     python bench/train_step.py --config=configs/pretrain_pastis.py --devices=1  # on a GPU
     python bench/train_step.py --vs-torch            # JAX/PyTorch, default and ResNet-18 layouts
+    python bench/train_step.py --flag_sets="default|none|--xla_cpu_use_onednn=true" --rounds 2
 
 Each device count runs in its own process (XLA fixes the CPU device count at start-up),
 all with the same global batch drawn by the real input pipeline. Per setting it reports
@@ -22,6 +23,12 @@ process it alternates three steps on the same batch, round after round:
   standardised crops: both towers, InfoNCE, backward, clipping and AdamW, jitted;
 * ``torch``: :mod:`torch_reference` (eager, channels-last), parameters copied from the
   JAX model.
+
+``--flag_sets`` compares XLA:CPU flag settings on one device: sets separated by ``|``,
+each ``default`` (:data:`pimc_jax.parallel.XLA_CPU_FLAGS`, what ``launch.py`` sets),
+``none`` (no flag at all) or XLA flags, which replace a default flag of the same name and
+keep the others; every set runs in its own process, the sets in turn, ``--rounds`` times,
+and the table gives each set's step time per round and against ``default``.
 
 It prints median step times with the spread (min–max over the rounds), the step-time
 ratios JAX/PyTorch on the medians (above 1: JAX is slower) and the speed ratio at each
@@ -88,6 +95,7 @@ def _child(config_path: str, repeats: int, overrides: list[str]) -> dict:
         "rp_s_per_device": rp_time,
         "rp_share": rp_time / step_time,
         "platform": jax.devices()[0].platform,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
 
@@ -317,8 +325,10 @@ def _load_config(config_path: str, overrides: list[str]):
     return config
 
 
-def _run_child(args: argparse.Namespace, xla_flags: str, extra: list[str]) -> dict:
-    env = dict(os.environ, XLA_FLAGS=xla_flags)
+def _run_child(
+    args: argparse.Namespace, xla_flags: str, extra: list[str], env: dict | None = None
+) -> dict:
+    env = dict(os.environ, **(env or {}), XLA_FLAGS=xla_flags)
     command = [
         sys.executable,
         __file__,
@@ -335,6 +345,36 @@ def _run_child(args: argparse.Namespace, xla_flags: str, extra: list[str]) -> di
     return json.loads(out.stdout.split("RESULT", 1)[1])
 
 
+def _flag_sets(args: argparse.Namespace) -> None:
+    """One-device step time under each XLA flag set, the sets in turn, ``args.rounds`` times."""
+    sets = [item.strip() for item in args.flag_sets.split("|")]
+    times: dict[str, list[float]] = {name: [] for name in sets}
+    seen: dict[str, str] = {}
+    for _ in range(args.rounds):
+        for name in sets:
+            flags, env = "", {}
+            if name == "none":
+                env["PIMC_JAX_XLA_CPU_FLAGS"] = "0"
+            elif name != "default":
+                flags = name
+            result = _run_child(args, f"--xla_force_host_platform_device_count=1 {flags}", [], env)
+            times[name].append(result["step_s"])
+            seen[name] = result["xla_flags"]
+    print(f"config: {args.config}; one device; median step ms per round")
+    print(
+        "| XLA flags | "
+        + " | ".join(f"round {i + 1}" for i in range(args.rounds))
+        + " | fastest vs default |"
+    )
+    print("|---" * (args.rounds + 2) + "|")
+    reference = min(times.get("default") or times[sets[0]])
+    for name in sets:
+        cells = " | ".join(f"{1e3 * t:.1f}" for t in times[name])
+        print(f"| `{name}` | {cells} | {min(times[name]) / reference:.2f}x |")
+    for name in sets:
+        print(f"{name}: the step's process ran with XLA_FLAGS={seen[name]!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/pretrain.py")
@@ -345,6 +385,8 @@ def main() -> None:
     parser.add_argument("--layouts", default="default,resnet18", help="with --vs-torch")
     parser.add_argument("--breakdown", action="store_true", help="per-tower times too")
     parser.add_argument("--per-round", type=int, default=2, help="with --vs-torch")
+    parser.add_argument("--flag_sets", default="", help="'|'-separated XLA flag sets")
+    parser.add_argument("--rounds", type=int, default=2, help="with --flag_sets")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -356,6 +398,9 @@ def main() -> None:
         return
     if args.vs_torch:
         _vs_torch(args)
+        return
+    if args.flag_sets:
+        _flag_sets(args)
         return
     results = []
     for count in [int(c) for c in args.devices.split(",")]:
