@@ -11,11 +11,13 @@ Design choices the paper leaves open, made here:
   (32×32) are tiny next to ImageNet images, so the default stem is a 3×3 stride-1
   convolution without max-pooling (CIFAR-style); ``stem_stride=2, stem_pool=True``
   with ``stem_kernel=7`` gives the ImageNet stem.
-* **Two paddings.** ``padding="same"`` (the default, the paper's ResNet) zero-pads every
-  convolution inside the crop. ``padding="valid"`` pads nothing, normalises each
-  position over its own channels (LayerNorm) and crops the residual path, so the same
-  module also runs *densely* over a whole raster (``dense_crop=k``) and gives at every
-  pixel exactly its ``k×k`` crop's features (:mod:`pimc_jax.valid_tower`).
+* **Two paddings, one module for crops and rasters.** ``padding="same"`` (the default,
+  the paper's ResNet) zero-pads every convolution inside the crop. ``padding="valid"``
+  pads nothing, normalises each position over its own channels (LayerNorm) and crops
+  the residual path. Either module also runs *densely* over a whole raster
+  (``dense_crop=k``, the same parameters): at every pixel the ``k×k`` crop's features,
+  exactly for ``"valid"`` (:mod:`pimc_jax.valid_tower`), approximately for ``"same"``
+  (:mod:`pimc_jax.windowed`).
 
 The hashable specs (:class:`EncoderSpec`, :class:`ModelSpec`) are in :mod:`pimc_jax.spec`
 and re-exported here.
