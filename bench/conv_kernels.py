@@ -3,6 +3,7 @@
     pip install -e .[bench]                            # PyTorch (a CPU build is enough)
     python bench/conv_kernels.py                       # default and resnet18 layouts
     python bench/conv_kernels.py --layouts=default --repeats=3
+    python bench/conv_kernels.py --against=nchw          # JAX only: NHWC against NCHW
 
 Where ``bench/train_step.py --vs-torch`` times whole steps, this takes the two towers
 apart. Per layout (``default``: the config as it is; ``resnet18``: the overrides of
@@ -34,6 +35,11 @@ per forward pass, forward and backward milliseconds per call on each side as
 round (above 1: JAX is slower), and count-weighted forward + backward milliseconds per
 side and their difference (what the kernel adds to the gap in one training step), with
 totals. On a shared machine the minima are the fair comparison.
+
+``--against=nchw`` needs no PyTorch: the other side is the same JAX convolution in the
+NCHW/OIHW layout (input, filter and upstream gradient transposed once, outside the timed
+calls), so the table says whether XLA:CPU runs any convolution of the model faster with
+the channels first; GroupNorms are left out.
 """
 
 from __future__ import annotations
@@ -249,6 +255,41 @@ def _conv_fns(conv: Conv, rng: np.random.Generator) -> dict[str, Callable[[], An
     }
 
 
+def _nchw_conv_fns(conv: Conv, rng: np.random.Generator) -> dict[str, Callable[[], Any]]:
+    """The four timed calls of a convolution: JAX in NHWC/HWIO (the model's layout) on the
+    ``jax`` side, JAX in NCHW/OIHW on the other, after checking that both agree."""
+    import jax
+
+    x = rng.standard_normal((conv.batch, conv.height, conv.width, conv.cin), np.float32)
+    w = rng.standard_normal((conv.kernel, conv.kernel, conv.cin, conv.cout), np.float32)
+    stride = (conv.stride, conv.stride)
+    fns = {}
+    for side, dims, to in (
+        ("jax", ("NHWC", "HWIO", "NHWC"), ((0, 1, 2, 3), (0, 1, 2, 3))),
+        ("torch", ("NCHW", "OIHW", "NCHW"), ((0, 3, 1, 2), (3, 2, 0, 1))),
+    ):
+        conv_fn = lambda x, w, dims=dims: jax.lax.conv_general_dilated(
+            x, w, stride, conv.padding, dimension_numbers=dims
+        )
+        if conv.stem:
+            pullback = lambda x, w, g, f=conv_fn: jax.vjp(lambda w: f(x, w), w)[1](g)
+        else:
+            pullback = lambda x, w, g, f=conv_fn: jax.vjp(f, x, w)[1](g)
+        fwd, bwd = jax.jit(conv_fn), jax.jit(pullback)
+        jx = jax.device_put(np.ascontiguousarray(x.transpose(to[0])))
+        jw = jax.device_put(np.ascontiguousarray(w.transpose(to[1])))
+        y = np.asarray(fwd(jx, jw))
+        g = jax.device_put(np.ones_like(y))
+        fns[side] = (fwd, bwd, jx, jw, g, y.transpose(np.argsort(to[0])))
+    _check(fns["jax"][5], fns["torch"][5], conv.label())
+    out = {}
+    for side in ("jax", "torch"):
+        fwd, bwd, jx, jw, g, _ = fns[side]
+        out[f"{side} fwd"] = lambda f=fwd, a=jx, b=jw: jax.block_until_ready(f(a, b))
+        out[f"{side} bwd"] = lambda f=bwd, a=jx, b=jw, c=g: jax.block_until_ready(f(a, b, c))
+    return {name: out[name] for name in SIDES}
+
+
 def _norm_fns(norm: Norm, rng: np.random.Generator) -> dict[str, Callable[[], Any]]:
     """The four timed calls of a GroupNorm, after checking that both sides agree."""
     import jax
@@ -388,6 +429,8 @@ def table(rows: list[Row]) -> str:
         "total": rows,
     }
     for name, group in groups.items():
+        if not group:
+            continue
         jax_s = sum(r.weighted("jax") for r in group)
         torch_s = sum(r.weighted("torch") for r in group)
         count = sum(r.usage.count for r in group)
@@ -397,11 +440,16 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def run_layout(config: Any, repeats: int, seed: int = 0) -> list[Row]:
-    """Traces the layout's model and times each of its kernels on both sides."""
+def run_layout(config: Any, repeats: int, seed: int = 0, against: str = "torch") -> list[Row]:
+    """Traces the layout's model and times each of its kernels on both sides (``against``
+    ``"nchw"``: the convolutions only, the other side JAX in NCHW)."""
     rng = np.random.default_rng(seed)
     usages = model_kernels(config)
-    fns = [(_conv_fns if isinstance(k, Conv) else _norm_fns)(k, rng) for k in usages]
+    if against == "nchw":
+        usages = {k: u for k, u in usages.items() if isinstance(k, Conv)}
+        fns = [_nchw_conv_fns(k, rng) for k in usages]
+    else:
+        fns = [(_conv_fns if isinstance(k, Conv) else _norm_fns)(k, rng) for k in usages]
     times = time_alternating(fns, repeats)
     return [Row(k, u, t) for (k, u), t in zip(usages.items(), times, strict=True)]
 
@@ -413,18 +461,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="timed rounds per kernel")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], help="key=json value override")
+    parser.add_argument("--against", choices=("torch", "nchw"), default="torch")
     args = parser.parse_args()
-    try:
-        import torch
-    except ImportError:
-        sys.exit("bench/conv_kernels.py needs PyTorch: pip install -e .[bench]")
     import jax
 
-    torch.set_num_threads(args.torch_threads)
+    other = "JAX in NCHW/OIHW (columns named torch)"
+    if args.against == "torch":
+        try:
+            import torch
+        except ImportError:
+            sys.exit("bench/conv_kernels.py needs PyTorch: pip install -e .[bench]")
+        torch.set_num_threads(args.torch_threads)
+        other = f"torch {torch.__version__} with {torch.get_num_threads()} threads"
     print(
         f"config: {args.config}  XLA_FLAGS: {os.environ.get('XLA_FLAGS') or '(none)'}\n"
-        f"jax {jax.__version__} on {jax.devices()[0].platform}  torch {torch.__version__} "
-        f"with {torch.get_num_threads()} threads  rounds: {args.repeats}"
+        f"jax {jax.__version__} on {jax.devices()[0].platform} (NHWC) against {other}  "
+        f"rounds: {args.repeats}"
     )
     for layout in args.layouts.split(","):
         if layout not in LAYOUTS:
@@ -433,7 +485,7 @@ def main() -> None:
         pre = [f"{key}={json.dumps(value)}" for key, value in LAYOUTS[layout].items()]
         config = _load_config(args.config, pre + args.set)
         print(f"\nlayout {layout}: batch {config.global_batch_size}", file=sys.stderr)
-        rows = run_layout(config, args.repeats)
+        rows = run_layout(config, args.repeats, against=args.against)
         print(
             f"\n### layout: {layout}  (batch {config.global_batch_size}; ms per call as "
             "median / min; ratio and weighted columns from the minima, fwd + bwd)\n"
