@@ -49,6 +49,22 @@ def test_train_step_bench_one_and_two_devices():
 
 
 @pytest.mark.slow
+def test_train_step_bench_flag_sets_reach_the_step():
+    out = _run(
+        "bench/train_step.py", "--flag_sets=default|none|--xla_cpu_use_onednn=true",
+        "--rounds=1", "--repeats=1", "--set", "global_batch_size=16", "--set",
+        "data.num_patches=4",
+    )  # fmt: skip
+    ran = dict(re.findall(r"^(.+): the step's process ran with XLA_FLAGS='(.*)'$", out, re.M))
+    assert "ynn_fusion_type=INDIVIDUAL_CONVOLUTION" in ran["default"]
+    assert "ynn" not in ran["none"] and "onednn" not in ran["none"]
+    assert "--xla_cpu_use_onednn=true" in ran["--xla_cpu_use_onednn=true"]
+    rows = re.findall(r"^\| `(.+)` \| ([0-9.]+) \| ([0-9.]+)x \|$", out, re.M)
+    assert [row[0] for row in rows] == ["default", "none", "--xla_cpu_use_onednn=true"]
+    assert rows[0][2] == "1.00" and all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
+
+
+@pytest.mark.slow
 def test_input_pipeline_bench():
     out = _run("bench/input_pipeline.py", "--batches", "3", "--threads", "1")
     assert _ratio(out, "ratio delivered/consumed:") > 0
@@ -260,3 +276,16 @@ def test_label_efficiency_draws_are_spatially_blocked():
             np.abs(t_rows[:, None] - rows[None]), np.abs(t_cols[:, None] - cols[None])
         ).min(axis=1)
         assert gap.min() > buffer
+
+
+@pytest.mark.slow
+def test_conv_kernels_bench_against_nchw():
+    # No PyTorch needed: every convolution of the model in NHWC against JAX in NCHW (the
+    # bench checks both give the same output before it times them).
+    out = _run(
+        "bench/conv_kernels.py", "--against=nchw", "--layouts=default", "--repeats=1",
+        "--set", "global_batch_size=8",
+    )  # fmt: skip
+    rows = re.findall(r"^\| conv .+$", out, re.M)
+    assert rows and "GroupNorm" not in out.split("### layout")[1].replace("all GroupNorms", "")
+    assert re.search(r"\*\*all convolutions\*\* \|  \| \d+ \|", out)
