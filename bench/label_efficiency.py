@@ -76,6 +76,7 @@ from pimc_jax.data.user import dates_to_days, load_patch_folder  # noqa: E402
 from pimc_jax.encode import encode_patch  # noqa: E402
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix  # noqa: E402
 from pimc_jax.models import init_params  # noqa: E402
+from pimc_jax.pca import principal_components  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOVENIA = ROOT.parent / "shared" / "data" / "real" / "eolearn_slovenia_ndvi_patch.npz"
@@ -138,13 +139,17 @@ def write_patch_folder(patch: Patch, folder: str | Path) -> Path:
     return path
 
 
-def embed(params, patch: Patch, features: list[list[str]]) -> list[np.ndarray]:
+def embed(params, patch: Patch, features: list[list[str]], components: int = 0) -> list[np.ndarray]:
     """Per list of :func:`~pimc_jax.encode_patch` output names (``rp``, ``image``,
-    ``rp_features``, ``image_features``), ``(H·W, F)`` of every pixel, side by side."""
+    ``rp_features``, ``image_features``), ``(H·W, F)`` of every pixel, side by side;
+    ``components > 0``: each output of the first list (the forest's) reduced to its first
+    ``components`` principal components over the patch's pixels (no labels used)."""
     out = encode_patch(params, patch, progress=False)
     chosen = []
-    for names in features:
+    for index, names in enumerate(features):
         blocks = [out[name] for name in names]
+        if components and index == 0:
+            blocks = [principal_components(b, components) for b in blocks]
         chosen.append(np.concatenate(blocks, -1).reshape(-1, sum(b.shape[-1] for b in blocks)))
     return chosen
 
@@ -258,6 +263,12 @@ def main() -> None:
         default="rp_features,image_features",
         help="encode_patch outputs for *_linear",
     )
+    parser.add_argument(
+        "--forest_components",
+        type=int,
+        default=0,
+        help="each forest feature reduced to its first N principal components (0: all)",
+    )
     parser.add_argument("--exclude", default="0", help="comma-separated classes left out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -299,8 +310,8 @@ def main() -> None:
         [n for n in value.split(",") if n] for value in (args.forest_features, args.linear_features)
     ]
     features = {
-        "pretrained": embed(pretrained, patch, names),
-        "random": embed(random, patch, names),
+        "pretrained": embed(pretrained, patch, names, args.forest_components),
+        "random": embed(random, patch, names, args.forest_components),
     }
     series = patch.reflectance().transpose(1, 2, 0, 3).reshape(-1, *patch.bands.shape[::3])
     labels = patch.labels.astype(np.int64).copy()
