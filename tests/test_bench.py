@@ -278,6 +278,26 @@ def test_label_efficiency_draws_are_spatially_blocked():
         assert gap.min() > buffer
 
 
+def test_label_efficiency_features_side_by_side_and_reduced(tiny_params):
+    # Each list of encode_patch outputs side by side; with components, each output of the
+    # forest's list reduced to its first principal components over the patch's pixels.
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import label_efficiency
+
+    from pimc_jax.data.synthetic import make_patch
+    from pimc_jax.encode import encode_patch
+    from pimc_jax.pca import principal_components
+
+    params, patch = perturbed(tiny_params), make_patch(0, 0, size=8)
+    out = encode_patch(params, patch, progress=False)
+    forest, linear = label_efficiency.embed(params, patch, [["rp", "image"], ["rp_features"]], 3)
+    np.testing.assert_allclose(linear, out["rp_features"].reshape(64, -1), atol=1e-6)
+    want = [principal_components(out[name], 3).reshape(64, 3) for name in ("rp", "image")]
+    np.testing.assert_allclose(forest, np.concatenate(want, axis=1), atol=1e-4)
+
+
 @pytest.mark.slow
 def test_conv_kernels_bench_against_nchw():
     # No PyTorch needed: every convolution of the model in NHWC against JAX in NCHW (the
