@@ -159,7 +159,7 @@ class ResidualBlock(nn.Module):
                 return nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, scale_init=init, name=name)
             groups = _groups(self.width, self.norm_groups)
             module = GroupNorm(num_groups=groups, dtype=self.dtype, scale_init=init, name=name)
-            return lambda y: module(y, after if dense and not valid else None)
+            return lambda y: module(y, after) if dense else module(y)
 
         residual = x
         y = nn.relu(norm("norm1")(conv(self.width, 3, self.strides, "conv1", grid)(x)))
@@ -271,7 +271,8 @@ class ResNetEncoder(nn.Module):
                 x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
             else:
                 groups = _groups(self.stem_width, self.norm_groups)
-                x = GroupNorm(num_groups=groups, dtype=self.dtype)(x, grid)
+                norm = GroupNorm(num_groups=groups, dtype=self.dtype)
+                x = norm(x, grid) if dense else norm(x)
         x = nn.relu(x)
         if self.stem_pool:
             if dense:
