@@ -13,6 +13,7 @@ from pimc_jax.indices import (
     PLAUSIBLE_REFLECTANCE,
     band_index,
     canonical_band_name,
+    resolve_image_bands,
     resolve_indices,
     vegetation_indices,
 )
@@ -315,3 +316,17 @@ def test_single_pixels_nodata_range_bounds_and_one_missing_band():
     values, valid = vegetation_indices(gap, names, ("ndwi",), return_mask=True)
     np.testing.assert_array_equal(valid, [False, True])
     np.testing.assert_allclose(values[:, 0], [0.0, (0.1 - 0.375) / 0.475], atol=1e-6)
+
+
+def test_image_bands_auto_explicit_and_missing():
+    # "auto": B4, B3, B2, B8 where the data hold them (any spelling), else every band.
+    pastis = BAND_TABLES["pastis"]
+    assert resolve_image_bands("auto", pastis) == ("B4", "B3", "B2", "B8")
+    assert resolve_image_bands(("auto",), ["b2", "b3", "b4", "b08"]) == ("B4", "B3", "B2", "B8")
+    assert resolve_image_bands("auto", ["B2", "B3", "B4"]) == ("B2", "B3", "B4")
+    assert resolve_image_bands(["auto"], ("NDVI", "EVI")) == ("NDVI", "EVI")
+    # Explicit names come back as given, a plain string as one band, each checked.
+    assert resolve_image_bands(["b8", "B2"], pastis) == ("b8", "B2")
+    assert resolve_image_bands("B11", pastis) == ("B11",)
+    with pytest.raises(ValueError, match=r"^band 'B9' \(canonical 'B9'\) not found in band names"):
+        resolve_image_bands(["B4", "B9"], pastis)

@@ -246,3 +246,39 @@ def test_patch_s1_fields_are_checked():
         _patch(
             s1_bands=s1.astype(np.int16), s1_dates=np.array([0, 5, 9]), s1_band_names=("VV",) * 2
         )
+
+
+def test_radar_inputs_checked_and_named_in_one_line():
+    # The edges a correct reader must get right, each with the message a user reads.
+    with pytest.raises(ValueError, match=r"^radar band names must be a sequence of names"):
+        radar_indices(np.zeros((2, 2)), band_names="VV")
+    with pytest.raises(ValueError, match=r"^radar series \(\) name nothing to compute from"):
+        resolve_radar_indices((), ("VV",))
+    with pytest.raises(ValueError, match=r"^s1 must be a numeric \(bool, int or float\) array"):
+        radar_indices(np.array([["a", "b"]], dtype=object), band_names=("VV", "VH"))
+    # A user's item before "auto" keeps its place; "auto" adds the rest once.
+    assert resolve_radar_indices(["vh", "auto"]) == ("vh", "vv", "ratio", "cross_ratio", "rvi")
+
+
+def test_radar_series_of_vv_alone_one_pixel_and_half_floats():
+    vv = np.array([[-12.0], [-7.5]], np.float32)
+    np.testing.assert_array_equal(radar_indices(vv, "auto", band_names=("VV",)), vv)
+    one = np.array([-10.0, -15.0], np.float32)  # one pixel's channels, a 1-D array
+    got = radar_indices(one, band_names=("VV", "VH"))
+    np.testing.assert_allclose(got, numpy_radar(one[:1], one[1:])[0], rtol=1e-6)
+    # Half floats are read as float32 (computing in float16 would lose 3 digits).
+    pixels = np.random.default_rng(0).uniform(-25, -5, size=(64, 2))
+    half = pixels.astype(np.float16)
+    two = {"band_names": ("VV", "VH")}
+    want = radar_indices(half.astype(np.float32), **two)
+    np.testing.assert_array_equal(radar_indices(half, **two), want)
+    assert radar_indices(half, **two).dtype == jnp.float32
+
+
+def test_nodata_inside_the_plausible_range_is_missing():
+    s1 = np.array([[-20.0, -14.0], [-11.0, -20.0], [-11.0, -14.0]], np.float32)
+    values, valid = radar_indices(
+        s1, ("vv", "vh"), band_names=("VV", "VH"), nodata=-20.0, return_mask=True
+    )
+    np.testing.assert_array_equal(valid, [False, False, True])
+    np.testing.assert_array_equal(values, [[0.0, -14.0], [-11.0, 0.0], [-11.0, -14.0]])
