@@ -256,6 +256,9 @@ def test_radar_inputs_checked_and_named_in_one_line():
         resolve_radar_indices((), ("VV",))
     with pytest.raises(ValueError, match=r"^s1 must be a numeric \(bool, int or float\) array"):
         radar_indices(np.array([["a", "b"]], dtype=object), band_names=("VV", "VH"))
+    with pytest.raises(ValueError, match=r"^radar band names must be strings, got 3"):
+        resolve_radar_indices("auto", ("VV", 3))
+    assert resolve_radar_indices("auto", (" vv / vh", "v h", "Vv")) == RADAR_INDEX_NAMES
     # A user's item before "auto" keeps its place; "auto" adds the rest once.
     assert resolve_radar_indices(["vh", "auto"]) == ("vh", "vv", "ratio", "cross_ratio", "rvi")
 
@@ -263,6 +266,7 @@ def test_radar_inputs_checked_and_named_in_one_line():
 def test_radar_series_of_vv_alone_one_pixel_and_half_floats():
     vv = np.array([[-12.0], [-7.5]], np.float32)
     np.testing.assert_array_equal(radar_indices(vv, "auto", band_names=("VV",)), vv)
+    np.testing.assert_array_equal(radar_indices(vv, "vh", band_names=("vh",)), vv)
     one = np.array([-10.0, -15.0], np.float32)  # one pixel's channels, a 1-D array
     got = radar_indices(one, band_names=("VV", "VH"))
     np.testing.assert_allclose(got, numpy_radar(one[:1], one[1:])[0], rtol=1e-6)
