@@ -330,3 +330,8 @@ def test_image_bands_auto_explicit_and_missing():
     assert resolve_image_bands("B11", pastis) == ("B11",)
     with pytest.raises(ValueError, match=r"^band 'B9' \(canonical 'B9'\) not found in band names"):
         resolve_image_bands(["B4", "B9"], pastis)
+
+
+def test_band_names_must_be_strings():
+    with pytest.raises(ValueError, match=r"^band names must be strings, got 7"):
+        canonical_band_name(7)
