@@ -13,6 +13,8 @@ from pimc_jax.indices import (
     PLAUSIBLE_REFLECTANCE,
     band_index,
     canonical_band_name,
+    check_numeric,
+    resolve_band_names,
     resolve_image_bands,
     resolve_indices,
     vegetation_indices,
@@ -335,3 +337,29 @@ def test_image_bands_auto_explicit_and_missing():
 def test_band_names_must_be_strings():
     with pytest.raises(ValueError, match=r"^band names must be strings, got 7"):
         canonical_band_name(7)
+
+
+def test_band_tables_and_inputs_refused_with_the_fix():
+    with pytest.raises(
+        ValueError,
+        match=r"^unknown band table 'landsat9'; known tables: \[.*"
+        r"\(or pass a sequence of band names\)$",
+    ):
+        resolve_band_names("landsat9")
+    for bad in (5, ["B2", 3]):  # not iterable; not all strings
+        with pytest.raises(
+            ValueError,
+            match=r"^band_names must be a sequence of band name "
+            r"strings or a band table name \(\['eurosat'",
+        ):
+            resolve_band_names(bad)
+    with pytest.raises(ValueError, match=r"^indices \(\) name nothing to compute from bands"):
+        resolve_indices((), ("B4", "B8"))
+    # Values without a dtype are read through NumPy; what NumPy cannot read is named.
+    check_numeric([[1, 2], [3, 4]], "bands")
+    with pytest.raises(ValueError, match=r"^bands must be a numeric \(bool, int or float\)"):
+        check_numeric([["a"]], "bands")
+    with pytest.raises(ValueError, match=r"^bands must be a numeric array, got list \("):
+        check_numeric([[1, 2], [3]], "bands")
+    with pytest.raises(ValueError, match=r"^bands must be a numeric \(bool, int or float\)"):
+        check_numeric(np.array([1 + 2j]), "bands")
