@@ -363,3 +363,9 @@ def test_band_tables_and_inputs_refused_with_the_fix():
         check_numeric([[1, 2], [3]], "bands")
     with pytest.raises(ValueError, match=r"^bands must be a numeric \(bool, int or float\)"):
         check_numeric(np.array([1 + 2j]), "bands")
+
+    class Strange:  # a dtype that is no dtype at all
+        dtype = "banana"
+
+    with pytest.raises(ValueError, match=r"^bands must be a numeric .* got dtype banana"):
+        check_numeric(Strange(), "bands")
