@@ -19,6 +19,7 @@ LightGBM (which routes them) and are filled with the training rows' mean for the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,8 +67,35 @@ def series_table(bands: np.ndarray, mask: np.ndarray | None = None) -> np.ndarra
 def _spread(model, features: np.ndarray, num_classes: int) -> np.ndarray:
     """``predict_proba`` on all ``num_classes`` columns (classes unseen in training: 0)."""
     out = np.zeros((features.shape[0], num_classes))
-    out[:, np.asarray(model.classes_, int)] = model.predict_proba(features)
+    if features.shape[0]:
+        out[:, np.asarray(model.classes_, int)] = model.predict_proba(features)
     return out
+
+
+def fit_forest(
+    train: np.ndarray, labels: np.ndarray, seed: int, trees: int = 300
+) -> tuple[Any, np.ndarray]:
+    """A RandomForest (``trees`` trees, scikit-learn) on ``(N, F)`` features whose NaN gaps
+    are filled with the column's training mean (0 for a column without any value).
+
+    Returns the fitted model and the ``(F,)`` fill, for :func:`forest_probabilities`.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+
+    with np.errstate(all="ignore"):
+        fill = np.nanmean(train, axis=0)
+    fill = np.where(np.isfinite(fill), fill, 0.0)
+    model = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=-1)
+    model.fit(np.where(np.isnan(train), fill, train), labels)
+    return model, fill
+
+
+def forest_probabilities(
+    model: Any, fill: np.ndarray, features: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """``(N, num_classes)`` float64 probabilities of a :func:`fit_forest` model on
+    ``(N, F)`` features (gaps filled as in training; classes unseen in training: 0)."""
+    return _spread(model, np.where(np.isnan(features), fill, features), num_classes)
 
 
 def tree_probabilities(
@@ -92,14 +120,8 @@ def tree_probabilities(
     out = []
     for name in models:
         if name == "forest":
-            from sklearn.ensemble import RandomForestClassifier
-
-            with np.errstate(all="ignore"):
-                mean = np.nanmean(train, axis=0)
-            mean = np.where(np.isfinite(mean), mean, 0.0)
-            model = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
-            model.fit(np.where(np.isnan(train), mean, train), labels)
-            out.append(_spread(model, np.where(np.isnan(test), mean, test), num_classes))
+            model, fill = fit_forest(train, labels, seed)
+            out.append(forest_probabilities(model, fill, test, num_classes))
         elif name == "lgbm":
             import lightgbm
 

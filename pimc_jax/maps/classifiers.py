@@ -19,6 +19,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from pimc_jax.evaluation.trees import fit_forest, forest_probabilities
 from pimc_jax.maps import cog
 
 CLASSIFIER_MODELS: tuple[str, ...] = ("forest", "linear")
@@ -59,19 +60,15 @@ def fit_classifier(
     standardisation (``mean``, ``scale``) and softmax ``weights`` ``(K, F)`` and ``bias``
     ``(K,)``, for ``"forest"`` the fitted scikit-learn ``model``.
     """
+    if settings.model == "forest":
+        model, fill = fit_forest(features, ranks, int(settings.seed), int(settings.trees))
+        return {"kind": "forest", "fill": fill, "model": model, "num_classes": num_classes}
+    from sklearn.linear_model import LogisticRegression
+
     with np.errstate(all="ignore"):
         fill = np.nanmean(features, axis=0)
     fill = np.where(np.isfinite(fill), fill, 0.0)
     x = np.where(np.isnan(features), fill, features)
-    if settings.model == "forest":
-        from sklearn.ensemble import RandomForestClassifier
-
-        model = RandomForestClassifier(
-            n_estimators=int(settings.trees), random_state=int(settings.seed), n_jobs=-1
-        )
-        model.fit(x, ranks)
-        return {"kind": "forest", "fill": fill, "model": model, "num_classes": num_classes}
-    from sklearn.linear_model import LogisticRegression
 
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
@@ -99,13 +96,12 @@ def fit_classifier(
 def probabilities(model: dict[str, Any], features: np.ndarray) -> np.ndarray:
     """``(N, K)`` float32 class probabilities of ``(N, F)`` features (NaN: filled as in
     training); rows sum to 1."""
-    x = np.where(np.isnan(features), model["fill"], features)
     if model["kind"] == "forest":
-        forest = model["model"]
-        out = np.zeros((x.shape[0], int(model["num_classes"])), np.float32)
-        if x.shape[0]:
-            out[:, np.asarray(forest.classes_, int)] = forest.predict_proba(x)
-        return out
+        probs = forest_probabilities(
+            model["model"], model["fill"], features, int(model["num_classes"])
+        )
+        return probs.astype(np.float32)
+    x = np.where(np.isnan(features), model["fill"], features)
     logits = ((x - model["mean"]) / model["scale"]) @ model["weights"].T + model["bias"]
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
