@@ -143,11 +143,10 @@ def labelled_pixels(patch: Patch, valid: np.ndarray, ignore: Sequence[int]) -> n
     return ~np.isin(patch.labels, list(ignore)) & valid
 
 
-def series_shape(patches: Sequence[Patch]) -> list[int] | None:
-    """``[T, C]``, the dates and bands every patch holds (what ``classifier.series``
-    reads), or None when the patches differ."""
-    shapes = {(p.num_dates, len(p.band_names)) for p in patches}
-    return list(next(iter(shapes))) if len(shapes) == 1 else None
+def series_shapes(patches: Sequence[Patch]) -> list[tuple[int, int]]:
+    """The distinct ``(T, C)``, dates and bands, of the patches (what ``classifier.series``
+    reads), sorted."""
+    return sorted({(p.num_dates, len(p.band_names)) for p in patches})
 
 
 def use_series(settings: ml_collections.ConfigDict, patches: Sequence[Patch]) -> list[int]:
@@ -158,15 +157,14 @@ def use_series(settings: ml_collections.ConfigDict, patches: Sequence[Patch]) ->
     setting = series_setting(settings)
     if settings.model != "forest" or setting == "false":
         return []
-    shape = series_shape(patches)
-    if shape is None and setting == "true":
-        found = sorted({(p.num_dates, len(p.band_names)) for p in patches})
+    shapes = series_shapes(patches)
+    if len(shapes) > 1 and setting == "true":
         raise ValueError(
             f"classifier.series=true reads each pixel's raw series, but the patches hold "
-            f"different numbers of dates and bands {found}: set classifier.series=auto or "
+            f"different numbers of dates and bands {shapes}: set classifier.series=auto or "
             "false (embeddings only), or give one kind of patch per run"
         )
-    return shape or []
+    return list(shapes[0]) if len(shapes) == 1 else []
 
 
 def pixel_features(patch: Patch, embeddings: np.ndarray, series: bool) -> np.ndarray:
@@ -293,8 +291,8 @@ def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[st
                 source.checkpoint,
             )
         shape = facts["series"]
-        if shape and any([p.num_dates, len(p.band_names)] != shape for p in patches):
-            found = sorted({(p.num_dates, len(p.band_names)) for p in patches})
+        found = series_shapes(patches)
+        if shape and found != [tuple(shape)]:
             raise ValueError(
                 f"{config.classifier_from} reads raw series of {shape[0]} dates x {shape[1]} "
                 f"bands beside the embeddings, these patches hold {found} (dates, bands): map "
