@@ -1,4 +1,5 @@
-"""Series augmentation against its definition: dropout rate, jitter bounds, relative noise."""
+"""Series augmentation against its definition (dropout rate, jitter bounds, relative noise,
+output dtypes) and ``series_to_plots``' no-data value against NaN."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from pimc_jax.preprocessing import augment_series
+from pimc_jax.models import ModelSpec
+from pimc_jax.preprocessing import augment_series, series_to_plots
 
 
 def _batch(n: int = 400, t: int = 12, c: int = 4):
@@ -46,6 +48,40 @@ def test_date_jitter_is_bounded_and_keyed():
     assert np.abs(delta).max() <= 5.0 and np.abs(delta).max() > 4.5 and delta.std() > 2.0
     _, again, _ = augment_series(jax.random.key(3), bands, dates, mask, date_jitter_days=5.0)
     np.testing.assert_array_equal(np.asarray(again), np.asarray(shifted))
+    # Under a day too: half a day of jitter moves the dates by up to half a day.
+    _, half, _ = augment_series(jax.random.key(3), bands, dates, mask, date_jitter_days=0.5)
+    delta = np.asarray(half) - dates
+    assert 0.45 < np.abs(delta).max() <= 0.5
+
+
+def test_outputs_are_float32_float32_bool_whatever_the_input_dtypes():
+    bands, dates, mask = _batch(n=8)
+    raw = (bands * 10_000).astype(np.uint16)  # digital numbers
+    for options in ({}, {"date_dropout": 0.3, "date_jitter_days": 2.0, "noise_std": 0.05}):
+        out = augment_series(
+            jax.random.key(5), raw, dates.astype(np.int32), mask.astype(np.uint8), **options
+        )
+        assert [o.dtype for o in out] == [np.float32, np.float32, np.bool_], options
+    got_bands, got_dates, got_mask = augment_series(
+        jax.random.key(5), raw, dates.astype(np.int32), mask.astype(np.uint8)
+    )
+    np.testing.assert_array_equal(np.asarray(got_bands), raw.astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(got_dates), dates)
+    np.testing.assert_array_equal(np.asarray(got_mask), mask)
+
+
+def test_series_to_plots_reads_the_nodata_value_as_nan():
+    spec = ModelSpec(rp_size=8)
+    bands, dates, mask = _batch(n=4, t=12, c=len(spec.band_names))
+    raw = bands * spec.reflectance_scale
+    marked = raw.copy()
+    marked[:, 3] = 0.123  # inside the plausible reflectance range once scaled
+    nan = raw.copy()
+    nan[:, 3] = np.nan
+    want = np.asarray(series_to_plots(spec, nan, dates, mask))
+    got = np.asarray(series_to_plots(spec, marked, dates, mask, nodata=0.123))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert not np.allclose(np.asarray(series_to_plots(spec, marked, dates, mask)), want)
 
 
 def test_noise_is_relative():
