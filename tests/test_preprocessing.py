@@ -3,6 +3,8 @@ output dtypes) and ``series_to_plots``' no-data value against NaN."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -90,3 +92,31 @@ def test_noise_is_relative():
     ratio = np.asarray(noisy) / bands - 1
     assert ratio.mean() == pytest.approx(0.0, abs=0.002)
     assert ratio.std() == pytest.approx(0.05, rel=0.05)
+
+
+def test_series_to_plots_follows_its_arguments_and_the_spec():
+    spec = ModelSpec(rp_size=8)
+    bands, dates, mask = _batch(n=4, t=12, c=len(spec.band_names))
+    want = np.asarray(series_to_plots(spec, bands, dates, mask))
+    # Bands in another order, named.
+    order = np.arange(len(spec.band_names))[::-1]
+    names = [spec.band_names[i] for i in order]
+    got = series_to_plots(spec, bands[..., order], dates, mask, names)
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
+    # Digital numbers: divided by the given scale, or else by the spec's.
+    got = series_to_plots(spec, bands * 1e4, dates, mask, scale=1e4)
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+    got = series_to_plots(
+        dataclasses.replace(spec, reflectance_scale=1e4), bands * 1e4, dates, mask
+    )
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+    # The spec's span: a cloudy first acquisition is on the time axis of "acquisitions" only.
+    cloudy = bands.copy()
+    cloudy[:, 0] = np.nan
+    plots = {
+        span: np.asarray(
+            series_to_plots(dataclasses.replace(spec, rp_span=span), cloudy, dates, mask)
+        )
+        for span in ("acquisitions", "valid")
+    }
+    assert np.abs(plots["acquisitions"] - plots["valid"]).max() > 0.01
