@@ -366,8 +366,9 @@ def test_pixel_classification_scores_the_s1_plot_encoder_against_random(pastis_r
 
 
 def test_radar_plots_match_a_numpy_reference():
-    """``s1_rp`` plots: radar series of each pixel, resampled over its valid dates
-    (``np.interp``), then ``|x_i − x_j|``, ``x_j − x_i`` and ``(x_i + x_j) / 2``."""
+    """``s1_rp`` plots: radar series of each pixel (channels named by the spec), resampled
+    over its valid dates (``np.interp``), then ``|x_i − x_j|``, ``x_j − x_i`` and
+    ``(x_i + x_j) / 2``."""
     rng = np.random.default_rng(3)
     n, t, size = 3, 9, 6
     vv = rng.uniform(-18, -6, (n, t))
@@ -377,16 +378,21 @@ def test_radar_plots_match_a_numpy_reference():
     dates = np.sort(rng.choice(np.arange(200), (n, t), replace=False), axis=1).astype(np.float32)
     mask = np.ones((n, t), bool)
     mask[1, -2:] = False  # padding
+    # Channels in another order than S1_BAND_NAMES, days as integers, a uint8 mask of 0/128.
+    order = [1, 2, 0]
     spec = ModelSpec(
         views=("s1_rp", "s2_image"),
-        s1_band_names=("VV", "VH", "VV/VH"),
+        s1_band_names=tuple(np.array(["VV", "VH", "VV/VH"])[order]),
         s1_indices=("vh", "rvi"),
         rp_size=size,
         rp_channels=("distance", "difference", "level"),
     )
-    got = np.asarray(
-        view_inputs(spec, "s1_rp", {"s1_bands": s1, "s1_dates": dates, "s1_mask": mask})
-    )
+    batch = {
+        "s1_bands": s1[..., order],
+        "s1_dates": dates.astype(np.int32),
+        "s1_mask": mask.astype(np.uint8) * 128,
+    }
+    got = np.asarray(view_inputs(spec, "s1_rp", batch))
     assert got.shape == (n, size, size, 6)
     for i in range(n):
         ok = mask[i] & np.isfinite(s1[i]).all(-1)
