@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pimc_jax.models import ModelSpec
-from pimc_jax.preprocessing import augment_series, series_to_plots
+from pimc_jax.preprocessing import augment_series, series_to_plots, view_inputs
 
 
 def _batch(n: int = 400, t: int = 12, c: int = 4):
@@ -103,6 +103,10 @@ def test_series_to_plots_follows_its_arguments_and_the_spec():
     names = [spec.band_names[i] for i in order]
     got = series_to_plots(spec, bands[..., order], dates, mask, names)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
+    batch = {"bands": bands[..., order], "dates": dates, "mask": mask}
+    np.testing.assert_allclose(
+        np.asarray(view_inputs(spec, "s2_rp", batch, names)), want, atol=1e-6
+    )
     # Digital numbers: divided by the given scale, or else by the spec's.
     got = series_to_plots(spec, bands * 1e4, dates, mask, scale=1e4)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
