@@ -250,3 +250,36 @@ def test_s1_multilook_in_specs_configs_and_checkpoints(s1_rp_params, tmp_path):
     loaded = load_params(tmp_path / "checkpoints" / "1")
     assert loaded.spec.s1_multilook == 1
     assert loaded.spec.views == ("s1_rp", "s2_image")
+
+
+def test_valid_follows_the_models_own_radar_series_and_channel_order():
+    """A model of VH alone, its channels stored as (VH, VV): a pixel whose VV is missing at
+    every date is valid (its VH is whole) and embeds as the tower on its plots; a pixel
+    whose VH is missing is not."""
+    fields = dict(
+        S1_FIELDS,
+        s1_band_names=("VH", "VV"),
+        s1_indices=("vh",),
+        s1_image_bands=("VH", "VV"),
+        s1_image_mean=(-19.0, -12.0),
+        s1_image_std=(3.5, 3.0),
+    )
+    spec = tiny_model_spec(
+        TINY, head_hidden_dims=(16,), embedding_dim=12, rp_size=8, crop_size=8,
+        views=("s1_rp", "s2_image"), **fields,
+    )  # fmt: skip
+    params = perturbed(pimc_jax.init_params(spec, 0))
+    rng = np.random.default_rng(1)
+    t = 7
+    series = np.stack(
+        [rng.uniform(-24, -16, (3, t)), rng.uniform(-15, -8, (3, t))], axis=-1
+    ).astype(np.float32)  # (VH, VV)
+    series[1, :, 1] = np.nan  # no VV at all: still valid for a VH model
+    series[2, :, 0] = np.nan  # no VH at all: nothing to embed
+    dates = np.arange(t, dtype=np.float32) * 12.0
+    out = pimc_jax.encode(params, {"s1_bands": series, "s1_dates": dates})
+    np.testing.assert_array_equal(out["valid"], [True, True, False])
+    mask = np.ones((3, t), bool)
+    plots = radar_plots(spec, series, np.broadcast_to(dates, (3, t)), mask)
+    _, embeddings = _by_hand(params, 0, plots)
+    np.testing.assert_allclose(out["rp"][:2], embeddings[:2], atol=1e-5)
