@@ -90,6 +90,9 @@ ROWS = (
     "random_linear",
     "pretrained_finetune",
     "random_finetune",
+    "pretrained_selftrain",
+    "random_selftrain",
+    "selftrain",
 )
 
 
@@ -202,6 +205,39 @@ def _forest(features: np.ndarray, labels: np.ndarray, train, test, seed: int) ->
     return model.predict(features[test])
 
 
+def unlabelled_pool(
+    shape: tuple[int, int], train: np.ndarray, test: np.ndarray, buffer: int, size: int, rng
+) -> np.ndarray:
+    """Flat indices of up to ``size`` pixels for self-training, drawn at random among those
+    farther than ``buffer`` px (Chebyshev) from every test pixel and not drawn for training:
+    no test pixel, nor its image crop's centre neighbourhood, is seen, labelled or not."""
+    from scipy.ndimage import maximum_filter
+
+    near_test = np.zeros(shape, bool).reshape(-1)
+    near_test[test] = True
+    near_test = maximum_filter(near_test.reshape(shape), size=2 * buffer + 1).reshape(-1)
+    candidates = np.flatnonzero(~near_test)
+    candidates = np.setdiff1d(candidates, train)
+    return rng.choice(candidates, min(size, candidates.size), replace=False)
+
+
+def _selftrain(
+    features: np.ndarray, labels: np.ndarray, train, pool, test, seed: int, threshold: float
+) -> np.ndarray:
+    """The forest of :func:`_forest` self-trained (scikit-learn's ``SelfTrainingClassifier``)
+    on the drawn pixels and the unlabelled ``pool``: each round adds the pool pixels whose
+    predicted class probability is at least ``threshold`` as pseudo-labels."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.semi_supervised import SelfTrainingClassifier
+
+    forest = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
+    model = SelfTrainingClassifier(forest, threshold=threshold, max_iter=10)
+    rows = np.concatenate([train, pool])
+    targets = np.concatenate([labels[train], np.full(pool.size, -1)])
+    model.fit(features[rows], targets)
+    return model.predict(features[test])
+
+
 @functools.cache
 def _finetune_config():
     """The pixel classifier's config, fine-tuning one tower without trees (read once)."""
@@ -275,6 +311,14 @@ def main() -> None:
         "--finetune_draws", type=int, default=3, help="draws per k with the fine-tuned rows"
     )
     parser.add_argument(
+        "--selftrain",
+        type=int,
+        default=0,
+        help="*_selftrain rows: self-train each forest on this many unlabelled pixels (0: off)",
+    )
+    parser.add_argument("--selftrain_threshold", type=float, default=0.75)
+    parser.add_argument("--rows", default="", help="comma-separated rows to run (default: all)")
+    parser.add_argument(
         "--write_patch_folder",
         default="",
         help="only write --patch as a patch folder (for pre-training on it) and exit",
@@ -323,30 +367,61 @@ def main() -> None:
     print(f"patch {patch.patch_id}: {patch.bands.shape}, classes {counts}; features {names}")
     num_classes = int(classes.max()) + 1
     ks = [None if k == "all" else int(k) for k in args.k.split(",")]
+    chosen_rows = [row for row in args.rows.split(",") if row]
+    if unknown := sorted(set(chosen_rows) - set(ROWS)):
+        parser.error(f"--rows: unknown {unknown}; choose from {', '.join(ROWS)}")
     results: dict[str, dict[str, list]] = {}
     rng = np.random.default_rng(args.seed)
     for k in ks:
         key = "all" if k is None else str(k)
-        results[key] = {row: [] for row in ROWS if "finetune" not in row or args.finetune_draws}
+        results[key] = {
+            row: []
+            for row in ROWS
+            if ("finetune" not in row or args.finetune_draws)
+            and ("selftrain" not in row or args.selftrain)
+            and (not chosen_rows or row in chosen_rows)
+        }
         for d in range(args.draws):
             train, test = draw(labels, k, args.block, args.buffer, rng)
             if test.size == 0:  # every labelled pixel is within the buffer of a training one
                 raise SystemExit(f"k={key}: no test pixel is farther than --buffer from training")
             raw = filled_features(series, train)
-            predictions = {"forest": _forest(raw, flat, train, test, args.seed + d)}
+            pool_rng = np.random.default_rng([args.seed, d, k or 0])  # leaves the draws as they are
+            pool = unlabelled_pool(labels.shape, train, test, args.buffer, args.selftrain, pool_rng)
+            selftrain = functools.partial(
+                _selftrain,
+                labels=flat,
+                train=train,
+                pool=pool,
+                test=test,
+                seed=args.seed + d,
+                threshold=args.selftrain_threshold,
+            )
+            fits = {
+                "forest": functools.partial(_forest, raw, flat, train, test, args.seed + d),
+                "selftrain": functools.partial(selftrain, raw),
+            }
             for name in ("pretrained", "random"):
                 forest_features, linear_features = features[name]
                 both = np.concatenate([raw, forest_features], axis=-1)
-                predictions[f"{name}_forest"] = _forest(both, flat, train, test, args.seed + d)
-                predictions[f"{name}_embedding_forest"] = _forest(
-                    forest_features, flat, train, test, args.seed + d
-                )
-                predictions[f"{name}_linear"] = _linear(linear_features, flat, train, test)
+                params = pretrained if name == "pretrained" else random
+                fits |= {
+                    f"{name}_forest": functools.partial(
+                        _forest, both, flat, train, test, args.seed + d
+                    ),
+                    f"{name}_embedding_forest": functools.partial(
+                        _forest, forest_features, flat, train, test, args.seed + d
+                    ),
+                    f"{name}_linear": functools.partial(
+                        _linear, linear_features, flat, train, test
+                    ),
+                    f"{name}_selftrain": functools.partial(selftrain, both),
+                }
                 if d < args.finetune_draws:
-                    params = pretrained if name == "pretrained" else random
-                    predictions[f"{name}_finetune"] = _finetune(
-                        params, series, patch.dates, flat, train, test
+                    fits[f"{name}_finetune"] = functools.partial(
+                        _finetune, params, series, patch.dates, flat, train, test
                     )
+            predictions = {row: fit() for row, fit in fits.items() if row in results[key]}
             for row, predicted in predictions.items():
                 scores = classification_metrics(
                     confusion_matrix(flat[test], predicted, num_classes)
