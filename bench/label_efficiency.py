@@ -75,6 +75,7 @@ from pimc_jax.data.patches import Patch  # noqa: E402
 from pimc_jax.data.user import dates_to_days, load_patch_folder  # noqa: E402
 from pimc_jax.encode import encode_patch  # noqa: E402
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix  # noqa: E402
+from pimc_jax.evaluation.trees import fit_forest  # noqa: E402
 from pimc_jax.models import init_params  # noqa: E402
 from pimc_jax.pca import principal_components  # noqa: E402
 
@@ -197,12 +198,13 @@ def _linear(features: np.ndarray, labels: np.ndarray, train, test) -> np.ndarray
     return model.predict(features[test])
 
 
-def _forest(features: np.ndarray, labels: np.ndarray, train, test, seed: int) -> np.ndarray:
-    from sklearn.ensemble import RandomForestClassifier
-
-    model = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
-    model.fit(features[train], labels[train])
-    return model.predict(features[test])
+def _forest(
+    features: np.ndarray, labels: np.ndarray, train, test, seed: int, extra: bool
+) -> np.ndarray:
+    """300 trees (:func:`~pimc_jax.evaluation.trees.fit_forest`: a RandomForest, or
+    extremely randomised trees with ``extra``) fitted on ``train``; test predictions."""
+    model, fill = fit_forest(features[train], labels[train], seed, extra=extra)
+    return model.predict(np.where(np.isnan(features[test]), fill, features[test]))
 
 
 def unlabelled_pool(
@@ -305,6 +307,12 @@ def main() -> None:
         default=0,
         help="each forest feature reduced to its first N principal components (0: all)",
     )
+    parser.add_argument(
+        "--trees",
+        choices=("extra", "forest"),
+        default="extra",
+        help="every *forest row: extremely randomised trees (default) or a RandomForest",
+    )
     parser.add_argument("--exclude", default="0", help="comma-separated classes left out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -368,6 +376,7 @@ def main() -> None:
     num_classes = int(classes.max()) + 1
     ks = [None if k == "all" else int(k) for k in args.k.split(",")]
     chosen_rows = [row for row in args.rows.split(",") if row]
+    extra = args.trees == "extra"
     if unknown := sorted(set(chosen_rows) - set(ROWS)):
         parser.error(f"--rows: unknown {unknown}; choose from {', '.join(ROWS)}")
     results: dict[str, dict[str, list]] = {}
@@ -398,7 +407,7 @@ def main() -> None:
                 threshold=args.selftrain_threshold,
             )
             fits = {
-                "forest": functools.partial(_forest, raw, flat, train, test, args.seed + d),
+                "forest": functools.partial(_forest, raw, flat, train, test, args.seed + d, extra),
                 "selftrain": functools.partial(selftrain, raw),
             }
             for name in ("pretrained", "random"):
@@ -407,10 +416,10 @@ def main() -> None:
                 params = pretrained if name == "pretrained" else random
                 fits |= {
                     f"{name}_forest": functools.partial(
-                        _forest, both, flat, train, test, args.seed + d
+                        _forest, both, flat, train, test, args.seed + d, extra
                     ),
                     f"{name}_embedding_forest": functools.partial(
-                        _forest, forest_features, flat, train, test, args.seed + d
+                        _forest, forest_features, flat, train, test, args.seed + d, extra
                     ),
                     f"{name}_linear": functools.partial(
                         _linear, linear_features, flat, train, test

@@ -270,14 +270,15 @@ def _one_patch_folder(folder: Path, patch_id: str, path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "model, one_patch", [("forest", True), ("forest", False), ("linear", True)]
+    "model, one_patch",
+    [("extra_trees", True), ("extra_trees", False), ("forest", True), ("linear", True)],
 )
 def test_classify_map_equals_scikit_learn(folder, embedded, tmp_path, model, one_patch):
     # The map is drawn by the model refitted on every labelled pixel: the same model built
     # here with scikit-learn from the rasters gives the same class at every valid pixel.
     # The forest reads each pixel's raw band series beside its embeddings when every patch
     # holds as many dates (one patch), the embeddings alone otherwise (5 and 6 dates).
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -287,14 +288,15 @@ def test_classify_map_equals_scikit_learn(folder, embedded, tmp_path, model, one
     config = _config("classify_map", root, embeddings_from=str(embedded))
     config.classifier.model = model
     results = run(config, str(tmp_path / "fit"))
-    series = model == "forest" and one_patch
+    series = model != "linear" and one_patch
     assert results["protocol"].endswith("and the raw band series") == series
     patches = _labelled_features(root, embedded, series)
     x = np.concatenate([v[(lab != 0) & ok] for _, v, lab, ok in patches])
     y = np.concatenate([lab[(lab != 0) & ok] for _, v, lab, ok in patches])
-    if model == "forest":
+    if model != "linear":
         fill = np.nanmean(x, axis=0)
-        reference = RandomForestClassifier(n_estimators=300, random_state=0, n_jobs=-1)
+        trees = ExtraTreesClassifier if model == "extra_trees" else RandomForestClassifier
+        reference = trees(n_estimators=300, random_state=0, n_jobs=-1)
         reference.fit(np.where(np.isnan(x), fill, x), y)
         predict = lambda v: reference.predict(np.where(np.isnan(v), fill, v))
         assert (tmp_path / "fit" / "classifier.joblib").is_file()

@@ -73,19 +73,22 @@ def _spread(model, features: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def fit_forest(
-    train: np.ndarray, labels: np.ndarray, seed: int, trees: int = 300
+    train: np.ndarray, labels: np.ndarray, seed: int, trees: int = 300, extra: bool = False
 ) -> tuple[Any, np.ndarray]:
     """A RandomForest (``trees`` trees, scikit-learn) on ``(N, F)`` features whose NaN gaps
-    are filled with the column's training mean (0 for a column without any value).
+    are filled with the column's training mean (0 for a column without any value);
+    ``extra=True``: extremely randomised trees instead (``ExtraTreesClassifier``: random
+    split thresholds, no bootstrap), steadier than the forest with a few labels per class.
 
     Returns the fitted model and the ``(F,)`` fill, for :func:`forest_probabilities`.
     """
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
     with np.errstate(all="ignore"):
         fill = np.nanmean(train, axis=0)
     fill = np.where(np.isfinite(fill), fill, 0.0)
-    model = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=-1)
+    kind = ExtraTreesClassifier if extra else RandomForestClassifier
+    model = kind(n_estimators=trees, random_state=seed, n_jobs=-1)
     model.fit(np.where(np.isnan(train), fill, train), labels)
     return model, fill
 

@@ -1,12 +1,13 @@
 """The pixel classifiers of ``classify_map``: fitting, class probabilities, saving, loading.
 
-Two kinds (``classifier.model``):
+Three kinds (``classifier.model``):
 
-* ``"forest"`` (the default): a RandomForest (scikit-learn, ``classifier.trees`` trees) on
-  each pixel's embeddings and, with ``classifier.series``, its raw band series beside them
-  (gaps filled with the training pixels' mean). With few labels it is the strongest of the
-  recipes measured (``bench/label_efficiency.py``, docs/maps.md). Saved as
-  ``classifier.joblib`` (a pickle: load only files you wrote yourself).
+* ``"extra_trees"`` (the default) and ``"forest"``: extremely randomised trees or a
+  RandomForest (scikit-learn, ``classifier.trees`` trees) on each pixel's embeddings and,
+  with ``classifier.series``, its raw band series beside them (gaps filled with the
+  training pixels' mean). With few labels the extra trees are the strongest of the recipes
+  measured (``bench/label_efficiency.py``, docs/maps.md). Saved as ``classifier.joblib``
+  (a pickle: load only files you wrote yourself).
 * ``"linear"``: a standardised multinomial logistic regression on the embeddings alone,
   saved as plain arrays in ``classifier.npz`` and applied with NumPy.
 """
@@ -22,8 +23,13 @@ import numpy as np
 from pimc_jax.evaluation.trees import fit_forest, forest_probabilities
 from pimc_jax.maps import cog
 
-CLASSIFIER_MODELS: tuple[str, ...] = ("forest", "linear")
-FILE_NAMES: dict[str, str] = {"forest": "classifier.joblib", "linear": "classifier.npz"}
+TREE_MODELS: tuple[str, ...] = ("extra_trees", "forest")
+CLASSIFIER_MODELS: tuple[str, ...] = (*TREE_MODELS, "linear")
+FILE_NAMES: dict[str, str] = {
+    "extra_trees": "classifier.joblib",
+    "forest": "classifier.joblib",
+    "linear": "classifier.npz",
+}
 
 
 def check_settings(settings: ml_collections.ConfigDict) -> None:
@@ -32,7 +38,7 @@ def check_settings(settings: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"classifier.model must be one of {CLASSIFIER_MODELS}, got {settings.model!r}"
         )
-    if settings.model == "forest" and not int(settings.trees) >= 1:
+    if settings.model in TREE_MODELS and not int(settings.trees) >= 1:
         raise ValueError(f"classifier.trees must be a positive integer, got {settings.trees!r}")
     series_setting(settings)
 
@@ -58,11 +64,12 @@ def fit_classifier(
 
     Returns a dict: ``kind``, ``fill`` (the column means), and for ``"linear"`` the
     standardisation (``mean``, ``scale``) and softmax ``weights`` ``(K, F)`` and ``bias``
-    ``(K,)``, for ``"forest"`` the fitted scikit-learn ``model``.
+    ``(K,)``, for the tree models the fitted scikit-learn ``model``.
     """
-    if settings.model == "forest":
-        model, fill = fit_forest(features, ranks, int(settings.seed), int(settings.trees))
-        return {"kind": "forest", "fill": fill, "model": model, "num_classes": num_classes}
+    if settings.model in TREE_MODELS:
+        extra = settings.model == "extra_trees"
+        model, fill = fit_forest(features, ranks, int(settings.seed), int(settings.trees), extra)
+        return {"kind": settings.model, "fill": fill, "model": model, "num_classes": num_classes}
     from sklearn.linear_model import LogisticRegression
 
     with np.errstate(all="ignore"):
@@ -96,7 +103,7 @@ def fit_classifier(
 def probabilities(model: dict[str, Any], features: np.ndarray) -> np.ndarray:
     """``(N, K)`` float32 class probabilities of ``(N, F)`` features (NaN: filled as in
     training); rows sum to 1."""
-    if model["kind"] == "forest":
+    if model["kind"] in TREE_MODELS:
         probs = forest_probabilities(
             model["model"], model["fill"], features, int(model["num_classes"])
         )
@@ -114,7 +121,7 @@ def save_classifier(folder: Path, model: dict[str, Any], facts: dict[str, Any]) 
     path."""
     path = Path(folder) / FILE_NAMES[model["kind"]]
     with cog.atomic_write(path) as temporary, open(temporary, "wb") as handle:
-        if model["kind"] == "forest":
+        if model["kind"] in TREE_MODELS:
             import joblib
 
             joblib.dump({"model": model, "facts": facts}, handle, compress=3)

@@ -11,7 +11,7 @@
    left out) and splits them by square blocks of ``classifier.block_size`` pixels: a
    seeded ``classifier.test_fraction`` of the labelled blocks is held out, so test pixels
    never sit beside training pixels of the same field;
-3. fits the classifier (:mod:`pimc_jax.maps.classifiers`: by default a random forest on
+3. fits the classifier (:mod:`pimc_jax.maps.classifiers`: by default extra trees on
    the embeddings and each pixel's raw band series, ``classifier.model=linear`` a logistic
    regression on the embeddings) on the other blocks, scores it on the held-out ones
    (accuracy, macro-F1, per class), then (``classifier.refit_all``) refits it on every
@@ -48,6 +48,7 @@ from pimc_jax.evaluation.results import write_results
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix
 from pimc_jax.maps import cog
 from pimc_jax.maps.classifiers import (
+    TREE_MODELS,
     check_settings,
     fit_classifier,
     load_classifier,
@@ -155,7 +156,7 @@ def use_series(settings: ml_collections.ConfigDict, patches: Sequence[Patch]) ->
     differ), ``"auto"`` (when they do not) or ``"false"``; the linear model reads the
     embeddings only."""
     setting = series_setting(settings)
-    if settings.model != "forest" or setting == "false":
+    if settings.model not in TREE_MODELS or setting == "false":
         return []
     shapes = series_shapes(patches)
     if len(shapes) > 1 and setting == "true":
@@ -355,10 +356,11 @@ def run_classify_map(config: ml_collections.ConfigDict, workdir: str) -> dict[st
                 "step": -1 if source.step is None else source.step,
             },
         )
+        trees = "extremely randomised trees" if c.model == "extra_trees" else "random forest"
         results["protocol"] = (
-            f"random forest of {int(c.trees)} trees (scikit-learn) on the embeddings"
+            f"{trees} of {int(c.trees)} trees (scikit-learn) on the embeddings"
             + (" and the raw band series" if shape else "")
-            if c.model == "forest"
+            if c.model in TREE_MODELS
             else "logistic regression on the embeddings (scikit-learn)"
         )
         results["metrics"] = {k: scores[k] for k in ("overall_accuracy", "macro_f1")}
