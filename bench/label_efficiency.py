@@ -7,9 +7,11 @@
         [--patch ../shared/data/real/eolearn_slovenia_ndvi_patch.npz | --patch PATCH_FOLDER]
         [--k 5,10,20,50] [--draws 10] [--block 8] [--buffer 8]
         [--forest_features rp,image] [--linear_features rp_features,image_features]
+        [--trees extra|forest] [--rows ROW,ROW] [--selftrain 0]
         [--exclude 0] [--finetune_draws 3] [--json OUT.json]
         [--figure OUT.png]
-    python bench/label_efficiency.py --summary_of RUN.json [MORE.json ...] [--figure OUT.png]
+    python bench/label_efficiency.py --summary_of RUN.json[+SAME_DRAWS.json] [MORE.json ...]
+        [--figure OUT.png]
 
 The patch is either a patch folder (:func:`pimc_jax.data.user.load_patch_folder`, its first
 patch with ``labels``) or the eo-learn Slovenia file of ``../shared/data/real/`` (NDVI,
@@ -25,9 +27,11 @@ fewer); the test pixels are every labelled pixel of the test tiles farther than
 an image crop's centre neighbourhood with a labelled one. Classes ``--exclude`` (0, the
 Slovenia raster's no-data) are left out.
 
-Rows, each fitted on the same drawn pixels and scored on the same test pixels:
+Rows, each fitted on the same drawn pixels and scored on the same test pixels (the
+"forest" rows are 300 extremely randomised trees, scikit-learn's ``ExtraTreesClassifier``,
+or with ``--trees forest`` a RandomForest):
 
-- ``pretrained_forest``: RandomForest (300 trees) on the pixel's raw band series and its
+- ``pretrained_forest``: the trees on the pixel's raw band series and its
   pre-trained embeddings side by side (``--forest_features``, outputs of
   :func:`~pimc_jax.encode_patch`: by default ``rp`` and ``image``, both towers' unit
   embeddings, the space the contrastive loss shapes; ``rp_features,image_features``
@@ -37,9 +41,10 @@ Rows, each fitted on the same drawn pixels and scored on the same test pixels:
 - ``random_forest``: the same with the random-init encoder's features;
 - ``pretrained_embedding_forest`` / ``random_embedding_forest``: the forest on the
   embeddings alone, without the raw series (what ``classify_map`` fits with
-  ``classifier.model=forest``: the embedding rasters are all it reads);
-- ``forest``: the forest on the raw band series alone (gaps filled with the training
-  pixels' mean), the raw-band baseline;
+  ``classifier.series=false``: the embedding rasters are all it reads);
+- ``forest``: the trees on the raw band series alone (gaps filled with the training
+  pixels' mean), the raw-band baseline; ``rf``: a RandomForest (300 trees) on the same,
+  whatever ``--trees``, the usual baseline;
 - ``pretrained_linear`` / ``random_linear``: logistic regression (scikit-learn, L2, C = 1)
   on the standardised backbone features alone (``--linear_features``), the classic
   linear probe;
@@ -48,7 +53,13 @@ Rows, each fitted on the same drawn pixels and scored on the same test pixels:
   pixels' series with the pixel classifier's ``finetune`` settings
   (``configs/eval_pastis_classification.py``), one model (no ensemble, no validation
   pixels to select a step on, so the last step's moving average) and no tree models: what
-  the tower itself learns from ``k`` labels, from the pre-trained and from random weights.
+  the tower itself learns from ``k`` labels, from the pre-trained and from random weights;
+- ``pretrained_selftrain`` / ``random_selftrain`` / ``selftrain`` (``--selftrain N``): the
+  trees of the three forest rows self-trained (scikit-learn's ``SelfTrainingClassifier``)
+  with ``N`` unlabelled pixels drawn away from the test pixels.
+
+``--summary_of`` pools runs; ``A.json+B.json`` joins two runs over the same draws (same
+``--seed``, other rows) into one before pairing.
 
 Prints mean ± std over draws of accuracy and macro-F1 per ``k`` and row.
 """
@@ -85,6 +96,7 @@ ROWS = (
     "pretrained_forest",
     "random_forest",
     "forest",
+    "rf",
     "pretrained_embedding_forest",
     "random_embedding_forest",
     "pretrained_linear",
@@ -338,7 +350,7 @@ def main() -> None:
     parser.add_argument("--figure", default="")
     args = parser.parse_args()
     if args.summary_of:  # pool the draws of earlier runs (e.g. other pre-training seeds)
-        runs = [json.loads(Path(path).read_text()) for path in args.summary_of]
+        runs = [_merged(path.split("+")) for path in args.summary_of]
         pooled: dict[str, dict[str, list]] = {}
         for run in runs:
             for key, rows in run.items():
@@ -408,6 +420,7 @@ def main() -> None:
             )
             fits = {
                 "forest": functools.partial(_forest, raw, flat, train, test, args.seed + d, extra),
+                "rf": functools.partial(_forest, raw, flat, train, test, args.seed + d, False),
                 "selftrain": functools.partial(selftrain, raw),
             }
             for name in ("pretrained", "random"):
@@ -447,6 +460,17 @@ def main() -> None:
         _figure(results, args.figure)
 
 
+def _merged(paths: list[str]) -> dict[str, dict[str, list]]:
+    """One run from the ``--json`` files of runs over the same draws (same ``--seed``, other
+    rows), e.g. ``extra0.json+rf0.json``; a row in several files is kept from the first."""
+    merged: dict[str, dict[str, list]] = {}
+    for path in paths:
+        for key, rows in json.loads(Path(path).read_text()).items():
+            for row, scores in rows.items():
+                merged.setdefault(key, {}).setdefault(row, scores)
+    return merged
+
+
 def table(results: dict[str, dict[str, list]]) -> str:
     """Markdown: per ``k``, each row's accuracy / macro-F1 as mean ± std over the draws."""
     present = [row for row in ROWS if any(rows.get(row) for rows in results.values())]
@@ -466,6 +490,7 @@ def table(results: dict[str, dict[str, list]]) -> str:
 PAIRS = (
     ("pretrained_forest", "random_forest"),
     ("pretrained_forest", "forest"),
+    ("pretrained_forest", "rf"),
     ("pretrained_linear", "random_linear"),
     ("pretrained_finetune", "random_finetune"),
 )
