@@ -278,6 +278,45 @@ def test_label_efficiency_draws_are_spatially_blocked():
         assert gap.min() > buffer
 
 
+def test_label_efficiency_self_training_pool_stays_away_from_the_test_pixels(tmp_path):
+    # The unlabelled pixels for self-training: none drawn for training, none within the
+    # buffer of a test pixel; runs over the same draws join row by row (first file wins).
+    import json
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import label_efficiency
+
+    labels = np.random.default_rng(1).integers(0, 3, size=(40, 36))
+    train, test = label_efficiency.draw(labels, 4, 8, 3, np.random.default_rng(2))
+    pool = label_efficiency.unlabelled_pool(
+        labels.shape, train, test, 3, 50, np.random.default_rng(3)
+    )
+    assert pool.size == np.unique(pool).size == 50 and not set(pool) & set(train)
+    rows, cols = np.divmod(pool, labels.shape[1])
+    t_rows, t_cols = np.divmod(test, labels.shape[1])
+    gap = np.maximum(np.abs(rows[:, None] - t_rows[None]), np.abs(cols[:, None] - t_cols[None]))
+    assert gap.min() > 3
+    everything = label_efficiency.unlabelled_pool(
+        labels.shape, train, test, 3, 10**6, np.random.default_rng(3)
+    )
+    far = (
+        np.maximum(
+            np.abs(np.arange(40)[:, None, None] - t_rows),
+            np.abs(np.arange(36)[None, :, None] - t_cols),
+        ).min(-1)
+        > 3
+    )
+    assert sorted(everything) == sorted(set(np.flatnonzero(far)) - set(train))
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"5": {"forest": [[0.5, 0.4]]}}))
+    b.write_text(json.dumps({"5": {"forest": [[0.9, 0.9]], "rf": [[0.6, 0.3]]}}))
+    assert label_efficiency._merged([str(a), str(b)]) == {
+        "5": {"forest": [[0.5, 0.4]], "rf": [[0.6, 0.3]]}
+    }
+
+
 def test_label_efficiency_features_side_by_side_and_reduced(tiny_params):
     # Each list of encode_patch outputs side by side; with components, each output of the
     # forest's list reduced to its first principal components over the patch's pixels.
