@@ -4,13 +4,13 @@
 Labels come from the patches' labels rasters (``labels.tif`` in a GeoTIFF patch folder,
 ``labels`` in an ``.npz``; ``classifier.ignore_labels`` mark unlabelled pixels). The
 embeddings are computed as ``configs/embed.py`` computes them (into ``WORKDIR/embeddings``,
-or read from an ``embed`` workdir with ``embeddings_from``). A random forest on the
-embeddings and each pixel's raw band series (``classifier.model=linear``: a logistic
-regression on the embeddings) is scored on spatially held-out blocks
-(``classifier.block_size``, ``classifier.test_fraction``), then, by default, refitted on
-every label. Writes per patch ``ID.classes.tif`` (class codes, colour table, class names)
-and ``ID.probabilities.tif`` into ``WORKDIR/maps/``, ``classifier.joblib`` (``.npz`` for
-the linear model), ``results.json`` / ``results.md`` and ``class_map.png``. With
+or read from an ``embed`` workdir with ``embeddings_from``). Extremely randomised trees on
+the embeddings and each pixel's raw band series (``classifier.model=forest``: a
+RandomForest; ``linear``: a logistic regression on the embeddings) are scored on spatially
+held-out blocks (``classifier.block_size``, ``classifier.test_fraction``), then, by default,
+refitted on every label. Writes per patch ``ID.classes.tif`` (class codes, colour table,
+class names) and ``ID.probabilities.tif`` into ``WORKDIR/maps/``, ``classifier.joblib``
+(``.npz`` for the linear model), ``results.json`` / ``results.md`` and ``class_map.png``. With
 ``classifier_from=OTHER_WORKDIR/classifier.joblib`` the same command maps another folder
 without labels. The task is :mod:`pimc_jax.maps.classify`.
 """

@@ -229,7 +229,7 @@ def test_classify_map(folder, embedded, tmp_path):
             probs = src.read()
         finite = np.isfinite(probs).all(0)
         np.testing.assert_allclose(probs[:, finite].sum(0), 1.0, atol=1e-5)
-    assert results["protocol"].startswith("random forest of 300 trees")
+    assert results["protocol"].startswith("extremely randomised trees of 300 trees")
     # The saved classifier maps a folder again, without training.
     again = _config(
         "classify_map",

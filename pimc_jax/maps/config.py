@@ -65,12 +65,13 @@ def classify_map_config(arg: str = "") -> ml_collections.ConfigDict:
     classifier = ml_collections.ConfigDict()
     classifier.ignore_labels = (0,)  # label values that mean "unlabelled"
     classifier.max_pixels_per_class = 20000  # labelled pixels used per class, at most
-    # "forest": a RandomForest on the embeddings (and, with series, each pixel's raw band
-    # series beside them), the best few-label recipe measured (docs/maps.md); "linear": a
-    # logistic regression on the embeddings alone.
-    classifier.model = "forest"
+    # "extra_trees": extremely randomised trees on the embeddings (and, with series, each
+    # pixel's raw band series beside them), the best few-label recipe measured
+    # (docs/maps.md); "forest": a RandomForest on the same; "linear": a logistic
+    # regression on the embeddings alone.
+    classifier.model = "extra_trees"
     classifier.trees = 300
-    # forest: each pixel's raw band series beside the embeddings (positions must mean the
+    # trees: each pixel's raw band series beside the embeddings (positions must mean the
     # same in every patch): "true", "false", or "auto" (when all patches hold as many
     # dates and bands).
     classifier.series = "auto"
