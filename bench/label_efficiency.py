@@ -236,16 +236,25 @@ def unlabelled_pool(
 
 
 def _selftrain(
-    features: np.ndarray, labels: np.ndarray, train, pool, test, seed: int, threshold: float
+    features: np.ndarray,
+    labels: np.ndarray,
+    train,
+    pool,
+    test,
+    seed: int,
+    threshold: float,
+    extra: bool,
 ) -> np.ndarray:
-    """The forest of :func:`_forest` self-trained (scikit-learn's ``SelfTrainingClassifier``)
+    """The trees of :func:`_forest` self-trained (scikit-learn's ``SelfTrainingClassifier``)
     on the drawn pixels and the unlabelled ``pool``: each round adds the pool pixels whose
     predicted class probability is at least ``threshold`` as pseudo-labels."""
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
     from sklearn.semi_supervised import SelfTrainingClassifier
 
-    forest = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=-1)
-    model = SelfTrainingClassifier(forest, threshold=threshold, max_iter=10)
+    kind = ExtraTreesClassifier if extra else RandomForestClassifier
+    model = SelfTrainingClassifier(
+        kind(n_estimators=300, random_state=seed, n_jobs=-1), threshold=threshold, max_iter=10
+    )
     rows = np.concatenate([train, pool])
     targets = np.concatenate([labels[train], np.full(pool.size, -1)])
     model.fit(features[rows], targets)
@@ -417,6 +426,7 @@ def main() -> None:
                 test=test,
                 seed=args.seed + d,
                 threshold=args.selftrain_threshold,
+                extra=extra,
             )
             fits = {
                 "forest": functools.partial(_forest, raw, flat, train, test, args.seed + d, extra),
