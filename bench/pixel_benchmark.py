@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import itertools
 import json
 import sys
 import time
@@ -165,7 +166,9 @@ def _pimc_row(
             **{f"{name}_oof": p for name, p in tree_oof.items()},
         )
     own = parse_trees(chosen, s.train["labels"].size + s.val["labels"].size)
-    for subset in ((), *[(name,) for name in trees], tuple(trees)):
+    names = tuple(trees)
+    subsets = [c for n in range(len(names) + 1) for c in itertools.combinations(names, n)]
+    for subset in subsets:
         members = [outputs["tower_test_probabilities"]] + [trees[n] for n in subset]
         blends = {"mean": np.full(len(members), 1 / len(members))}
         if subset and "tree_oof_probabilities" in outputs:

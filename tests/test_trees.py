@@ -9,7 +9,7 @@ import lightgbm
 import numpy as np
 import pytest
 from format_writers import write_user_npz
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from tiny_configs import load_config
 
 from pimc_jax.evaluation import classification
@@ -30,6 +30,7 @@ def test_parse_trees():
     assert parse_trees("none") == parse_trees("") == ()
     assert parse_trees("auto", 99) == ("forest",)
     assert parse_trees("auto", 100) == parse_trees("auto") == ("forest", "lgbm")
+    assert parse_trees("extra+lgbm") == ("extra", "lgbm")
     for bad in ("forest+xgb", "rf", 3):
         with pytest.raises(ValueError, match="finetune.trees"):
             parse_trees(bad)
@@ -52,7 +53,9 @@ def test_tree_probabilities_match_the_libraries():
     labels = (train[:, 0] > 0).astype(int) + 2 * (train[:, 1] > 1)  # classes 0, 1, 2, 3
     train[rng.random(train.shape) < 0.1] = np.nan
     test = rng.normal(size=(20, 5))
-    forest, boosted = tree_probabilities(("forest", "lgbm"), train, labels, test, 5, seed=3)
+    forest, boosted, extra = tree_probabilities(
+        ("forest", "lgbm", "extra"), train, labels, test, 5, seed=3
+    )
     assert forest.shape == boosted.shape == (20, 5)
     np.testing.assert_allclose(forest.sum(1), 1.0)
     assert np.all(forest[:, 4] == 0) and np.all(boosted[:, 4] == 0)  # class 4 never seen
@@ -61,6 +64,10 @@ def test_tree_probabilities_match_the_libraries():
     reference = RandomForestClassifier(n_estimators=300, random_state=3, n_jobs=-1)
     reference.fit(np.where(np.isnan(train), mean, train), labels)
     np.testing.assert_allclose(forest[:, :4], reference.predict_proba(test), atol=1e-12)
+    reference = ExtraTreesClassifier(n_estimators=300, random_state=3, n_jobs=-1)
+    reference.fit(np.where(np.isnan(train), mean, train), labels)
+    np.testing.assert_allclose(extra[:, :4], reference.predict_proba(test), atol=1e-12)
+    assert np.all(extra[:, 4] == 0) and np.abs(extra - forest).max() > 0.05
     gbm = lightgbm.LGBMClassifier(
         n_estimators=300,
         learning_rate=0.05,

@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-TREE_MODELS: tuple[str, ...] = ("forest", "lgbm")
+# "forest": RandomForest; "extra": extremely randomised trees; "lgbm": LightGBM.
+TREE_MODELS: tuple[str, ...] = ("forest", "lgbm", "extra")
+AUTO_TREES: tuple[str, ...] = ("forest", "lgbm")
 BLENDS: tuple[str, ...] = ("mean", "oof")
 # finetune.trees="auto": boosting joins the forest from this many training pixels on; below
 # it, LightGBM's leaves (at least 5 pixels each) cannot follow a few dozen pixels.
@@ -42,7 +44,7 @@ def parse_trees(value: str, num_pixels: int | None = None) -> tuple[str, ...]:
         raise ValueError(f"finetune.trees must be a string such as 'forest+lgbm', got {value!r}")
     if value.strip() == "auto":
         few = num_pixels is not None and num_pixels < AUTO_BOOSTING_MIN_PIXELS
-        return ("forest",) if few else TREE_MODELS
+        return ("forest",) if few else AUTO_TREES
     names = tuple(name.strip() for name in value.split("+") if name.strip())
     if names in ((), ("none",)):
         return ()
@@ -122,8 +124,8 @@ def tree_probabilities(
     """
     out = []
     for name in models:
-        if name == "forest":
-            model, fill = fit_forest(train, labels, seed)
+        if name in ("forest", "extra"):
+            model, fill = fit_forest(train, labels, seed, extra=name == "extra")
             out.append(forest_probabilities(model, fill, test, num_classes))
         elif name == "lgbm":
             import lightgbm
