@@ -107,6 +107,8 @@ def test_series_to_plots_follows_its_arguments_and_the_spec():
     np.testing.assert_allclose(
         np.asarray(view_inputs(spec, "s2_rp", batch, names)), want, atol=1e-6
     )
+    with pytest.raises(ValueError, match="^unknown view 's3_rp'$"):
+        view_inputs(spec, "s3_rp", batch)
     # Digital numbers: divided by the given scale, or else by the spec's.
     got = series_to_plots(spec, bands * 1e4, dates, mask, scale=1e4)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
