@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from pimc_jax.models import ModelSpec
-from pimc_jax.preprocessing import augment_series, series_to_plots, view_inputs
+from pimc_jax.preprocessing import (
+    augment_series,
+    normalize_crops,
+    normalize_s1_crops,
+    series_to_plots,
+    view_inputs,
+)
 
 
 def _batch(n: int = 400, t: int = 12, c: int = 4):
@@ -126,3 +132,23 @@ def test_series_to_plots_follows_its_arguments_and_the_spec():
         for span in ("acquisitions", "valid")
     }
     assert np.abs(plots["acquisitions"] - plots["valid"]).max() > 0.01
+
+
+def test_crops_are_standardised_per_channel_and_gaps_become_the_mean():
+    # (x − mean) / std per channel, float32, with a NaN (no data) read as the mean: 0.
+    spec = ModelSpec(
+        s1_image_bands=("VV", "VH"), s1_image_mean=(-12.0, -19.0), s1_image_std=(3.0, 4.0)
+    )
+    rng = np.random.default_rng(0)
+    for normalize, mean, std in (
+        (normalize_crops, spec.image_mean, spec.image_std),
+        (normalize_s1_crops, spec.s1_image_mean, spec.s1_image_std),
+    ):
+        crops = rng.normal(size=(2, 3, 3, len(mean))).astype(np.float32)
+        crops[0, 1, 2, 0] = np.nan
+        crops[1, :, :, -1] = np.nan
+        want = (crops.astype(np.float64) - np.asarray(mean)) / np.asarray(std)
+        want = np.where(np.isnan(want), 0.0, want)
+        got = normalize(spec, crops)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
