@@ -7,7 +7,7 @@
         [--patch ../shared/data/real/eolearn_slovenia_ndvi_patch.npz | --patch PATCH_FOLDER]
         [--k 5,10,20,50] [--draws 10] [--block 8] [--buffer 8]
         [--forest_features rp,image] [--linear_features rp_features,image_features]
-        [--trees extra|forest] [--rows ROW,ROW] [--selftrain 0]
+        [--trees extra_trees|forest] [--rows ROW,ROW] [--selftrain 0]
         [--exclude 0] [--finetune_draws 3] [--json OUT.json]
         [--figure OUT.png]
     python bench/label_efficiency.py --summary_of RUN.json[+SAME_DRAWS.json] [MORE.json ...]
@@ -330,8 +330,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--trees",
-        choices=("extra", "forest"),
-        default="extra",
+        choices=("extra_trees", "forest"),
+        default="extra_trees",
         help="every *forest row: extremely randomised trees (default) or a RandomForest",
     )
     parser.add_argument("--exclude", default="0", help="comma-separated classes left out")
@@ -397,7 +397,7 @@ def main() -> None:
     num_classes = int(classes.max()) + 1
     ks = [None if k == "all" else int(k) for k in args.k.split(",")]
     chosen_rows = [row for row in args.rows.split(",") if row]
-    extra = args.trees == "extra"
+    extra = args.trees == "extra_trees"
     if unknown := sorted(set(chosen_rows) - set(ROWS)):
         parser.error(f"--rows: unknown {unknown}; choose from {', '.join(ROWS)}")
     results: dict[str, dict[str, list]] = {}

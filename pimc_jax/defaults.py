@@ -255,7 +255,7 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
             # Pixel classification: tree models fitted beside the fine-tuned plot tower on
             # the raw band series, their class probabilities averaged with the tower's
             # (pimc_jax.evaluation.trees): "none", "+"-joined names of "forest"
-            # (RandomForest), "lgbm" (LightGBM) and "extra" (extremely randomised trees),
+            # (RandomForest), "lgbm" (LightGBM) and "extra_trees" (extremely randomised trees),
             # or "auto" (forest and LightGBM from 100 training pixels on, else the forest).
             trees="auto",
             # How the tower's and the trees' probabilities are combined: "mean", or "oof"

@@ -30,7 +30,7 @@ def test_parse_trees():
     assert parse_trees("none") == parse_trees("") == ()
     assert parse_trees("auto", 99) == ("forest",)
     assert parse_trees("auto", 100) == parse_trees("auto") == ("forest", "lgbm")
-    assert parse_trees("extra+lgbm") == ("extra", "lgbm")
+    assert parse_trees("extra_trees+lgbm") == ("extra_trees", "lgbm")
     for bad in ("forest+xgb", "rf", 3):
         with pytest.raises(ValueError, match="finetune.trees"):
             parse_trees(bad)
@@ -54,7 +54,7 @@ def test_tree_probabilities_match_the_libraries():
     train[rng.random(train.shape) < 0.1] = np.nan
     test = rng.normal(size=(20, 5))
     forest, boosted, extra = tree_probabilities(
-        ("forest", "lgbm", "extra"), train, labels, test, 5, seed=3
+        ("forest", "lgbm", "extra_trees"), train, labels, test, 5, seed=3
     )
     assert forest.shape == boosted.shape == (20, 5)
     np.testing.assert_allclose(forest.sum(1), 1.0)

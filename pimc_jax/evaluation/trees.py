@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-# "forest": RandomForest; "extra": extremely randomised trees; "lgbm": LightGBM.
-TREE_MODELS: tuple[str, ...] = ("forest", "lgbm", "extra")
+# "forest": RandomForest; "lgbm": LightGBM; "extra_trees": extremely randomised trees.
+TREE_MODELS: tuple[str, ...] = ("forest", "lgbm", "extra_trees")
 AUTO_TREES: tuple[str, ...] = ("forest", "lgbm")
 BLENDS: tuple[str, ...] = ("mean", "oof")
 # finetune.trees="auto": boosting joins the forest from this many training pixels on; below
@@ -124,8 +124,8 @@ def tree_probabilities(
     """
     out = []
     for name in models:
-        if name in ("forest", "extra"):
-            model, fill = fit_forest(train, labels, seed, extra=name == "extra")
+        if name in ("forest", "extra_trees"):
+            model, fill = fit_forest(train, labels, seed, extra=name == "extra_trees")
             out.append(forest_probabilities(model, fill, test, num_classes))
         elif name == "lgbm":
             import lightgbm
