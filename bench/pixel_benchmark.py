@@ -62,6 +62,11 @@ from pimc_jax.evaluation.pixels import (  # noqa: E402
     series_features,
     series_inputs,
 )
+from pimc_jax.evaluation.priors import (  # noqa: E402
+    class_prior,
+    correct_priors,
+    prior_exponent,
+)
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix  # noqa: E402
 from pimc_jax.evaluation.towers import plot_tower  # noqa: E402
 from pimc_jax.evaluation.trees import TREE_MODELS, blend_weights, parse_trees  # noqa: E402
@@ -153,36 +158,96 @@ def _pimc_row(
     labels = s.test["labels"]
     if "tree_test_probabilities" not in outputs:
         return _scores(labels, outputs["test_predictions"], s.num_classes)
-    trees = outputs["tree_test_probabilities"]
+    saved = {"test_labels": labels, "tower_test": outputs["tower_test_probabilities"]}
+    saved.update({f"{name}_test": p for name, p in outputs["tree_test_probabilities"].items()})
+    if "tree_oof_probabilities" in outputs:
+        saved.update(oof_labels=outputs["oof_labels"], tower_oof=outputs["oof_probabilities"])
+        saved.update({f"{n}_oof": p for n, p in outputs["tree_oof_probabilities"].items()})
     if save_to:
-        tree_oof = outputs.get("tree_oof_probabilities", {})
-        np.savez_compressed(
-            save_to,
-            test_labels=labels,
-            tower_test=outputs["tower_test_probabilities"],
-            **{f"{name}_test": p for name, p in trees.items()},
-            **({"oof_labels": outputs["oof_labels"]} if tree_oof else {}),
-            **({"tower_oof": outputs["oof_probabilities"]} if tree_oof else {}),
-            **{f"{name}_oof": p for name, p in tree_oof.items()},
-        )
-    own = parse_trees(chosen, s.train["labels"].size + s.val["labels"].size)
-    names = tuple(trees)
+        np.savez_compressed(save_to, **saved)
+    own = (chosen, blend, config.finetune.get("prior_correction", "none"))
+    return blend_scores(saved, own, s.num_classes, scores_out)
+
+
+def blend_scores(
+    saved: dict[str, np.ndarray],
+    own: tuple[str, str, object],
+    num_classes: int,
+    scores_out: dict[str, list],
+) -> tuple[float, float]:
+    """Scores every blend of one fine-tuned run from its models' probabilities.
+
+    ``saved`` holds what ``--save_probabilities`` writes: ``test_labels``, ``tower_test``,
+    ``{model}_test`` per tree model and, from a cross-fitted ensemble, ``oof_labels``,
+    ``tower_oof`` and ``{model}_oof``. Every subset of the tree models is scored with the
+    plain mean and, with out-of-fold probabilities, the weights :func:`blend_weights`
+    chooses on them (``,blend=oof``), each also with the class-prior correction chosen on
+    the blend's out-of-fold probabilities (``,prior=auto``;
+    :mod:`pimc_jax.evaluation.priors`), into ``scores_out``. ``own`` is the row's
+    ``(finetune.trees, finetune.blend, finetune.prior_correction)``; returns its score,
+    computed exactly as :func:`~pimc_jax.evaluation.classification.classify` blends.
+    """
+    labels = saved["test_labels"]
+    has_oof = "oof_labels" in saved
+    names = tuple(name for name in TREE_MODELS if f"{name}_test" in saved)
+    pool = saved["oof_labels"].size if has_oof else None
+    own_trees = parse_trees(own[0], pool)
+    own_prior = own[2] if has_oof or own[2] != "auto" else "none"
+    corrections = ["none"] + (["auto"] if has_oof else []) + [own_prior]
+    if has_oof:
+        prior = class_prior(saved["oof_labels"], num_classes)
     subsets = [c for n in range(len(names) + 1) for c in itertools.combinations(names, n)]
     for subset in subsets:
-        members = [outputs["tower_test_probabilities"]] + [trees[n] for n in subset]
+        members = np.stack([saved["tower_test"]] + [saved[f"{n}_test"] for n in subset])
         blends = {"mean": np.full(len(members), 1 / len(members))}
-        if subset and "tree_oof_probabilities" in outputs:
-            oof = [outputs["oof_probabilities"]]
-            oof += [outputs["tree_oof_probabilities"][n] for n in subset]
-            blends["oof"] = blend_weights(oof, outputs["oof_labels"])
+        if has_oof:
+            oof = np.stack([saved["tower_oof"]] + [saved[f"{n}_oof"] for n in subset])
+            if subset:
+                blends["oof"] = blend_weights(list(oof), saved["oof_labels"])
         for name, weights in blends.items():
-            p = np.tensordot(weights, np.stack(members), 1)
-            score = _scores(labels, p.argmax(-1), s.num_classes)
-            key = f"[trees={'+'.join(subset) or 'none'}{',blend=oof' * (name == 'oof')}]"
-            scores_out.setdefault(key, []).append(score)
-            if subset == own and name == (blend if subset else "mean"):
-                row_score = score
+            test = np.tensordot(weights, members, 1)
+            for correction in dict.fromkeys(corrections):
+                p = test
+                if correction == "auto":
+                    blended = np.tensordot(weights, oof, 1)
+                    exponent = prior_exponent(blended, saved["oof_labels"], num_classes)
+                    p = correct_priors(test, prior, exponent)
+                elif correction != "none":
+                    p = correct_priors(test, prior, float(correction))
+                score = _scores(labels, p.argmax(-1), num_classes)
+                key = f"[trees={'+'.join(subset) or 'none'}{',blend=oof' * (name == 'oof')}"
+                key += f",prior={correction}]" if correction != "none" else "]"
+                scores_out.setdefault(key, []).append(score)
+                own_blend = own[1] if subset else "mean"
+                if subset == own_trees and name == own_blend and correction == own_prior:
+                    row_score = score
     return row_score
+
+
+def from_probabilities(path: str, folder: str, args) -> dict[str, list]:
+    """``--from_probabilities``: every blend of the ``pimc*`` runs saved for ``path``
+    (``{stem}_{row}_fold{i}_seed{s}.npz``), scored with :func:`blend_scores` and the
+    defaults of ``configs/eval_pastis_classification.py`` (plus ``--set``), no training."""
+    pixels = load_pixel_npz(path)
+    num_classes = int(pixels.labels.max()) + 1
+    tune = _config("", path, args, 0, 0).finetune
+    own = (tune.trees, tune.blend, tune.get("prior_correction", "none"))
+    results: dict[str, list] = {}
+    stem = Path(path).stem
+    for saved_path in sorted(Path(folder).glob(f"{stem}_pimc*_fold*_seed*.npz")):
+        row = saved_path.stem[len(stem) + 1 :].rsplit("_fold", 1)[0]
+        with np.load(saved_path) as saved:
+            variants: dict[str, list] = {}
+            results.setdefault(row, []).append(
+                blend_scores(dict(saved), own, num_classes, variants)
+            )
+        for key, value in variants.items():
+            results.setdefault(f"{row}{key}", []).extend(value)
+    if not results:
+        raise SystemExit(f"no saved probabilities of {stem} in {folder}")
+    runs = len(results[next(iter(results))])
+    print(f"{Path(path).name}: {runs} saved runs")
+    return results
 
 
 def run_file(path: str, args, candidates: dict[str, list[str]], on_fold=None) -> dict[str, list]:
@@ -357,6 +422,12 @@ def main() -> None:
         "per file, row, fold and seed",
     )
     parser.add_argument(
+        "--from_probabilities",
+        default="",
+        metavar="DIR",
+        help="train nothing: score every blend of the runs saved by --save_probabilities",
+    )
+    parser.add_argument(
         "--summary_of",
         nargs="+",
         default=[],
@@ -376,6 +447,12 @@ def main() -> None:
     files = args.data or labelled_files()
     if not files:
         raise SystemExit(f"no labelled .npz file given or found in {REAL}")
+    if args.from_probabilities:
+        results = {path: from_probabilities(path, args.from_probabilities, args) for path in files}
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+        print("\n" + summary(results))
+        return
     candidates = {name: [o for o in text.split(",") if o] for name, text in args.candidate}
     results = {}
     for path in files:

@@ -262,6 +262,11 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
             # (weights chosen on out-of-fold predictions of train + val; needs
             # ensemble_members >= 2).
             blend="mean",
+            # Classification with a cross-fitted ensemble: the test probabilities divided by
+            # the training class prior to a power, "auto" (chosen on the out-of-fold
+            # predictions: accuracy + macro-F1; pimc_jax.evaluation.priors), "none", or the
+            # power itself (0 = none, 1 = balanced).
+            prior_correction="auto",
             date_dropout=0.0,  # series augmentation (plot tower only)
             date_jitter_days=0.0,
             noise_std=0.0,
@@ -281,6 +286,7 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
         )
     if "paper" in parse_variants(arg):
         tune.trees = "none"  # the paper's classifier is the fine-tuned tower alone
+        tune.prior_correction = "none"
     return tune
 
 

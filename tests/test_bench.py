@@ -104,6 +104,39 @@ def test_pixel_benchmark_prints_every_row(tmp_path):
         assert 0.0 <= accuracy <= 1.0
 
 
+def test_pixel_benchmark_scores_what_the_library_predicts(tmp_path):
+    """The ``pimc`` row's score, from the live run and re-blended from its saved
+    probabilities (``--from_probabilities``), equals the library's own evaluation of the
+    same fold with its defaults (cross-fitted ensemble, trees, prior correction)."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import pixel_benchmark
+
+    from pimc_jax.evaluation.pixel_classification import PixelClassification
+
+    path = tmp_path / "pixels.npz"
+    write_user_npz(path, num_pixels=40, num_dates=6, num_classes=3)
+    settings = ["model.rp_size=8", "finetune.steps=4", "finetune.eval_every_steps=2"]
+    settings += ["finetune.ensemble_members=2", "finetune.log_every_steps=0"]
+    args = argparse.Namespace(folds=2, eval_seed=0, set=settings)
+    config = pixel_benchmark._config("", str(path), args, 1, 0)
+    assert config.finetune.prior_correction == "auto" and config.finetune.trees == "auto"
+    evaluator = PixelClassification(config)
+    metrics = evaluator.run(evaluator.random_params())["metrics"]
+    expected = (metrics["overall_accuracy"], metrics["macro_f1"])
+
+    variants: dict[str, list] = {}
+    saved = tmp_path / "saved" / f"{path.stem}_pimc_fold1_seed0.npz"
+    saved.parent.mkdir()
+    score = pixel_benchmark._pimc_row(config, None, variants, str(saved))
+    assert score == pytest.approx(expected, abs=1e-12)
+    assert variants["[trees=forest,prior=auto]"] == [score]  # auto: the forest below 100 px
+    again = pixel_benchmark.from_probabilities(str(path), str(saved.parent), args)
+    assert again["pimc"] == [score]
+    assert again["pimc[trees=none]"] == variants["[trees=none]"]
+
+
 def _assert_rows_share_folds(path, folds: int) -> None:
     """Every row of the benchmark scores fold ``i`` on the same test pixels, and the test
     folds are a stratified partition of the pixels."""

@@ -172,7 +172,7 @@ def test_classify_blends_on_out_of_fold_predictions(tmp_path):
     config = load_config("eval_pastis_classification:tiny")
     config.init_from, config.protocol = "random", "finetune"
     config.data.update(dict(name="npz", path=str(tmp_path / "pixels.npz")))
-    config.finetune.update(dict(trees="forest", blend="oof"))
+    config.finetune.update(dict(trees="forest", blend="oof", prior_correction="none"))
     evaluator = PixelClassification(config)
     params, s = evaluator.random_params(), evaluator.splits
     kwargs = dict(features_fn=None, inputs_fn=series_inputs, band_names=s.band_names)

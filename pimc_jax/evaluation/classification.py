@@ -24,6 +24,7 @@ from pimc_jax.evaluation.finetune import (
     series_augmentation,
     train_supervised,
 )
+from pimc_jax.evaluation.priors import class_prior, correct_priors, prior_exponent
 from pimc_jax.evaluation.probes import logistic_probe
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix
 from pimc_jax.evaluation.towers import predict, tower_forward, tower_params
@@ -63,8 +64,10 @@ def classify(
       tree model's, ``tree_test_probabilities``; with a cross-fitted ensemble the
       out-of-fold probabilities of the train + val pixels, ``oof_probabilities``, and
       their ``oof_labels``; with trees the ``blend_weights`` used and, with
-      ``finetune.blend="oof"``, each tree model's out-of-fold probabilities,
-      ``tree_oof_probabilities``),
+      ``finetune.blend="oof"`` or a prior correction chosen on them, each tree model's
+      out-of-fold probabilities, ``tree_oof_probabilities``, and the blend's,
+      ``blend_oof_probabilities``), with ``finetune.prior_correction`` the
+      ``prior_exponent`` applied to the test probabilities,
       ``val_predictions`` and protocol facts (``l2``).
     """
     train, val, test = splits
@@ -122,6 +125,7 @@ def classify(
             "finetune.blend='oof' chooses its weights on the cross-fitted ensemble's "
             "out-of-fold predictions: set finetune.ensemble_members >= 2 or blend='mean'"
         )
+    correction = check_prior_correction(tune.get("prior_correction", "none"))
     if members != 1:
         out = _cross_fitted(config, forward, fit, splits, inputs_fn, num_classes, members)
     else:
@@ -134,8 +138,64 @@ def classify(
         if val["labels"].size:
             out["val_predictions"] = np.argmax(predict(forward, trained, inputs_fn(val)), -1)
     if trees:
-        out = _with_trees(out, trees, splits, num_classes, config.seed, blend)
+        oof = blend == "oof" or (correction == "auto" and "oof_probabilities" in out)
+        out = _with_trees(out, trees, splits, num_classes, config.seed, blend, oof)
+    if correction != "none":
+        out = _with_prior_correction(out, correction, splits, num_classes)
     return out
+
+
+def check_prior_correction(value: Any) -> str | float:
+    """``finetune.prior_correction``: ``"none"``, ``"auto"`` or an exponent ``>= 0`` (a number
+    or its text, as ``--config.finetune.prior_correction=0.5`` gives it).
+
+    Raises:
+      ValueError: any other value, in one line with the choices.
+    """
+    if isinstance(value, str) and value.strip() in ("none", "auto"):
+        return value.strip()
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if isinstance(number, int | float) and not isinstance(number, bool) and 0 <= number < np.inf:
+        return float(number)
+    raise ValueError(
+        f"finetune.prior_correction must be 'auto' (chosen on out-of-fold predictions), "
+        f"'none' or an exponent >= 0 such as 0.5, got {value!r}"
+    )
+
+
+def _with_prior_correction(
+    out: dict[str, Any],
+    correction: str | float,
+    splits: Sequence[dict[str, np.ndarray]],
+    num_classes: int,
+) -> dict[str, Any]:
+    """The test probabilities divided by the train + val class prior to the power
+    ``correction`` (:mod:`pimc_jax.evaluation.priors`); ``"auto"`` chooses the power on the
+    out-of-fold probabilities (of the blend, with trees), and is the identity without them
+    (a single fine-tuned model)."""
+    train, val, _ = splits
+    labels = np.concatenate([train["labels"], val["labels"]])
+    if correction == "auto":
+        oof = out.get("blend_oof_probabilities", out.get("oof_probabilities"))
+        if oof is None:
+            return out
+        exponent = prior_exponent(oof, out["oof_labels"], num_classes)
+    else:
+        exponent = float(correction)
+    probabilities = correct_priors(
+        out["test_probabilities"], class_prior(labels, num_classes), exponent
+    )
+    return {
+        **out,
+        "test_predictions": np.argmax(probabilities, -1),
+        "test_probabilities": probabilities,
+        "prior_exponent": exponent,
+    }
 
 
 def _with_trees(
@@ -145,11 +205,13 @@ def _with_trees(
     num_classes: int,
     seed: int,
     blend: str = "mean",
+    out_of_fold: bool = False,
 ) -> dict[str, Any]:
     """``finetune.trees``: the tree models (:mod:`pimc_jax.evaluation.trees`) fitted on the
     train and val pixels, their test probabilities blended with the tower's (``blend``:
     the plain mean, or ``"oof"``: weights chosen on out-of-fold predictions, the trees
-    cross-fitted on the ensemble's parts)."""
+    cross-fitted on the ensemble's parts; ``out_of_fold``: cross-fit them for the mean
+    too, for a prior correction chosen on the blend's out-of-fold probabilities)."""
     train, val, test = splits
     table = lambda split: series_table(split["bands"], split.get("mask"))  # noqa: E731
     fit_x = np.concatenate([table(train), table(val)])
@@ -157,10 +219,16 @@ def _with_trees(
     models = tree_probabilities(trees, fit_x, fit_y, table(test), num_classes, seed)
     extra: dict[str, Any] = {}
     weights = np.full(1 + len(trees), 1.0 / (1 + len(trees)))
-    if blend == "oof":  # the trees cross-fitted on the ensemble's parts, as the tower was
+    if blend == "oof" or out_of_fold:  # cross-fitted on the ensemble's parts, as the tower
         oof = tree_out_of_fold(trees, fit_x, fit_y, out["oof_parts"], num_classes, seed)
-        extra = {"tree_oof_probabilities": dict(zip(trees, oof, strict=True))}
-        weights = blend_weights([out["oof_probabilities"], *oof], fit_y)
+        if blend == "oof":
+            weights = blend_weights([out["oof_probabilities"], *oof], fit_y)
+        extra = {
+            "tree_oof_probabilities": dict(zip(trees, oof, strict=True)),
+            "blend_oof_probabilities": np.tensordot(
+                weights, np.stack([out["oof_probabilities"], *oof]), 1
+            ),
+        }
     probabilities = np.tensordot(weights, np.stack([out["test_probabilities"], *models]), 1)
     return {
         **out,

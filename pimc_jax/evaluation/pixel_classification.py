@@ -63,6 +63,8 @@ class PixelClassification:
         results = classification_results(outputs, splits, s.class_names)
         if "blend_weights" in outputs:  # finetune.trees: how much each model counted
             results["blend_weights"] = outputs["blend_weights"]
+        if "prior_exponent" in outputs:  # finetune.prior_correction: how far it moved
+            results["prior_exponent"] = outputs["prior_exponent"]
         results["data"] = {"name": self.config.data.name, **s.sizes()}
         results["tower"] = {"name": tower, "view": view, "views": list(params.spec.views)}
         return results
