@@ -229,8 +229,9 @@ def finetune_config(arg: str = "") -> ml_collections.ConfigDict:
     The classification tasks fine-tune a cross-fitted ensemble of five members, each
     keeping the best held-out step of an exponential moving average of its weights
     (forecasting trains one model); pixel classification averages them with a forest (and
-    LightGBM from 100 training pixels on) on the raw band series (``trees``; not in the
-    ``paper`` variant); class
+    LightGBM from 100 training pixels on) on the raw band series (``trees``); both tasks
+    then divide the probabilities by the class prior to a power chosen out of fold
+    (``prior_correction``; neither in the ``paper`` variant); class
     weighting, label smoothing and series augmentation are off. Chosen with
     ``bench/pixel_benchmark.py`` on real pixels; the measurements are in
     ``docs/real_pixels.md``.

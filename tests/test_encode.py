@@ -137,3 +137,31 @@ def test_dates_of_the_wrong_length_raise_a_one_line_value_error(params, pixels):
         pimc_jax.encode(params, {"bands": pixels["bands"][:2], "dates": ["x"] * 30})
     with pytest.raises(ValueError, match="scale"):
         pimc_jax.encode(params, {"bands": pixels["bands"][:2], "dates": pixels["dates"]}, scale=0)
+
+
+def test_series_bands_are_read_by_name_and_scaled_by_the_models_convention(params, pixels):
+    import dataclasses
+
+    from pimc_jax.models import PIMCParams
+
+    batch = {k: pixels[k][:6] if k == "bands" else pixels[k] for k in ("bands", "dates")}
+    batch["band_names"] = pixels["band_names"]
+    direct = pimc_jax.encode(params, batch)["rp"]
+    order = np.arange(len(pixels["band_names"]))[::-1]
+    reordered = pimc_jax.encode(
+        params,
+        {
+            **batch,
+            "bands": batch["bands"][..., order],
+            "band_names": tuple(np.asarray(pixels["band_names"])[order]),
+        },
+    )["rp"]
+    np.testing.assert_allclose(reordered, direct, atol=1e-5)
+    # A model whose raw series were divided by 10 000 (spec.reflectance_scale): its own
+    # convention without `scale`, reflectance with scale=1; both are the same plots.
+    spec = dataclasses.replace(params.spec, reflectance_scale=10_000.0)
+    raw_model = PIMCParams(variables=params.variables, spec=spec)
+    own = pimc_jax.encode(raw_model, {**batch, "bands": batch["bands"] * 10_000})["rp"]
+    given = pimc_jax.encode(raw_model, batch, scale=1.0)["rp"]
+    np.testing.assert_allclose(own, direct, atol=1e-5)
+    np.testing.assert_allclose(given, direct, atol=1e-5)
