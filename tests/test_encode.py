@@ -1,5 +1,7 @@
 """pimc_jax.encode / encode_patch / init_params: shapes, batch independence, errors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -140,8 +142,6 @@ def test_dates_of_the_wrong_length_raise_a_one_line_value_error(params, pixels):
 
 
 def test_series_bands_are_read_by_name_and_scaled_by_the_models_convention(params, pixels):
-    import dataclasses
-
     from pimc_jax.models import PIMCParams
 
     batch = {k: pixels[k][:6] if k == "bands" else pixels[k] for k in ("bands", "dates")}
@@ -165,3 +165,26 @@ def test_series_bands_are_read_by_name_and_scaled_by_the_models_convention(param
     given = pimc_jax.encode(raw_model, batch, scale=1.0)["rp"]
     np.testing.assert_allclose(own, direct, atol=1e-5)
     np.testing.assert_allclose(given, direct, atol=1e-5)
+
+
+def test_valid_follows_the_models_own_indices(pixels):
+    """A pixel is valid when the model's indices are defined on one of its dates: an
+    NDVI-only model reads no blue band, so a pixel without one stays valid for it."""
+    from tiny_configs import tiny_model_spec
+
+    from pimc_jax.models import EncoderSpec
+
+    tiny = EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
+    spec = tiny_model_spec(tiny, indices=("NDVI",), embedding_dim=12, rp_size=16, crop_size=8)
+    model = pimc_jax.init_params(spec, 0)
+    names = tuple(pixels["band_names"])
+    bands = np.array(pixels["bands"][:3], np.float32)
+    bands[1, :, names.index("B2")] = np.nan  # no blue band: NDVI still defined
+    bands[2, :, names.index("B4")] = np.nan  # no red band: NDVI never defined
+    batch = {"bands": bands, "dates": pixels["dates"], "band_names": names}
+    assert pimc_jax.encode(model, batch)["valid"].tolist() == [True, True, False]
+    # A model of raw series divided by 10 000 reads the same pixels ×10 000 as valid.
+    raw = dataclasses.replace(spec, reflectance_scale=10_000.0)
+    raw_model = pimc_jax.PIMCParams(variables=model.variables, spec=raw)
+    out = pimc_jax.encode(raw_model, {**batch, "bands": bands * 10_000})
+    assert out["valid"].tolist() == [True, True, False]
