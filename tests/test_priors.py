@@ -86,9 +86,13 @@ def pixel_task(tmp_path_factory):
     return config, evaluator.random_params(), evaluator.splits
 
 
+def _inputs(s) -> dict:
+    return dict(features_fn=None, inputs_fn=series_inputs, band_names=s.band_names)
+
+
 def test_classify_corrects_the_blend_by_the_exponent_chosen_out_of_fold(pixel_task):
     config, params, s = pixel_task
-    kwargs = dict(features_fn=None, inputs_fn=series_inputs, band_names=s.band_names)
+    kwargs = _inputs(s)
     splits = (s.train, s.val, s.test)
     assert config.finetune.prior_correction == "auto"  # the default
     out = classification.classify(config, params, "rp", splits, s.num_classes, **kwargs)
@@ -120,15 +124,8 @@ def test_bad_prior_correction_is_one_line_with_the_choices(pixel_task, value):
     config.finetune.prior_correction = value
     try:
         with pytest.raises(ValueError, match=r"^finetune\.prior_correction must be 'auto'"):
-            classification.classify(
-                config,
-                params,
-                "rp",
-                (s.train, s.val, s.test),
-                s.num_classes,
-                features_fn=None,
-                inputs_fn=series_inputs,
-            )
+            splits = (s.train, s.val, s.test)
+            classification.classify(config, params, "rp", splits, s.num_classes, **_inputs(s))
     finally:
         config.finetune.prior_correction = "auto"
 
