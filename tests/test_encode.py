@@ -81,8 +81,10 @@ def test_bad_inputs_raise_clear_errors(params, pixels):
         )
     with pytest.raises(ValueError, match="image"):
         pimc_jax.encode(params, {"image": pixels["image"][:2, :, :, :2]})
-    with pytest.raises(TypeError, match="PIMCParams"):
+    with pytest.raises(TypeError, match=r"^params must be PIMCParams .*got <class 'dict'>$"):
         pimc_jax.encode({"params": {}}, {"image": pixels["image"][:2]})
+    with pytest.raises(ValueError, match=r"^batch needs one of \('bands', .*; got keys \['foo'\]$"):
+        pimc_jax.encode(params, {"foo": pixels["image"][:2]})
 
 
 def test_encode_scale_nodata_table_names_and_iso_dates(params, pixels):
