@@ -107,6 +107,18 @@ def test_encode_scale_nodata_table_names_and_iso_dates(params, pixels):
     keep = [0, 2, 3, 4]
     np.testing.assert_allclose(out["rp"][keep], reference["rp"][keep], atol=2e-3)
     assert np.all(np.isfinite(out["rp"]))
+    # A fill value that is plausible reflectance is a gap only because `nodata` says so.
+    filled = np.round(bands * 10_000).astype(np.int32)
+    filled[0, :3] = 1234
+    assert np.count_nonzero(filled == 1234) == 3 * filled.shape[-1]
+    gaps = filled * np.float32(1e-4)
+    gaps[0, :3] = np.nan
+    named = {"dates": dates, "band_names": "pastis"}
+    out = pimc_jax.encode(params, {"bands": filled, **named}, scale=1e-4, nodata=1234)
+    expected = pimc_jax.encode(params, {"bands": gaps, **named})
+    np.testing.assert_allclose(out["rp"], expected["rp"], atol=1e-5)
+    read = pimc_jax.encode(params, {"bands": filled, **named}, scale=1e-4)  # no nodata
+    assert np.abs(read["rp"][0] - expected["rp"][0]).max() > 1e-3
     # A float32-max fill value without `nodata` is implausible reflectance: also invalid.
     filled = bands.copy()
     filled[2] = np.finfo(np.float32).max

@@ -170,6 +170,14 @@ def test_s1_inputs_errors_are_one_line(tiny_params, s1_rp_params, s1_image_param
     _one_line_error(r"s1_bands.*s1_rp.*s2_rp", encode, tiny_params, {"s1_bands": series})
     _one_line_error(r"'bands'.*s2_rp.*s1_rp", encode, s1_rp_params, {"bands": series})
     _one_line_error(r"s1_image.*s1_image", encode, s1_rp_params, {"s1_image": series})
+    crops = np.zeros((2, 8, 8, 3), np.float32)  # "image" feeds two views
+    _one_line_error(
+        r"batch\['image'\] feeds the s2_image or s2_image_aug view, but this model's towers "
+        r"read model.views=\('s2_rp', 's1_image'\)",
+        encode,
+        s1_image_params,
+        {"image": crops},
+    )
     # Shapes, channel counts, names, dtypes, dates.
     _one_line_error(r"\(N, T1, C1\)", encode, s1_rp_params, {"s1_bands": series[0]})
     _one_line_error(
