@@ -7,6 +7,7 @@ import pytest
 
 import pimc_jax
 from pimc_jax.data.synthetic import make_patch
+from pimc_jax.encode import encode_patches
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +203,29 @@ def test_valid_follows_the_models_own_indices(pixels):
     raw_model = pimc_jax.PIMCParams(variables=model.variables, spec=raw)
     out = pimc_jax.encode(raw_model, {**batch, "bands": bands * 10_000})
     assert out["valid"].tolist() == [True, True, False]
+
+
+def test_progress_bars_name_what_they_count_and_off_means_off(params, pixels, capsys, monkeypatch):
+    from pimc_jax import encode_inputs
+    from pimc_jax import progress as progress_lib
+
+    monkeypatch.delenv(progress_lib.ENV_VAR, raising=False)
+    patches = [make_patch(1, 0, size=6), make_patch(2, 0, size=6)]
+    streamed = list(encode_patches(params, iter(patches), progress=True))  # no len
+    err = capsys.readouterr().err
+    assert len(streamed) == 2 and "Encoding patches: 0patch [" in err
+    assert "Encoding rows" not in err  # one bar over the patches, none inside
+    list(encode_patches(params, patches, progress=True))
+    assert "| 0/2 [" in capsys.readouterr().err
+    # progress=False wins over PIMC_JAX_PROGRESS=1, for the bars inside too.
+    batch = {**pixels, "bands": pixels["bands"][:3], "image": pixels["image"][:3]}
+    monkeypatch.setattr(encode_inputs, "_MAX_CHUNK", 2)  # encode's bars show from two chunks
+    monkeypatch.setenv(progress_lib.ENV_VAR, "1")
+    wide = make_patch(3, 0, size=129)  # 129² px > PATCH_CHUNK_PIXELS: two blocks of rows
+    list(encode_patches(params, [*patches, wide], progress=False))
+    pimc_jax.encode(params, batch, progress=False)
+    assert "Encoding" not in capsys.readouterr().err
+    monkeypatch.delenv(progress_lib.ENV_VAR)
+    pimc_jax.encode(params, batch, progress=True)
+    err = capsys.readouterr().err
+    assert "Encoding series: " in err and "Encoding crops: " in err

@@ -291,3 +291,15 @@ def test_valid_follows_the_models_own_radar_series_and_channel_order():
     plots = radar_plots(spec, series, np.broadcast_to(dates, (3, t)), mask)
     _, embeddings = _by_hand(params, 0, plots)
     np.testing.assert_allclose(out["rp"][:2], embeddings[:2], atol=1e-5)
+
+
+def test_the_radar_bar_names_what_it_counts(s1_rp_params, patch, capsys, monkeypatch):
+    from pimc_jax import encode_inputs
+    from pimc_jax import progress as progress_lib
+
+    monkeypatch.delenv(progress_lib.ENV_VAR, raising=False)
+    monkeypatch.setattr(encode_inputs, "_MAX_CHUNK", 2)  # bars show from two chunks on
+    series = pixel_s1_series(patch.s1_bands, np.arange(3), np.arange(3), S1_BAND_NAMES, 1)
+    batch = {"s1_bands": series, "s1_dates": patch.s1_dates}
+    pimc_jax.encode(s1_rp_params, batch, progress=True)
+    assert "Encoding S1 series: " in capsys.readouterr().err
