@@ -5,6 +5,7 @@
         [--set KEY=VALUE ...] [--candidate NAME KEY=VALUE[,KEY=VALUE...] ...]
         [--json SCORES.json]
     python bench/pixel_benchmark.py --summary_of SCORES.json [MORE.json ...]
+    python bench/pixel_benchmark.py [DATA.npz ...] --from_probabilities DIR [--json BLENDS.json]
 
 With no file, every labelled ``.npz`` of ``../shared/data/real/`` (user pixel format,
 :func:`pimc_jax.data.user.load_pixel_npz`). Per file: seeded stratified k-fold
@@ -21,7 +22,11 @@ Rows (baselines in ``bench/baselines.py``):
 - ``pimc``: the library's pixel classifier as ``configs/eval_pastis_classification.py``
   with ``data.name=npz`` and ``data.cv_folds=F data.cv_fold=i`` runs it (its defaults: the
   fine-tuned plot-tower ensemble averaged with tree models, ``finetune.trees``);
-  from the same run, ``pimc[trees=none]`` (the tower alone), ``pimc[trees=forest]``, ...
+  from the same run, ``pimc[trees=none]`` (the tower alone), ``pimc[trees=forest]``, ...,
+  each also with weights chosen out of fold (``,blend=oof``) and with the class-prior
+  correction chosen out of fold (``,prior=auto``; the default ``pimc`` row has it);
+  ``--save_probabilities DIR`` keeps every model's probabilities and
+  ``--from_probabilities DIR`` scores all those blends again without training.
   ``pimc_paper``: the paper's representation and classifier (the ``:paper`` variant).
 - ``--candidate NAME KEY=VALUE,...``: ``pimc`` with those overrides, a row named ``NAME``.
 - with ``--init_from``: ``pimc_pretrained`` (fine-tuned from that checkpoint),
