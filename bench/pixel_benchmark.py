@@ -59,7 +59,10 @@ import baselines  # noqa: E402
 
 from pimc_jax import parallel  # noqa: E402
 from pimc_jax.data.user import load_pixel_npz  # noqa: E402
-from pimc_jax.evaluation.classification import classify  # noqa: E402
+from pimc_jax.evaluation.classification import (  # noqa: E402
+    check_prior_correction,
+    classify,
+)
 from pimc_jax.evaluation.encoders import load_encoder  # noqa: E402
 from pimc_jax.evaluation.pixel_classification import PixelClassification  # noqa: E402
 from pimc_jax.evaluation.pixels import (  # noqa: E402
@@ -197,7 +200,14 @@ def blend_scores(
     names = tuple(name for name in TREE_MODELS if f"{name}_test" in saved)
     pool = saved["oof_labels"].size if has_oof else None
     own_trees = parse_trees(own[0], pool)
-    own_prior = own[2] if has_oof or own[2] != "auto" else "none"
+    own_prior = check_prior_correction(own[2])
+    if not has_oof and own_prior != "none":  # "auto" is then the identity, as in classify
+        if own_prior != "auto":
+            raise ValueError(
+                "a fixed finetune.prior_correction is re-blended from the cross-fitted "
+                "ensemble's labels: set finetune.ensemble_members >= 2"
+            )
+        own_prior = "none"
     corrections = ["none"] + (["auto"] if has_oof else []) + [own_prior]
     if has_oof:
         prior = class_prior(saved["oof_labels"], num_classes)
