@@ -70,11 +70,7 @@ from pimc_jax.evaluation.pixels import (  # noqa: E402
     series_features,
     series_inputs,
 )
-from pimc_jax.evaluation.priors import (  # noqa: E402
-    class_prior,
-    correct_priors,
-    prior_exponent,
-)
+from pimc_jax.evaluation.priors import prior_corrected  # noqa: E402
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix  # noqa: E402
 from pimc_jax.evaluation.towers import plot_tower  # noqa: E402
 from pimc_jax.evaluation.trees import TREE_MODELS, blend_weights, parse_trees  # noqa: E402
@@ -209,8 +205,7 @@ def blend_scores(
             )
         own_prior = "none"
     corrections = ["none"] + (["auto"] if has_oof else []) + [own_prior]
-    if has_oof:
-        prior = class_prior(saved["oof_labels"], num_classes)
+    fit_labels = saved.get("oof_labels")  # the training pixels: their prior
     subsets = [c for n in range(len(names) + 1) for c in itertools.combinations(names, n)]
     for subset in subsets:
         members = np.stack([saved["tower_test"]] + [saved[f"{n}_test"] for n in subset])
@@ -221,14 +216,9 @@ def blend_scores(
                 blends["oof"] = blend_weights(list(oof), saved["oof_labels"])
         for name, weights in blends.items():
             test = np.tensordot(weights, members, 1)
+            blended = np.tensordot(weights, oof, 1) if has_oof else None
             for correction in dict.fromkeys(corrections):
-                p = test
-                if correction == "auto":
-                    blended = np.tensordot(weights, oof, 1)
-                    exponent = prior_exponent(blended, saved["oof_labels"], num_classes)
-                    p = correct_priors(test, prior, exponent)
-                elif correction != "none":
-                    p = correct_priors(test, prior, float(correction))
+                p, _ = prior_corrected(test, fit_labels, num_classes, correction, blended)
                 score = _scores(labels, p.argmax(-1), num_classes)
                 key = f"[trees={'+'.join(subset) or 'none'}{',blend=oof' * (name == 'oof')}"
                 key += f",prior={correction}]" if correction != "none" else "]"

@@ -24,7 +24,7 @@ from pimc_jax.evaluation.finetune import (
     series_augmentation,
     train_supervised,
 )
-from pimc_jax.evaluation.priors import class_prior, correct_priors, prior_exponent
+from pimc_jax.evaluation.priors import prior_corrected
 from pimc_jax.evaluation.probes import logistic_probe
 from pimc_jax.evaluation.scores import classification_metrics, confusion_matrix
 from pimc_jax.evaluation.towers import predict, tower_forward, tower_params
@@ -179,17 +179,13 @@ def _with_prior_correction(
     out-of-fold probabilities (of the blend, with trees), and is the identity without them
     (a single fine-tuned model)."""
     train, val, _ = splits
-    labels = np.concatenate([train["labels"], val["labels"]])
-    if correction == "auto":
-        oof = out.get("blend_oof_probabilities", out.get("oof_probabilities"))
-        if oof is None:
-            return out
-        exponent = prior_exponent(oof, out["oof_labels"], num_classes)
-    else:
-        exponent = float(correction)
-    probabilities = correct_priors(
-        out["test_probabilities"], class_prior(labels, num_classes), exponent
+    labels = np.concatenate([train["labels"], val["labels"]])  # the rows of oof_labels
+    oof = out.get("blend_oof_probabilities", out.get("oof_probabilities"))
+    probabilities, exponent = prior_corrected(
+        out["test_probabilities"], labels, num_classes, correction, oof
     )
+    if exponent is None:
+        return out
     return {
         **out,
         "test_predictions": np.argmax(probabilities, -1),

@@ -93,3 +93,33 @@ def prior_exponent(
         if score > best_score + 1e-12:
             best, best_score = exponent, score
     return best
+
+
+def prior_corrected(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    correction: str | float,
+    out_of_fold: np.ndarray | None = None,
+) -> tuple[np.ndarray, float | None]:
+    """``finetune.prior_correction`` applied: the probabilities divided by the prior of
+    ``labels`` to a power, and that power.
+
+    Args:
+      probabilities: ``(M, K)`` float test probabilities.
+      labels: ``(N,)`` int training labels (the prior), in the rows of ``out_of_fold``.
+      correction: ``"none"``, ``"auto"`` (the power :func:`prior_exponent` chooses on
+        ``out_of_fold``; nothing without them) or the power itself.
+      out_of_fold: ``(N, K)`` float out-of-fold probabilities of the training pixels.
+
+    Returns:
+      ``(probabilities, power)``; ``probabilities`` as given and ``None`` when nothing
+      was corrected.
+    """
+    if correction == "none" or (correction == "auto" and out_of_fold is None):
+        return probabilities, None
+    if correction == "auto":
+        exponent = prior_exponent(out_of_fold, labels, num_classes)
+    else:
+        exponent = float(correction)
+    return correct_priors(probabilities, class_prior(labels, num_classes), exponent), exponent
