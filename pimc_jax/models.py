@@ -363,6 +363,8 @@ class PIMC(nn.Module):
         features ``(N, H, W, F)`` and embeddings ``(N, H, W, D)`` of the ``spec.crop_size``
         crop centred on it (:meth:`ResNetEncoder.__call__`, ``dense_crop``: exact for a
         ``padding="valid"`` tower, windowed for a ``"same"`` one)."""
+        if tower not in TOWERS:
+            raise ValueError(f"tower must be one of {TOWERS}, got {tower!r}")
         encoder, head = (
             (self.rp_encoder, self.rp_head)
             if tower == "rp"

@@ -21,7 +21,7 @@ from pimc_jax import valid_tower
 from pimc_jax.data.synthetic import make_patch
 from pimc_jax.data.user import load_patch_folder
 from pimc_jax.data.views import extract_crops, median_composite
-from pimc_jax.models import EncoderSpec, ModelSpec, ResNetEncoder
+from pimc_jax.models import PIMC, TOWERS, EncoderSpec, ModelSpec, ProjectionHead, ResNetEncoder
 
 encode_lib = importlib.import_module("pimc_jax.encode")
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real/belgium_monthly_patches"
@@ -116,6 +116,25 @@ def test_module_dense_mode_uses_the_same_parameters():
     # A pixel whose crop lies inside the raster: its crop through the per-crop call.
     crop = raster[:, 12 - 8 : 12 + 9, 15 - 8 : 15 + 9]
     np.testing.assert_allclose(dense[0, 12, 15], module.apply(variables, crop)[0], atol=TOL)
+
+
+def test_encode_dense_runs_the_named_tower_and_its_head():
+    spec = tiny_model_spec(DEFAULT_LAYOUT, crop_size=17, rp_size=17)
+    params = perturbed(pimc_jax.init_params(spec, 0))
+    trained = params.variables["params"]
+    head = ProjectionHead(hidden_dims=spec.head_hidden_dims, output_dim=spec.embedding_dim)
+    module = ResNetEncoder(**dataclasses.asdict(DEFAULT_LAYOUT))
+    for index, tower in enumerate(TOWERS):
+        channels = spec.view_input_shape(spec.views[index])[-1]
+        raster = jax.random.normal(jax.random.key(index), (1, 20, 21, channels))
+        args = (params.variables, raster) + ((tower,) if tower == "rp" else ())
+        features, embeddings = PIMC(spec).apply(*args, method=PIMC.encode_dense)
+        want = module.apply({"params": trained[f"{tower}_encoder"]}, raster, dense_crop=17)
+        np.testing.assert_allclose(features, want, atol=1e-6)
+        flat = head.apply({"params": trained[f"{tower}_head"]}, want.reshape(-1, 32))
+        np.testing.assert_allclose(embeddings, flat.reshape(1, 20, 21, -1), atol=1e-6)
+    with pytest.raises(ValueError, match=r"^tower must be one of \('rp', 'image'\), got 'RP'"):
+        PIMC(spec).apply(params.variables, raster, "RP", method=PIMC.encode_dense)
 
 
 def test_default_layout_covers_a_17_pixel_crop():

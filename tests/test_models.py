@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pimc_jax.models import ResNetEncoder
+from numpy_reference import num_groups
+
+from pimc_jax.models import ResNetEncoder, _groups
 
 
 def _conv_same(x: np.ndarray, kernel: np.ndarray, stride: int = 1) -> np.ndarray:
@@ -68,3 +70,9 @@ def test_input_means_append_each_channels_spatial_mean_to_the_pooled_features():
     features = np.asarray(with_means.apply(variables, jnp.asarray(flat)))
     np.testing.assert_allclose(features[0, :6], features[1, :6], atol=1e-3)
     np.testing.assert_allclose(features[:, 6:], [[0.2] * 5, [0.7] * 5], rtol=1e-6)
+
+
+def test_groups_are_the_largest_divisor_of_the_channels_within_the_cap():
+    for channels in range(1, 97):
+        for cap in range(1, 40):
+            assert _groups(channels, cap) == num_groups(channels, cap), (channels, cap)
