@@ -5,7 +5,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from numpy_reference import num_groups
 
 from pimc_jax.models import ResNetEncoder, _groups
