@@ -165,11 +165,33 @@ def test_fast_mode_of_a_deeper_tower_tracks_each_pixel():
     assert np.median(ranks) < 64, np.median(ranks)
 
 
-def test_bad_mode_and_chunk_size_raise(params, patch):
-    with pytest.raises(ValueError, match="mode"):
-        encode_lib.encode_patch(params, patch, mode="approximate")
-    with pytest.raises(ValueError, match="chunk_pixels"):
-        encode_lib.encode_patch(params, patch, chunk_pixels=0)
+def test_bad_settings_raise_one_line_errors_naming_them(params, patch):
+    arrays = (patch.bands, patch.dates, patch.band_names)
+    modes = encode_lib.ENCODE_MODES
+    cases = [
+        ((patch,), dict(dates=patch.dates, nodata=0), "encode_patch with a Patch takes no "
+         "['dates', 'nodata']: the patch has them"),
+        ((patch,), dict(band_names="pastis"), "encode_patch with a Patch takes no "
+         "['band_names']: the patch has them"),
+        ((patch,), dict(mode="approximate"), f"mode must be one of {modes}, got 'approximate'"),
+        ((patch,), dict(chunk_pixels=0), "chunk_pixels must be a positive integer, got 0"),
+        ((patch,), dict(chunk_pixels=True), "chunk_pixels must be a positive integer, got True"),
+        ((patch,), dict(chunk_pixels=2.5), "chunk_pixels must be a positive integer, got 2.5"),
+        ((patch.bands,), {}, "encode_patch needs dates ((T,) days or ISO strings) for the bands"),
+        ((patch.bands[0], *arrays[1:]), {}, f"bands must be (T, H, W, C), got shape "
+         f"{patch.bands[0].shape}"),
+        ((patch.bands[..., :3], *arrays[1:]), {}, f"bands has 3 channels but band_names has "
+         f"{len(patch.band_names)}"),
+    ]  # fmt: skip
+    for args, kwargs, message in cases:
+        with pytest.raises(ValueError) as error:
+            encode_lib.encode_patch(params, *args, progress=False, **kwargs)
+        assert str(error.value) == message
+    names = list(patch.band_names)
+    names[names.index("B4")] = "B1"  # the red band the image view reads, renamed away
+    with pytest.raises(ValueError) as error:
+        encode_lib.encode_patch(params, patch.bands, patch.dates, names, progress=False)
+    assert str(error.value).startswith("image band 'B4' is not among the patch bands ")
 
 
 @pytest.mark.parametrize(
