@@ -165,6 +165,15 @@ def test_fast_mode_of_a_deeper_tower_tracks_each_pixel():
     assert np.median(ranks) < 64, np.median(ranks)
 
 
+def test_series_bands_are_read_by_name(params, patch):
+    want = pimc_jax.encode_patch(params, patch, progress=False)
+    reversed_bands = patch.bands[..., ::-1]
+    names = tuple(reversed(patch.band_names))
+    got = pimc_jax.encode_patch(params, reversed_bands, patch.dates, names, progress=False)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], atol=1e-6, err_msg=key)
+
+
 def test_bad_settings_raise_one_line_errors_naming_them(params, patch):
     arrays = (patch.bands, patch.dates, patch.band_names)
     modes = encode_lib.ENCODE_MODES

@@ -1,6 +1,7 @@
 """pimc_jax.encode / encode_patch with Sentinel-1 views (``s1_rp``, ``s1_image``), against
 the towers applied by hand, and ``ModelSpec.s1_multilook``."""
 
+import dataclasses
 import json
 
 import jax
@@ -106,6 +107,23 @@ def test_encode_s1_image_equals_the_tower_on_normalized_crops(s1_image_params):
     np.testing.assert_allclose(out["image"], embeddings, atol=1e-5)
     np.testing.assert_allclose(out["image_features"], features, atol=1e-5)
     assert set(out) == {"image", "image_features", "image_valid"}
+
+
+def test_encode_patch_reads_both_sensors_bands_by_name(s1_rp_params, s1_image_params, patch):
+    # The same patch with its S2 and S1 bands stored in reverse order, names following.
+    swapped = dataclasses.replace(
+        patch,
+        bands=patch.bands[..., ::-1],
+        band_names=tuple(reversed(patch.band_names)),
+        s1_bands=patch.s1_bands[..., ::-1],
+        s1_band_names=tuple(reversed(patch.s1_band_names)),
+    )
+    assert swapped.s1_band_names != patch.s1_band_names
+    for params in (s1_rp_params, s1_image_params):
+        want = pimc_jax.encode_patch(params, patch, progress=False)
+        got = pimc_jax.encode_patch(params, swapped, progress=False)
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], atol=1e-6, err_msg=key)
 
 
 def test_encode_patch_s1_rp_matches_encode_on_hand_built_pixels(s1_rp_params, patch):

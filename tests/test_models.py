@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy_reference import num_groups
+from tiny_configs import perturbed, tiny_model_spec
 
-from pimc_jax.models import ResNetEncoder, _groups
+from pimc_jax.models import (
+    PIMC,
+    EncoderSpec,
+    ProjectionHead,
+    ResNetEncoder,
+    _groups,
+    init_params,
+)
 
 
 def _conv_same(x: np.ndarray, kernel: np.ndarray, stride: int = 1) -> np.ndarray:
@@ -75,3 +85,30 @@ def test_groups_are_the_largest_divisor_of_the_channels_within_the_cap():
     for channels in range(1, 97):
         for cap in range(1, 40):
             assert _groups(channels, cap) == num_groups(channels, cap), (channels, cap)
+
+
+def test_a_bfloat16_model_runs_both_towers_and_heads_in_bfloat16():
+    encoder = EncoderSpec(stage_sizes=(1,), widths=(8,), stem_width=8, norm_groups=4)
+    spec = tiny_model_spec(
+        encoder, rp_size=8, crop_size=8, head_hidden_dims=(16,), dtype="bfloat16"
+    )
+    params = perturbed(init_params(spec, 0))
+    trained = params.variables["params"]
+    for index, (tower, method) in enumerate((("rp", PIMC.encode_rp), ("image", PIMC.encode_image))):
+        shape = (4, *spec.view_input_shape(spec.views[index]))
+        x = jax.random.normal(jax.random.key(index), shape)
+        features, embeddings = PIMC(spec).apply(params.variables, x, method=method)
+        assert features.dtype == embeddings.dtype == jnp.float32
+        by_dtype = {}
+        for dtype in (jnp.bfloat16, jnp.float32):
+            fields = dataclasses.asdict(getattr(spec, f"{tower}_encoder"))
+            want = ResNetEncoder(**fields, dtype=dtype).apply(
+                {"params": trained[f"{tower}_encoder"]}, x
+            )
+            head = ProjectionHead(spec.head_hidden_dims, spec.embedding_dim, dtype=dtype)
+            by_dtype[dtype] = want, head.apply({"params": trained[f"{tower}_head"]}, want)
+        np.testing.assert_array_equal(features, by_dtype[jnp.bfloat16][0])
+        np.testing.assert_array_equal(embeddings, by_dtype[jnp.bfloat16][1])
+        # The float32 path is told apart: bfloat16 rounding moves these well above 1e-3.
+        assert np.abs(np.asarray(features - by_dtype[jnp.float32][0])).max() > 1e-3
+        assert np.abs(np.asarray(embeddings - by_dtype[jnp.float32][1])).max() > 1e-3
