@@ -2,6 +2,7 @@
 the towers applied by hand, and ``ModelSpec.s1_multilook``."""
 
 import dataclasses
+import importlib
 import json
 
 import jax
@@ -172,6 +173,26 @@ def test_encode_patch_s1_image_uses_the_s1_date_nearest_the_median_s2_date(s1_im
     np.testing.assert_allclose(out["rp"][rows, cols], want["rp"], atol=1e-5)
     _, embeddings = _by_hand(s1_image_params, 1, normalize_s1_crops(spec, crops))
     np.testing.assert_allclose(out["image"][rows, cols], embeddings, atol=1e-5)
+
+
+def test_a_valid_s1_image_tower_runs_densely_and_exactly(patch, monkeypatch):
+    valid = dataclasses.replace(TINY, padding="valid")
+    spec = dataclasses.replace(
+        _params(("s2_rp", "s1_image")).spec, image_encoder=valid, crop_size=9
+    )
+    params = perturbed(pimc_jax.init_params(spec, 0))
+    day = np.sort(patch.dates)[(patch.dates.size - 1) // 2]  # the median composite's day
+    frame = patch.s1_bands[np.argmin(np.abs(patch.s1_dates.astype(np.int64) - day))]
+    rows, cols = np.array([0, 5, 9, 1]), np.array([9, 5, 0, 3])
+    crops = np.stack([_reflect_crop(frame, r, c, 9) for r, c in zip(rows, cols, strict=True)])
+    _, want = _by_hand(params, 1, normalize_s1_crops(spec, crops))
+
+    def no_crops(*args, **kwargs):
+        raise AssertionError("crops cut for a view the dense pass computes")
+
+    monkeypatch.setattr(importlib.import_module("pimc_jax.encode"), "extract_crops", no_crops)
+    out = pimc_jax.encode_patch(params, patch, chunk_pixels=45, progress=False)
+    np.testing.assert_allclose(out["image"][rows, cols], want, atol=1e-4)
 
 
 def _one_line_error(match: str, fn, *args, **kwargs) -> None:
