@@ -99,6 +99,11 @@ def test_temperature_is_clipped_at_the_max_logit_scale():
     image = np.zeros((1, 8, 8, 3), np.float32)
     out = PIMC(spec).apply(variables, rp, image)
     assert float(out["temperature"]) == pytest.approx(1.0 / spec.max_logit_scale, rel=1e-6)
+    # A learnable τ starts at the configured one: logit_scale = log(1/τ).
+    learnable = dataclasses.replace(spec, learnable_temperature=True, temperature=0.2)
+    start = init_params(learnable, 0).variables
+    assert float(start["params"]["logit_scale"]) == pytest.approx(np.log(5.0), rel=1e-6)
+    assert float(PIMC(learnable).apply(start, rp, image)["temperature"]) == pytest.approx(0.2)
     fixed = dataclasses.replace(spec, learnable_temperature=False, temperature=0.25)
     fixed_out = PIMC(fixed).apply(init_params(fixed, 0).variables, rp, image)
     assert float(fixed_out["temperature"]) == pytest.approx(0.25)
