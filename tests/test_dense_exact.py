@@ -107,6 +107,19 @@ def test_dense_equals_per_crop_on_a_synthetic_patch(encoder, crop):
     np.testing.assert_allclose(fast["image"], dense["image"], atol=2e-6)
 
 
+def test_an_empty_raster_gives_every_output_with_no_rows():
+    spec = tiny_model_spec(TINY, image_encoder=DEFAULT_LAYOUT, crop_size=17, rp_size=8)
+    params = perturbed(pimc_jax.init_params(spec, 0))
+    patch = make_patch(3, 0, size=14)
+    args = (patch.dates, patch.band_names)
+    full = pimc_jax.encode_patch(params, patch.bands[:, :2], *args, progress=False)
+    empty = pimc_jax.encode_patch(params, patch.bands[:, :0], *args, progress=False)
+    assert set(empty) == set(full) == {"rp", "rp_features", "valid", "image", "image_features",
+                                       "image_valid"}  # fmt: skip
+    for key, value in full.items():
+        assert empty[key].shape == (0, *value.shape[1:]) and empty[key].dtype == value.dtype
+
+
 def test_module_dense_mode_uses_the_same_parameters():
     module = ResNetEncoder(**dataclasses.asdict(DEFAULT_LAYOUT))
     variables = module.init(jax.random.key(0), jnp.zeros((1, 17, 17, 3)))
