@@ -7,6 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from numpy_reference import num_groups
 from tiny_configs import perturbed, tiny_model_spec
 
@@ -112,3 +113,18 @@ def test_a_bfloat16_model_runs_both_towers_and_heads_in_bfloat16():
         # The float32 path is told apart: bfloat16 rounding moves these well above 1e-3.
         assert np.abs(np.asarray(features - by_dtype[jnp.float32][0])).max() > 1e-3
         assert np.abs(np.asarray(embeddings - by_dtype[jnp.float32][1])).max() > 1e-3
+
+
+def test_encoder_settings_it_cannot_run_raise_one_line_errors():
+    x = jnp.zeros((1, 8, 8, 3))
+    cases = [
+        (dict(stage_sizes=(1, 1), widths=(8,)), {}, "stage_sizes (1, 1) and widths (8,) must "
+         "have the same length"),
+        (dict(padding="reflect"), {}, "padding must be one of ('same', 'valid'), got 'reflect'"),
+        ({}, dict(pool=False), "pool=False is for the dense pass of towers with padding='same'"),
+    ]  # fmt: skip
+    for fields, kwargs, message in cases:
+        encoder = ResNetEncoder(**{"stage_sizes": (1,), "widths": (8,), **fields})
+        with pytest.raises(ValueError) as error:
+            encoder.init(jax.random.key(0), x, **kwargs)
+        assert str(error.value).split("\n")[0] == message
