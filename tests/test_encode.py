@@ -1,6 +1,7 @@
 """pimc_jax.encode / encode_patch / init_params: shapes, batch independence, errors."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -217,6 +218,11 @@ def test_progress_bars_name_what_they_count_and_off_means_off(params, pixels, ca
     assert "Encoding rows" not in err  # one bar over the patches, none inside
     list(encode_patches(params, patches, progress=True))
     assert "| 0/2 [" in capsys.readouterr().err
+    # A patch of two blocks of rows (3 rows of 6 pixels each) shows its own bar.
+    pimc_jax.encode_patch(params, patches[0], chunk_pixels=18, progress=True)
+    err = capsys.readouterr().err
+    assert "Encoding rows: " in err and "| 0/2 [" in err, err
+    assert re.search(r"(block/s|s/block)\]", err), err
     # progress=False wins over PIMC_JAX_PROGRESS=1, for the bars inside too.
     batch = {**pixels, "bands": pixels["bands"][:3], "image": pixels["image"][:3]}
     monkeypatch.setattr(encode_inputs, "_MAX_CHUNK", 2)  # encode's bars show from two chunks
