@@ -72,6 +72,14 @@ def _reflect_crop(frame: np.ndarray, row: int, col: int, size: int) -> np.ndarra
     return padded[row : row + size, col : col + size]
 
 
+def _nearest_s1_frame(patch) -> np.ndarray:
+    """The S1 image nearest the median-composite day (the middle S2 date), by hand."""
+    day = np.sort(patch.dates)[(patch.dates.size - 1) // 2]
+    nearest = int(np.argmin(np.abs(patch.s1_dates.astype(np.int64) - day)))
+    assert abs(int(patch.s1_dates[nearest]) - int(day)) <= 6
+    return patch.s1_bands[nearest]  # channels VV, VH, VV/VH = spec.s1_image_bands
+
+
 def test_encode_s1_series_equals_the_tower_on_radar_plots(s1_rp_params, patch):
     spec = s1_rp_params.spec
     rows, cols = np.array([0, 4, 9, 2, 7]), np.array([0, 5, 9, 8, 1])
@@ -157,11 +165,7 @@ def test_encode_patch_s1_image_uses_the_s1_date_nearest_the_median_s2_date(s1_im
     spec = s1_image_params.spec
     out = pimc_jax.encode_patch(s1_image_params, patch, chunk_pixels=45)
     assert out["rp"].shape == (SIZE, SIZE, 12) and out["image"].shape == (SIZE, SIZE, 12)
-    # The median-composite image's day: the middle S2 date; the nearest S1 date to it.
-    day = np.sort(patch.dates)[(patch.dates.size - 1) // 2]
-    nearest = int(np.argmin(np.abs(patch.s1_dates.astype(np.int64) - day)))
-    assert abs(int(patch.s1_dates[nearest]) - int(day)) <= 6
-    frame = patch.s1_bands[nearest]  # channels VV, VH, VV/VH = spec.s1_image_bands
+    frame = _nearest_s1_frame(patch)
     rows, cols = np.array([0, 5, 9, 1]), np.array([9, 5, 0, 3])
     crops = np.stack([_reflect_crop(frame, r, c, 8) for r, c in zip(rows, cols, strict=True)])
     series = np.swapaxes(patch.reflectance()[:, rows, cols], 0, 1)
@@ -181,8 +185,7 @@ def test_a_valid_s1_image_tower_runs_densely_and_exactly(patch, monkeypatch):
         _params(("s2_rp", "s1_image")).spec, image_encoder=valid, crop_size=9
     )
     params = perturbed(pimc_jax.init_params(spec, 0))
-    day = np.sort(patch.dates)[(patch.dates.size - 1) // 2]  # the median composite's day
-    frame = patch.s1_bands[np.argmin(np.abs(patch.s1_dates.astype(np.int64) - day))]
+    frame = _nearest_s1_frame(patch)
     rows, cols = np.array([0, 5, 9, 1]), np.array([9, 5, 0, 3])
     crops = np.stack([_reflect_crop(frame, r, c, 9) for r, c in zip(rows, cols, strict=True)])
     _, want = _by_hand(params, 1, normalize_s1_crops(spec, crops))
